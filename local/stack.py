@@ -1,0 +1,354 @@
+"""Starts and stops the local stack: the KMS emulator, moto's Step Functions (interpreter on, the
+template's state machines created from their ASL files), the handler binaries under
+`cargo lambda watch`, and the router that puts them all behind one endpoint.
+
+Run it with `make local` (or `python -m local.stack --help`); tests and the demo use `LocalStack`
+as a context manager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from local import template as tpl
+from local.http_message import Request
+from local.invoke_adapter import InvokeAdapter
+from local.processes import ManagedProcess, ProcessFailed, free_port, port_is_free
+from local.router import Router, RouterServer, Upstream
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = REPO / "local" / ".run"
+HOST = "127.0.0.1"
+STACK_NAME = "kms-decommission"
+DEFAULT_PORT = 4566
+EMULATOR_READY = re.compile(r"kms-emulator listening on http://(?P<host>[^:/\s]+):(?P<port>\d+)")
+
+# The contract's handler configuration, scaled down for local runs (real seconds).
+LOCAL_HANDLER_CONFIG = {
+    "KEY_DELETION_POLL_SECONDS": "1",
+    "KEY_DELETION_OVERDUE_SECONDS": "120",
+    "STORE_POLL_SECONDS": "1",
+    "CONNECT_TIMEOUT_SECONDS": "60",
+    "DISCONNECT_TIMEOUT_SECONDS": "60",
+    "DEADLINE_MARGIN_MS": "10000",
+}
+
+
+class StackError(Exception):
+    """The local stack could not be started."""
+
+
+@dataclass
+class StackConfig:
+    """How to run the local stack."""
+
+    port: int = DEFAULT_PORT
+    day_seconds: float = 1.0  # the emulator's scaled day: a 7-day window lasts 7 s
+    emulator_args: list[str] = field(default_factory=list)  # extra kms-emulator flags
+    handler_env: dict[str, str] = field(default_factory=lambda: dict(LOCAL_HANDLER_CONFIG))
+    build: bool = True  # cargo build the emulator and the handlers first
+    reload: bool = False  # let cargo lambda watch rebuild handlers when sources change
+    warm_up: bool = True  # start every handler once before the first execution needs it
+    verbose: bool = False  # echo the child processes' output
+    run_dir: Path = RUN_DIR
+
+
+def say(message: str) -> None:
+    """Progress output of the stack (stderr, so stdout stays for the caller's results)."""
+    print(f"[local-stack] {message}", file=sys.stderr, flush=True)
+
+
+def _tool(name: str) -> str:
+    """A tool from the project's virtual environment, else from PATH."""
+    venv_tool = Path(sys.prefix) / "bin" / name
+    if venv_tool.exists():
+        return str(venv_tool)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is not installed: run `make venv` (it installs requirements-dev.txt into .venv)")
+    return found
+
+
+class LocalStack:
+    """The running local stack. Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: list[ManagedProcess] = []
+        self.router_server: RouterServer | None = None
+        self.functions: dict[str, tpl.LocalFunction] = {}
+        self.state_machines: list[tpl.LocalStateMachine] = []
+        self.emulator_port = 0
+        self.moto_port = 0
+        self.watch_port = 0
+
+    @property
+    def endpoint(self) -> str:
+        """The one AWS endpoint of the stack (`AWS_ENDPOINT_URL`)."""
+        return f"http://{HOST}:{self.config.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for an AWS client (CLI, SDK) talking to the stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": tpl.LOCAL_REGION,
+            "AWS_DEFAULT_REGION": tpl.LOCAL_REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+        }
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Build, start every component, create the state machines; stop everything on failure."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        config = self.config
+        if not port_is_free(HOST, config.port):
+            raise StackError(f"port {config.port} on {HOST} is in use: stop what runs there or set LOCAL_PORT")
+        template = tpl.load_template(REPO / "template.yaml")
+        self.functions = tpl.functions(template)
+        self.state_machines = tpl.state_machines(template, REPO, STACK_NAME)
+        if not self.functions:
+            raise StackError("template.yaml defines no AWS::Serverless::Function")
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        logs = config.run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for old in logs.glob("*.log"):
+            old.unlink()
+
+        if config.build:
+            self._build()
+
+        self.emulator_port, self.moto_port, self.watch_port = free_port(), free_port(), free_port()
+        echo = _echo if config.verbose else None
+        emulator = ManagedProcess(
+            "kms-emulator",
+            [str(REPO / "target" / "debug" / "kms-emulator"), "--port", str(self.emulator_port), "--day-seconds", _number(config.day_seconds), *config.emulator_args],
+            logs / "kms-emulator.log",
+            env=os.environ.copy(),
+            cwd=REPO,
+            echo=echo,
+        )
+        moto = ManagedProcess(
+            "moto",
+            [_tool("moto_server"), "-H", HOST, "-p", str(self.moto_port)],
+            logs / "moto.log",
+            # moto's interpreter calls Lambda at localhost:$MOTO_PORT: that is the router.
+            env={**os.environ, "MOTO_PORT": str(config.port), **self.client_env()},
+            cwd=REPO,
+            echo=echo,
+        )
+        env_file = config.run_dir / "handlers.env"
+        handler_env = {**self.client_env(), **config.handler_env, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in handler_env.items()), encoding="utf-8")
+        watch_command = [_tool("cargo-lambda"), "lambda", "watch", "-A", HOST, "-P", str(self.watch_port), "--env-file", str(env_file), "--concurrency", "4"]
+        if not config.reload:
+            watch_command.append("--ignore-changes")
+        watch = ManagedProcess(
+            "cargo-lambda-watch",
+            watch_command,
+            logs / "cargo-lambda-watch.log",
+            env={**os.environ, "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"},
+            cwd=REPO,
+            echo=echo,
+        )
+        for process in (emulator, moto, watch):
+            self.processes.append(process)
+            process.start()
+        ready = emulator.wait_for_line(EMULATOR_READY, 60)
+        if int(ready["port"]) != self.emulator_port:
+            raise StackError(f"kms-emulator listens on {ready['port']}, not on the port it was given ({self.emulator_port})")
+        moto.wait_for_port(HOST, self.moto_port, 60)
+        watch.wait_for_port(HOST, self.watch_port, 60)
+
+        adapter = InvokeAdapter(HOST, self.watch_port, {f.binary for f in self.functions.values()}, tpl.LOCAL_REGION, tpl.LOCAL_ACCOUNT)
+        router = Router(kms=Upstream(HOST, self.emulator_port), lambda_invoke=adapter.handle, moto=Upstream(HOST, self.moto_port))
+        self.router_server = RouterServer((HOST, config.port), router)
+        self.router_server.start_in_thread()
+
+        self._configure_moto()
+        self._create_state_machines()
+        if config.warm_up:
+            self._warm_up(adapter)
+        say(f"ready in {time.monotonic() - started:.1f} s at {self.endpoint} (logs in {logs})")
+
+    def _build(self) -> None:
+        # Two builds, not one: building both packages together would unify their dependencies'
+        # features and make `cargo run --bin` (what cargo lambda watch does) rebuild.
+        for label, command in (
+            ("handlers", ["cargo", "build", "-p", "kms-decommission", "--bins"]),
+            ("kms-emulator", ["cargo", "build", "-p", "kms-emulator", "--bin", "kms-emulator"]),
+        ):
+            say(f"building {label}: {' '.join(command)}")
+            started = time.monotonic()
+            result = subprocess.run(command, cwd=REPO, check=False)
+            if result.returncode != 0:
+                raise StackError(f"building {label} failed ({' '.join(command)} exited {result.returncode})")
+            say(f"built {label} in {time.monotonic() - started:.1f} s")
+
+    def _configure_moto(self) -> None:
+        body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+        request = urllib.request.Request(f"http://{HOST}:{self.moto_port}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+        except (urllib.error.URLError, OSError) as err:
+            raise StackError(f"cannot turn on moto's Step Functions interpreter: {err}") from err
+
+    def _create_state_machines(self) -> None:
+        import boto3  # in the venv; imported late so the router tests need no boto3
+
+        client = boto3.client("stepfunctions", endpoint_url=self.endpoint, region_name=tpl.LOCAL_REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        for machine in self.state_machines:
+            client.create_state_machine(
+                name=machine.name,
+                definition=machine.definition,
+                roleArn=f"arn:aws:iam::{tpl.LOCAL_ACCOUNT}:role/{machine.name}-role",
+                type="STANDARD",
+            )
+            say(f"state machine {machine.name} created from {machine.definition_path.relative_to(REPO)}: {machine.arn}")
+
+    def _warm_up(self, adapter: InvokeAdapter) -> None:
+        """Invoke every function once with an empty document, so `cargo lambda watch` starts its
+        instance now rather than during the first execution. Each handler must reject it as bad
+        input without calling KMS; any answer from the handler (result or error) means it runs."""
+        for function in sorted(self.functions.values(), key=lambda f: f.binary):
+            started = time.monotonic()
+            answer = adapter.handle(Request("POST", f"/2015-03-31/functions/{function.binary}/invocations", [("Content-Type", "application/json")], b"{}"))
+            if answer.status != 200:
+                raise StackError(f"function {function.binary} did not start: HTTP {answer.status} {answer.body[:500]!r}")
+            outcome = "error " + json.loads(answer.body).get("errorType", "?") if answer.header("X-Amz-Function-Error") else "result"
+            say(f"function {function.binary} ready in {time.monotonic() - started:.1f} s (warm-up answered with {outcome})")
+
+    def stop(self) -> None:
+        """Stop the router and every process the stack started (in reverse order)."""
+        if self.router_server is not None:
+            self.router_server.shutdown()
+            self.router_server.server_close()
+            self.router_server = None
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def failed_process(self) -> ManagedProcess | None:
+        """A component that exited while the stack runs, if any."""
+        for process in self.processes:
+            if not process.running():
+                return process
+        return None
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _echo(name: str, line: str) -> None:
+    print(f"  {name}| {line}", file=sys.stderr, flush=True)
+
+
+def print_usage(stack: LocalStack) -> None:
+    """Print the endpoint and example AWS CLI calls."""
+    machine = stack.state_machines[0].arn if stack.state_machines else "<state machine arn>"
+    env = " ".join(f"{k}={v}" for k, v in stack.client_env().items())
+    print(
+        f"""
+Local stack ready: {stack.endpoint}   (KMS emulator, Step Functions, Lambda Invoke)
+State machines: {", ".join(m.arn for m in stack.state_machines)}
+
+In another shell:
+  export {env}
+  aws kms create-custom-key-store --custom-key-store-name demo --custom-key-store-type EXTERNAL_KEY_STORE \\
+      --xks-proxy-uri-endpoint https://xks.example.com --xks-proxy-uri-path /kms/xks/v1 \\
+      --xks-proxy-connectivity PUBLIC_ENDPOINT \\
+      --xks-proxy-authentication-credential AccessKeyId=ABCDEFGHIJKLMNOPQRST,RawSecretAccessKey=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG=
+  aws kms describe-custom-key-stores
+  aws stepfunctions start-execution --state-machine-arn {machine} \\
+      --input file://events/execution-decommission-xks.json
+  aws stepfunctions describe-execution --execution-arn <executionArn from start-execution>
+  aws stepfunctions get-execution-history --execution-arn <executionArn>
+  curl -s {stack.endpoint}/_emulator/state        # the emulator's whole state (docs/emulator.md)
+
+Stop with Ctrl-C (or SIGTERM): every process started here is stopped.
+""",
+        flush=True,
+    )
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to unwind into the stack's cleanup."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def parse_args(argv: list[str]) -> StackConfig:
+    """The command line of `python -m local.stack`."""
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", DEFAULT_PORT)), help="endpoint port (default $LOCAL_PORT or 4566)")
+    parser.add_argument("--day-seconds", type=float, default=60.0, help="how long an emulated day lasts, in seconds (default 60: a 7-day window lasts 7 min)")
+    parser.add_argument("--emulator-arg", action="append", default=[], metavar="FLAG", help="extra kms-emulator flag, repeatable (e.g. --emulator-arg=--no-quotas)")
+    parser.add_argument("--no-build", action="store_true", help="do not cargo build first")
+    parser.add_argument("--reload", action="store_true", help="rebuild handlers when their sources change")
+    parser.add_argument("--verbose", action="store_true", help="echo every component's output")
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a TCP port")
+    if args.day_seconds <= 0:
+        parser.error("--day-seconds must be positive")
+    return StackConfig(port=args.port, day_seconds=args.day_seconds, emulator_args=args.emulator_arg, build=not args.no_build, reload=args.reload, verbose=args.verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=logging.WARNING, format="[local-stack] %(name)s: %(message)s")
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stack = LocalStack(config)
+    try:
+        stack.start()
+        print_usage(stack)
+        while True:
+            failed = stack.failed_process()
+            if failed is not None:
+                say(f"{failed.name} exited with code {failed.exit_code()}:\n{failed.tail()}")
+                return 1
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _Stop):
+        say("stopping")
+        return 0
+    except (StackError, ProcessFailed, tpl.TemplateError) as err:
+        say(f"error: {err}")
+        return 1
+    finally:
+        stack.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

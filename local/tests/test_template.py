@@ -1,0 +1,140 @@
+"""The local stack reads template.yaml like CloudFormation would fill in the state machine."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from local import template as tpl
+
+REPO = Path(__file__).resolve().parents[2]
+
+SAMPLE = textwrap.dedent(
+    """
+    AWSTemplateFormatVersion: "2010-09-09"
+    Transform: AWS::Serverless-2016-10-31
+    Parameters:
+      PendingWindowDefault:
+        Type: Number
+        Default: 30
+    Resources:
+      PlanDecommissionFunction:
+        Type: AWS::Serverless::Function
+        Metadata:
+          BuildMethod: rust-cargolambda
+          BuildProperties:
+            Binary: plan-decommission
+        Properties:
+          Handler: bootstrap
+      DeleteStoreFunction:
+        Type: AWS::Serverless::Function
+        Metadata:
+          BuildMethod: rust-cargolambda
+          BuildProperties: {Binary: delete-store}
+      Topic:
+        Type: AWS::SNS::Topic
+      DecommissionStateMachine:
+        Type: AWS::Serverless::StateMachine
+        Properties:
+          Name: !Sub "${AWS::StackName}"
+          DefinitionUri: sm.asl.json
+          DefinitionSubstitutions:
+            PlanDecommissionFunctionArn: !GetAtt PlanDecommissionFunction.Arn
+            DeleteStoreFunctionArn:
+              Fn::GetAtt: [DeleteStoreFunction, Arn]
+            Window: !Ref PendingWindowDefault
+            Where: !Sub "${AWS::Region}/${AWS::AccountId}"
+    """
+)
+
+ASL = {
+    "StartAt": "Plan",
+    "States": {
+        "Plan": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "${PlanDecommissionFunctionArn}", "Payload.$": "$", "Window": "${Window}", "Where": "${Where}"}, "Next": "Delete"},
+        "Delete": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "${DeleteStoreFunctionArn}", "Payload.$": "$"}, "End": True},
+    },
+}
+
+
+def write(tmp_path: Path, template: str, asl: object) -> dict:
+    (tmp_path / "template.yaml").write_text(template)
+    (tmp_path / "sm.asl.json").write_text(json.dumps(asl) if not isinstance(asl, str) else asl)
+    return tpl.load_template(tmp_path / "template.yaml")
+
+
+def test_functions_map_logical_ids_to_binaries_and_local_arns(tmp_path):
+    functions = tpl.functions(write(tmp_path, SAMPLE, ASL))
+    assert {k: f.binary for k, f in functions.items()} == {"PlanDecommissionFunction": "plan-decommission", "DeleteStoreFunction": "delete-store"}
+    assert functions["DeleteStoreFunction"].arn == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
+
+
+def test_state_machine_gets_every_substitution_and_the_template_name(tmp_path):
+    (machine,) = tpl.state_machines(write(tmp_path, SAMPLE, ASL), tmp_path, "kms-decommission")
+    assert machine.name == "kms-decommission"
+    assert machine.arn == "arn:aws:states:us-east-1:123456789012:stateMachine:kms-decommission"
+    states = json.loads(machine.definition)["States"]
+    assert states["Plan"]["Parameters"]["FunctionName"] == "arn:aws:lambda:us-east-1:123456789012:function:plan-decommission"
+    assert states["Delete"]["Parameters"]["FunctionName"] == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
+    assert states["Plan"]["Parameters"]["Window"] == "30"
+    assert states["Plan"]["Parameters"]["Where"] == "us-east-1/123456789012"
+
+
+def test_placeholder_without_substitution_is_named(tmp_path):
+    asl = json.loads(json.dumps(ASL))
+    asl["States"]["Delete"]["Parameters"]["FunctionName"] = "${MissingFunctionArn}"
+    with pytest.raises(tpl.TemplateError, match="MissingFunctionArn"):
+        tpl.state_machines(write(tmp_path, SAMPLE, asl), tmp_path, "kms-decommission")
+
+
+def test_getatt_of_something_other_than_a_function_arn_is_refused(tmp_path):
+    template = SAMPLE.replace("Where: !Sub", "TopicName: !GetAtt Topic.TopicName\n        Where: !Sub")
+    with pytest.raises(tpl.TemplateError, match="Topic.TopicName"):
+        tpl.state_machines(write(tmp_path, template, ASL), tmp_path, "kms-decommission")
+
+
+def test_function_without_binary_is_refused(tmp_path):
+    template = SAMPLE.replace("Binary: plan-decommission", "Other: x")
+    with pytest.raises(tpl.TemplateError, match="PlanDecommissionFunction"):
+        tpl.functions(write(tmp_path, template, ASL))
+
+
+def test_asl_that_is_not_json_once_substituted_is_refused(tmp_path):
+    with pytest.raises(tpl.TemplateError, match="not valid JSON"):
+        tpl.state_machines(write(tmp_path, SAMPLE, '{"StartAt": "Plan", '), tmp_path, "kms-decommission")
+
+
+def test_yaml_errors_are_template_errors(tmp_path):
+    (tmp_path / "template.yaml").write_text("Resources: [unclosed")
+    with pytest.raises(tpl.TemplateError, match="not valid YAML"):
+        tpl.load_template(tmp_path / "template.yaml")
+
+
+def test_the_project_template_resolves_to_binaries_that_exist():
+    """Every function of template.yaml has a cargo binary, and every state machine fills in."""
+    template_path = REPO / "template.yaml"
+    if not template_path.exists():
+        pytest.skip("template.yaml has not landed yet")
+    template = tpl.load_template(template_path)
+    functions = tpl.functions(template)
+    assert functions, "template.yaml defines no function"
+    for function in functions.values():
+        assert (REPO / "src" / "bin" / f"{function.binary}.rs").exists(), f"{function.logical_id}: no src/bin/{function.binary}.rs"
+    machines = tpl.state_machines(template, REPO, "kms-decommission")
+    assert any(m.definition_path.name == "decommission.asl.json" for m in machines)
+    for machine in machines:
+        resources = {s.get("Parameters", {}).get("FunctionName") for s in _all_states(json.loads(machine.definition))}
+        assert resources - {None} <= {f.arn for f in functions.values()}
+
+
+def _all_states(definition: dict):
+    for state in definition.get("States", {}).values():
+        yield state
+        for branch in state.get("Branches", []):
+            yield from _all_states(branch)
+        if "Iterator" in state:
+            yield from _all_states(state["Iterator"])
+        if "ItemProcessor" in state:
+            yield from _all_states(state["ItemProcessor"])

@@ -191,7 +191,7 @@ class LocalStack:
         self.router_server = RouterServer((HOST, config.port), router)
         self.router_server.start_in_thread()
 
-        self._configure_moto()
+        configure_moto(HOST, self.moto_port)
         self._create_state_machines()
         if config.warm_up:
             self._warm_up(adapter)
@@ -210,15 +210,6 @@ class LocalStack:
             if result.returncode != 0:
                 raise StackError(f"building {label} failed ({' '.join(command)} exited {result.returncode})")
             say(f"built {label} in {time.monotonic() - started:.1f} s")
-
-    def _configure_moto(self) -> None:
-        body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-        request = urllib.request.Request(f"http://{HOST}:{self.moto_port}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                answer.read()
-        except (urllib.error.URLError, OSError) as err:
-            raise StackError(f"cannot turn on moto's Step Functions interpreter: {err}") from err
 
     def _create_state_machines(self) -> None:
         import boto3  # in the venv; imported late so the router tests need no boto3
@@ -261,6 +252,17 @@ class LocalStack:
             if not process.running():
                 return process
         return None
+
+
+def configure_moto(host: str, port: int) -> None:
+    """Turn on moto's Step Functions interpreter (off by default: executions would do nothing)."""
+    body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+    request = urllib.request.Request(f"http://{host}:{port}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise StackError(f"cannot turn on moto's Step Functions interpreter: {err}") from err
 
 
 def _number(value: float) -> str:

@@ -129,9 +129,18 @@ def state_machines(template: dict[str, Any], template_dir: Path, stack_name: str
         except ValueError as err:
             raise TemplateError(f"{path} is not valid JSON once substituted: {err}") from err
         name_value = properties.get("Name")
-        name = context.resolve(name_value, f"{logical_id}.Name") if name_value is not None else f"{stack_name}-{logical_id}"
+        name = context.resolve(name_value, f"{logical_id}.Name") if name_value is not None else default_state_machine_name(stack_name, logical_id)
         machines.append(LocalStateMachine(logical_id=logical_id, name=name, definition_path=path, definition=definition))
     return machines
+
+
+def default_state_machine_name(stack_name: str, logical_id: str) -> str:
+    """A stable local name for a state machine the template leaves unnamed (CloudFormation would
+    make one up): `DecommissionStateMachine` in stack `kms-decommission` -> `kms-decommission`,
+    `CancelStateMachine` -> `kms-decommission-cancel`."""
+    base = logical_id.removesuffix("StateMachine") or logical_id
+    kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", base).lower()
+    return stack_name if stack_name == kebab or stack_name.endswith(f"-{kebab}") else f"{stack_name}-{kebab}"
 
 
 def substitute(text: str, values: dict[str, str], where: str) -> str:

@@ -82,6 +82,14 @@ def test_state_machine_gets_every_substitution_and_the_template_name(tmp_path):
     assert states["Plan"]["Parameters"]["Where"] == "us-east-1/123456789012"
 
 
+@pytest.mark.parametrize(
+    ("logical_id", "name"),
+    [("DecommissionStateMachine", "kms-decommission"), ("CancelStateMachine", "kms-decommission-cancel"), ("KeyAuditStateMachine", "kms-decommission-key-audit")],
+)
+def test_unnamed_state_machines_get_stable_local_names(logical_id, name):
+    assert tpl.default_state_machine_name("kms-decommission", logical_id) == name
+
+
 def test_placeholder_without_substitution_is_named(tmp_path):
     asl = json.loads(json.dumps(ASL))
     asl["States"]["Delete"]["Parameters"]["FunctionName"] = "${MissingFunctionArn}"

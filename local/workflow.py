@@ -1,0 +1,144 @@
+"""Clients of the local stack shared by the demo and the end-to-end tests: AWS SDK clients bound to
+the one endpoint, the emulator's admin API, and starting and following a decommission execution
+exactly as a console user would (input shaped like events/execution-*.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+EVENTS = REPO / "events"
+REGION = "us-east-1"
+
+
+class AdminError(Exception):
+    """The emulator's admin API refused a request."""
+
+
+def clients(endpoint: str) -> tuple[Any, Any]:
+    """(kms, stepfunctions) boto3 clients talking to the local endpoint."""
+    common = {
+        "endpoint_url": endpoint,
+        "region_name": REGION,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+        "config": Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=120),
+    }
+    return boto3.client("kms", **common), boto3.client("stepfunctions", **common)
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The KMS emulator's admin API (docs/emulator.md), under /_emulator/ on the endpoint."""
+
+    endpoint: str
+
+    def call(self, method: str, path: str, body: object | None = None) -> Any:
+        """Send one admin request; return the decoded JSON answer (None when empty)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.endpoint}/_emulator/{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as err:
+            raise AdminError(f"{method} /_emulator/{path} -> HTTP {err.code}: {err.read()[:500]!r}") from err
+        return json.loads(raw) if raw.strip() else None
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: object | None = None) -> Any:
+        return self.call("POST", path, {} if body is None else body)
+
+
+def execution_input(event_file: str, **overrides: Any) -> dict[str, Any]:
+    """An execution input from events/<event_file> with fields replaced (e.g. the real store id)."""
+    document = json.loads((EVENTS / event_file).read_text(encoding="utf-8"))
+    document.update(overrides)
+    return document
+
+
+def start_execution(sfn: Any, state_machine_arn: str, document: dict[str, Any], name: str | None = None) -> str:
+    """Start a decommission as a console user would; return the execution ARN."""
+    name = name or f"decommission-{uuid.uuid4().hex[:12]}"
+    answer = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(document))
+    return answer["executionArn"]
+
+
+def history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of the execution's history, oldest first."""
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        token = page.get("nextToken")
+        if not token:
+            return events
+        kwargs["nextToken"] = token
+
+
+def follow(sfn: Any, execution_arn: str, poll_seconds: float = 0.25) -> Iterator[dict[str, Any]]:
+    """Yield history events as they happen, until the execution ends."""
+    seen = 0
+    while True:
+        status = sfn.describe_execution(executionArn=execution_arn)["status"]
+        events = history(sfn, execution_arn)
+        yield from events[seen:]
+        seen = len(events)
+        if status != "RUNNING":
+            return
+        time.sleep(poll_seconds)
+
+
+def wait_for_end(sfn: Any, execution_arn: str, timeout: float, poll_seconds: float = 0.25) -> dict[str, Any]:
+    """Wait until the execution is no longer RUNNING; return DescribeExecution's answer.
+
+    Raises TimeoutError naming the state the execution is stuck in."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        if time.monotonic() > deadline:
+            entered = states_entered(history(sfn, execution_arn))
+            raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout:.0f} s; last states: {entered[-5:]}")
+        time.sleep(poll_seconds)
+
+
+def states_entered(events: list[dict[str, Any]]) -> list[str]:
+    """The names of the states entered, in order."""
+    return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
+
+
+def task_failures(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(state name, error name) of every failed task attempt, in order (retries included)."""
+    failures = []
+    current = None
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            current = event["stateEnteredEventDetails"]["name"]
+        if event["type"] == "TaskFailed":
+            failures.append((current or "?", event["taskFailedEventDetails"].get("error", "")))
+    return failures
+
+
+def state_outputs(events: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """The JSON outputs of every exit of `state`."""
+    outputs = []
+    for event in events:
+        details = event.get("stateExitedEventDetails")
+        if details and details["name"] == state:
+            outputs.append(json.loads(details.get("output") or "null"))
+    return outputs

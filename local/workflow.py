@@ -55,11 +55,47 @@ class Admin:
             raise AdminError(f"{method} /_emulator/{path} -> HTTP {err.code}: {err.read()[:500]!r}") from err
         return json.loads(raw) if raw.strip() else None
 
-    def get(self, path: str) -> Any:
-        return self.call("GET", path)
+    def reset(self) -> None:
+        """Empty the emulator: stores, keys, faults, call log (AWS managed keys are re-seeded)."""
+        self.call("POST", "reset", {})
 
-    def post(self, path: str, body: object | None = None) -> Any:
-        return self.call("POST", path, {} if body is None else body)
+    def state(self) -> dict[str, Any]:
+        """Every store and key the emulator holds."""
+        return self.call("GET", "state")
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every KMS call received since the last reset: seq, time, operation, key_id,
+        custom_key_store_id, outcome ("OK" or the error name)."""
+        return self.call("GET", "calls")["calls"]
+
+    def clear_calls(self) -> None:
+        """Empty the call log."""
+        self.call("DELETE", "calls")
+
+    def configure(self, **fields: Any) -> dict[str, Any]:
+        """Change emulator settings at run time (e.g. deletion_lag_hours, quotas)."""
+        return self.call("POST", "config", fields)
+
+    def fail_next(self, operation: str, error: str, count: int) -> None:
+        """The next `count` calls of `operation` ("*" for any) fail with `error` and change nothing."""
+        self.call("POST", "faults", {"operation": operation, "error": error, "count": count})
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self.call("DELETE", "faults")
+
+    def force_connection_state(self, store_id: str, state: str, error_code: str | None = None, for_seconds: float | None = None) -> None:
+        """Force a store's ConnectionState; a transient state is held `for_seconds` emulated seconds."""
+        body: dict[str, Any] = {"state": state}
+        if error_code is not None:
+            body["error_code"] = error_code
+        if for_seconds is not None:
+            body["for_seconds"] = for_seconds
+        self.call("POST", f"stores/{store_id}/connection-state", body)
+
+    def fail_connections(self, store_id: str, error_code: str) -> None:
+        """From now on every connect attempt of the store ends FAILED with `error_code`."""
+        self.call("POST", f"stores/{store_id}/connection-failure", {"error_code": error_code})
 
 
 def execution_input(event_file: str, **overrides: Any) -> dict[str, Any]:

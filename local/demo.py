@@ -1,0 +1,187 @@
+"""`make demo`: decommission a CloudHSM key store and an external key store end to end on the
+local stack, the way an operator would, and show it happening.
+
+Builds the handlers and the emulator, starts the stack with scaled time (an emulated day lasts
+--day-seconds), creates the demo stores and keys plus unrelated keys that must survive, starts both
+decommissions with the inputs of events/execution-decommission-*.json (the real store id and name
+filled in), prints each state as it is entered with what it did, then the final reports and the
+proof that nothing else changed. Exits 0 only if both decommissions succeeded and every check holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from local import fixtures, workflow
+from local.stack import LocalStack, StackConfig, StackError
+from local.processes import ProcessFailed
+from local.template import TemplateError
+
+PRINT_LOCK = threading.Lock()
+STARTED = time.monotonic()
+
+
+def out(label: str, message: str) -> None:
+    """One line of demo output, with the time since the start."""
+    with PRINT_LOCK:
+        print(f"[{time.monotonic() - STARTED:6.1f}s] {label:<9} {message}", flush=True)
+
+
+def describe_step(state: str, document: Any) -> str | None:
+    """What a state did, from the state document it passed on (None: nothing worth a line)."""
+    if not isinstance(document, dict):
+        return None
+    section = {
+        "PlanDecommission": "Plan",
+        "EnsureStoreConnected": "Connection",
+        "ScheduleKeyDeletion": "Scheduling",
+        "CheckKeysDeleted": "Deletion",
+        "DisconnectStore": "Disconnect",
+    }.get(state)
+    part = document.get(section) if section else None
+    part = part if isinstance(part, dict) else {}
+    if state == "PlanDecommission":
+        return f"store {document.get('Store', {}).get('CustomKeyStoreName')} ({document.get('Store', {}).get('ConnectionState')}): {part.get('KeysInStore')} keys in the store {part.get('KeysByState')}, {part.get('KeysScanned')} keys of the account examined"
+    if state == "EnsureStoreConnected":
+        return f"store {part.get('ConnectionState')}, ready: {part.get('Ready')}"
+    if state == "ScheduleKeyDeletion":
+        return f"{part.get('KeysScheduled')} keys scheduled for deletion ({part.get('KeysAlreadyPending')} already pending), latest DeletionDate {part.get('LatestDeletionDate')}"
+    if state == "CheckKeysDeleted":
+        return f"{part.get('KeysPending')} keys still pending deletion" if not part.get("AllDeleted") else "every key is deleted"
+    if state == "DisconnectStore":
+        return f"store {part.get('ConnectionState')}"
+    return None
+
+
+def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str, Any]) -> None:
+    """Print the execution's progress until it ends; store DescribeExecution's answer in results."""
+    last_line = None
+    last_document: Any = None
+    try:
+        for event in workflow.follow(sfn, execution_arn):
+            line = None
+            if "stateEnteredEventDetails" in event:
+                name = event["stateEnteredEventDetails"]["name"]
+                if name == "WaitForDeletionDate":
+                    wait_until = (last_document or {}).get("Scheduling", {}).get("WaitUntil", "?")
+                    line = f"{name}: waiting out the deletion window until {wait_until} ({_seconds_until(wait_until)})"
+                elif name in ("WaitForKeyDeletion", "WaitForDisconnect", "WaitForConnection", "WaitBeforeRecheck"):
+                    line = None  # the loop's task line says enough
+                elif not name.startswith(("Is", "Are")):
+                    line = name
+            elif "stateExitedEventDetails" in event:
+                details = event["stateExitedEventDetails"]
+                try:
+                    last_document = json.loads(details.get("output") or "null")
+                except ValueError:
+                    last_document = None
+                what = describe_step(details["name"], last_document)
+                line = f"{details['name']}: {what}" if what else None
+            elif event["type"] == "TaskFailed":
+                failed = event["taskFailedEventDetails"]
+                line = f"task failed with {failed.get('error')} (retried if transient)"
+            if line and line != last_line:
+                out(label, line)
+                last_line = line
+        results[label] = sfn.describe_execution(executionArn=execution_arn)
+    except Exception as err:  # noqa: BLE001 (reported as the demo's failure)
+        results[label] = {"status": "DEMO-ERROR", "error": type(err).__name__, "cause": str(err)}
+
+
+def _seconds_until(timestamp: str) -> str:
+    try:
+        when = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return "?"
+    return f"in {max(0.0, (when - datetime.now(timezone.utc)).total_seconds()):.0f} s"
+
+
+def run_demo(stack: LocalStack) -> bool:
+    """The demo proper, on a running stack. True when everything held."""
+    kms, sfn = workflow.clients(stack.endpoint)
+    machine = next(m for m in stack.state_machines if m.definition_path.name == "decommission.asl.json")
+    ok = True
+
+    out("setup", "creating the demo key stores and keys through the KMS API")
+    cloudhsm = fixtures.make_store(kms, "cloudhsm", keys=5, disabled=1, name="demo-cloudhsm")
+    out("setup", f"CloudHSM key store {cloudhsm.id} '{cloudhsm.name}': CONNECTED, 5 keys (1 Disabled)")
+    xks = fixtures.make_store(kms, "xks", keys=3, name="demo-xks")
+    out("setup", f"external key store {xks.id} '{xks.name}': CONNECTED, 3 keys")
+    keep = fixtures.make_store(kms, "xks", keys=1, name="demo-keep")
+    unrelated = [fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 1"), fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"), *keep.keys]
+    before = {key: fixtures.key_snapshot(kms, key) for key in unrelated}
+    out("setup", f"unrelated keys that must survive: 2 AWS_KMS keys and 1 key of store {keep.id} '{keep.name}'")
+
+    runs = {
+        "cloudhsm": ("execution-decommission-cloudhsm.json", cloudhsm),
+        "xks": ("execution-decommission-xks.json", xks),
+    }
+    executions = {}
+    for label, (event_file, store) in runs.items():
+        document = workflow.execution_input(event_file, CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
+        executions[label] = workflow.start_execution(sfn, machine.arn, document, name=f"demo-{store.id}")
+        out(label, f"started {executions[label]}")
+        out(label, f"input (events/{event_file} with the real store): {json.dumps(document)}")
+
+    results: dict[str, Any] = {}
+    threads = [threading.Thread(target=follow_execution, args=(sfn, label, arn, results), daemon=True) for label, arn in executions.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for label, (_, store) in runs.items():
+        described = results.get(label, {"status": "DEMO-ERROR", "error": "no result"})
+        print(f"\n===== {label}: {described['status']}", flush=True)
+        if described["status"] != "SUCCEEDED":
+            print(f"error: {described.get('error')}\ncause: {described.get('cause')}")
+            ok = False
+            continue
+        print("final report:")
+        print(json.dumps(json.loads(described.get("output") or "null"), indent=2))
+        gone = fixtures.store_exists(kms, store.id) is False
+        keys_gone = [key for key in store.keys if not fixtures.key_exists(kms, key)]
+        print(f"store {store.id} deleted: {gone}; keys deleted: {len(keys_gone)} of {len(store.keys)}")
+        ok = ok and gone and len(keys_gone) == len(store.keys)
+
+    print("\n===== unrelated keys", flush=True)
+    for key in unrelated:
+        after = fixtures.key_snapshot(kms, key)
+        same = after == before[key]
+        print(f"{key}: {after['KeyState']}, tags {after['Tags'] or 'none'} -> {'unchanged' if same else 'CHANGED: ' + json.dumps(before[key]) + ' -> ' + json.dumps(after)}")
+        ok = ok and same
+    kept = fixtures.connection_state(kms, keep.id)
+    print(f"store {keep.id} '{keep.name}' still exists: {fixtures.store_exists(kms, keep.id)} ({kept})")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo on a fresh local stack; 0 on success."""
+    parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", 4566)), help="endpoint port (default $LOCAL_PORT or 4566)")
+    parser.add_argument("--day-seconds", type=float, default=2.2, help="length of an emulated day in seconds (default 2.2: the 30-day CloudHSM window lasts 66 s)")
+    parser.add_argument("--no-build", action="store_true", help="do not cargo build first")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    config = StackConfig(port=args.port, day_seconds=args.day_seconds, build=not args.no_build)
+    try:
+        with LocalStack(config) as stack:
+            out("stack", f"local stack ready at {stack.endpoint}")
+            ok = run_demo(stack)
+    except (StackError, ProcessFailed, TemplateError, fixtures.FixtureError) as err:
+        print(f"demo failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    print("\nDEMO " + ("SUCCEEDED: both stores decommissioned, unrelated keys intact" if ok else "FAILED"), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,8 +113,8 @@ class ManagedProcess:
         """True while the process has not exited."""
         return self.process is not None and self.process.poll() is None
 
-    def wait_for_line(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-        """Wait until the process prints a line matching `pattern`; return the match."""
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float, what: str = "its ready line") -> re.Match[str]:
+        """Wait until the process prints a line matching `pattern` (described as `what`); return the match."""
         deadline = time.monotonic() + timeout
         seen = 0
         with self._new_line:
@@ -125,10 +125,10 @@ class ManagedProcess:
                         return found
                 seen = len(self._early)
                 if not self.running():
-                    raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before printing /{pattern.pattern}/\n{self.tail()}")
+                    raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before printing {what}\n{self.tail()}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ProcessFailed(f"{self.name} did not print /{pattern.pattern}/ within {timeout:.0f} s\n{self.tail()}")
+                    raise ProcessFailed(f"{self.name} did not print {what} within {timeout:.0f} s\n{self.tail()}")
                 self._new_line.wait(min(remaining, 0.5))
 
     def wait_for_port(self, host: str, port: int, timeout: float) -> None:

@@ -180,7 +180,7 @@ class LocalStack:
         for process in (emulator, moto, watch):
             self.processes.append(process)
             process.start()
-        ready = emulator.wait_for_line(EMULATOR_READY, 60)
+        ready = emulator.wait_for_line(EMULATOR_READY, 60, "'kms-emulator listening on http://HOST:PORT'")
         if int(ready["port"]) != self.emulator_port:
             raise StackError(f"kms-emulator listens on {ready['port']}, not on the port it was given ({self.emulator_port})")
         moto.wait_for_port(HOST, self.moto_port, 60)

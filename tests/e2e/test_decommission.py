@@ -40,6 +40,7 @@ def test_cloudhsm_store_waits_out_the_window_connected_then_is_deleted(e2e):
     e2e.admin.configure(day_seconds=9.0)
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=4, disabled=1)
     keys, snapshots, other = bystanders(e2e)
+    e2e.admin.clear_calls()
 
     execution = e2e.run(decommission_input(store, "execution-decommission-cloudhsm.json", PendingWindowInDays=7))
     described, events = e2e.finish(execution)
@@ -51,6 +52,7 @@ def test_cloudhsm_store_waits_out_the_window_connected_then_is_deleted(e2e):
 def test_xks_store_is_decommissioned_and_nothing_else_changes(e2e):
     store = fixtures.make_store(e2e.kms, "xks", keys=3)
     keys, snapshots, other = bystanders(e2e)
+    e2e.admin.clear_calls()
 
     execution = e2e.run(decommission_input(store, "execution-decommission-xks.json"))
     described, events = e2e.finish(execution)

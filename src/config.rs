@@ -1,0 +1,277 @@
+//! Handler configuration from the environment (`docs/workflow-contract.md`, "Handler
+//! configuration"). Every variable is optional; a malformed one is an `InvalidConfiguration`
+//! error naming it, never a panic.
+
+use std::time::Duration;
+
+use crate::error::DecommissionError;
+
+/// Request rates (per second) and concurrency for KMS calls, kept under KMS's request quotas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacingConfig {
+    /// ListKeys calls per second (KMS quota 500).
+    pub list_keys_rps: f64,
+    /// DescribeKey calls per second (KMS quota 2000).
+    pub describe_key_rps: f64,
+    /// ListResourceTags calls per second (KMS quota 2000).
+    pub list_resource_tags_rps: f64,
+    /// TagResource calls per second (KMS quota 10).
+    pub tag_resource_rps: f64,
+    /// ScheduleKeyDeletion calls per second (KMS quota 15).
+    pub schedule_key_deletion_rps: f64,
+    /// Custom key store operations per second, each (KMS quota 5).
+    pub custom_key_store_rps: f64,
+    /// KMS calls in flight at once within one invocation.
+    pub concurrency: usize,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        Self {
+            list_keys_rps: 450.0,
+            describe_key_rps: 1800.0,
+            list_resource_tags_rps: 1800.0,
+            tag_resource_rps: 9.0,
+            schedule_key_deletion_rps: 13.5,
+            custom_key_store_rps: 4.5,
+            concurrency: 32,
+        }
+    }
+}
+
+/// Everything a step needs besides its clients and the state document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Wait between checks while keys are pending deletion and due (`KEY_DELETION_POLL_SECONDS`).
+    pub key_deletion_poll_seconds: u64,
+    /// Fail `KeyDeletionOverdue` this long after a pending key's DeletionDate
+    /// (`KEY_DELETION_OVERDUE_SECONDS`).
+    pub key_deletion_overdue_seconds: u64,
+    /// During the waiting period, check keys and a CloudHSM store's connection at least this
+    /// often (`CONNECTION_CHECK_SECONDS`).
+    pub connection_check_seconds: u64,
+    /// Wait between connection-state polls (`STORE_POLL_SECONDS`).
+    pub store_poll_seconds: u64,
+    /// Fail `ConnectTimedOut` after this long trying to connect (`CONNECT_TIMEOUT_SECONDS`).
+    pub connect_timeout_seconds: u64,
+    /// Fail `DisconnectTimedOut` after this long DISCONNECTING (`DISCONNECT_TIMEOUT_SECONDS`).
+    pub disconnect_timeout_seconds: u64,
+    /// Connect attempts per connect episode when KMS reports a transient ConnectionErrorCode
+    /// (`MAX_CONNECT_ATTEMPTS`).
+    pub max_connect_attempts: u32,
+    /// A batch step returns its cursor this long before the invocation deadline
+    /// (`DEADLINE_MARGIN_MS`).
+    pub deadline_margin: Duration,
+    /// ListKeys page size, 1-1000 (`KMS_LIST_KEYS_PAGE_SIZE`).
+    pub list_keys_page_size: i32,
+    /// Request pacing.
+    pub pacing: PacingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_deletion_poll_seconds: 3600,
+            key_deletion_overdue_seconds: 172_800,
+            connection_check_seconds: 86_400,
+            store_poll_seconds: 30,
+            connect_timeout_seconds: 3600,
+            disconnect_timeout_seconds: 3600,
+            max_connect_attempts: 3,
+            deadline_margin: Duration::from_millis(10_000),
+            list_keys_page_size: 100,
+            pacing: PacingConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, DecommissionError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DecommissionError> {
+        let d = Self::default();
+        let p = d.pacing.clone();
+        let seconds = |name: &str, default: u64, min: u64, max: u64| {
+            integer(&lookup, name, default, min, max)
+        };
+        let rate = |name: &str, default: f64| rate(&lookup, name, default);
+        Ok(Self {
+            key_deletion_poll_seconds: seconds(
+                "KEY_DELETION_POLL_SECONDS",
+                d.key_deletion_poll_seconds,
+                1,
+                YEAR_SECONDS,
+            )?,
+            key_deletion_overdue_seconds: seconds(
+                "KEY_DELETION_OVERDUE_SECONDS",
+                d.key_deletion_overdue_seconds,
+                0,
+                YEAR_SECONDS,
+            )?,
+            connection_check_seconds: seconds(
+                "CONNECTION_CHECK_SECONDS",
+                d.connection_check_seconds,
+                1,
+                YEAR_SECONDS,
+            )?,
+            store_poll_seconds: seconds(
+                "STORE_POLL_SECONDS",
+                d.store_poll_seconds,
+                1,
+                YEAR_SECONDS,
+            )?,
+            connect_timeout_seconds: seconds(
+                "CONNECT_TIMEOUT_SECONDS",
+                d.connect_timeout_seconds,
+                0,
+                YEAR_SECONDS,
+            )?,
+            disconnect_timeout_seconds: seconds(
+                "DISCONNECT_TIMEOUT_SECONDS",
+                d.disconnect_timeout_seconds,
+                0,
+                YEAR_SECONDS,
+            )?,
+            max_connect_attempts: integer(
+                &lookup,
+                "MAX_CONNECT_ATTEMPTS",
+                u64::from(d.max_connect_attempts),
+                1,
+                100,
+            )? as u32,
+            deadline_margin: Duration::from_millis(integer(
+                &lookup,
+                "DEADLINE_MARGIN_MS",
+                d.deadline_margin.as_millis() as u64,
+                0,
+                900_000,
+            )?),
+            list_keys_page_size: integer(
+                &lookup,
+                "KMS_LIST_KEYS_PAGE_SIZE",
+                d.list_keys_page_size as u64,
+                1,
+                1000,
+            )? as i32,
+            pacing: PacingConfig {
+                list_keys_rps: rate("KMS_LIST_KEYS_RPS", p.list_keys_rps)?,
+                describe_key_rps: rate("KMS_DESCRIBE_KEY_RPS", p.describe_key_rps)?,
+                list_resource_tags_rps: rate(
+                    "KMS_LIST_RESOURCE_TAGS_RPS",
+                    p.list_resource_tags_rps,
+                )?,
+                tag_resource_rps: rate("KMS_TAG_RESOURCE_RPS", p.tag_resource_rps)?,
+                schedule_key_deletion_rps: rate(
+                    "KMS_SCHEDULE_KEY_DELETION_RPS",
+                    p.schedule_key_deletion_rps,
+                )?,
+                custom_key_store_rps: rate("KMS_CUSTOM_KEY_STORE_RPS", p.custom_key_store_rps)?,
+                concurrency: integer(&lookup, "KMS_CONCURRENCY", p.concurrency as u64, 1, 256)?
+                    as usize,
+            },
+        })
+    }
+}
+
+/// Longest Step Functions Wait (one year).
+const YEAR_SECONDS: u64 = 31_536_000;
+
+fn integer(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, DecommissionError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(DecommissionError::InvalidConfiguration {
+            variable: name.to_string(),
+            reason: format!("{raw:?} is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+fn rate(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: f64,
+) -> Result<f64, DecommissionError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 && value <= 100_000.0 => Ok(value),
+        _ => Err(DecommissionError::InvalidConfiguration {
+            variable: name.to_string(),
+            reason: format!("{raw:?} is not a request rate above 0 and at most 100000 per second"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, DecommissionError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.key_deletion_poll_seconds, 3600);
+        assert_eq!(config.key_deletion_overdue_seconds, 172_800);
+        assert_eq!(config.store_poll_seconds, 30);
+        assert_eq!(config.connect_timeout_seconds, 3600);
+        assert_eq!(config.disconnect_timeout_seconds, 3600);
+        assert_eq!(config.deadline_margin, Duration::from_millis(10_000));
+        assert!(config.pacing.tag_resource_rps < 10.0);
+        assert!(config.pacing.schedule_key_deletion_rps < 15.0);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let config = from(&[
+            ("STORE_POLL_SECONDS", "5"),
+            ("DEADLINE_MARGIN_MS", "250"),
+            ("KMS_TAG_RESOURCE_RPS", "2.5"),
+            ("KMS_LIST_KEYS_PAGE_SIZE", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(config.store_poll_seconds, 5);
+        assert_eq!(config.deadline_margin, Duration::from_millis(250));
+        assert_eq!(config.pacing.tag_resource_rps, 2.5);
+        assert_eq!(config.list_keys_page_size, 1000);
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        for (name, value) in [
+            ("STORE_POLL_SECONDS", "thirty"),
+            ("STORE_POLL_SECONDS", "0"),
+            ("KEY_DELETION_POLL_SECONDS", "-1"),
+            ("KMS_LIST_KEYS_PAGE_SIZE", "1001"),
+            ("KMS_TAG_RESOURCE_RPS", "0"),
+            ("KMS_TAG_RESOURCE_RPS", "NaN"),
+            ("KMS_CONCURRENCY", "0"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidConfiguration");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! The one error type of the decommission library and its mapping to Lambda's `Diagnostic`.
+//!
+//! The Lambda `errorType` of every error is a name from `docs/workflow-contract.md`: either a
+//! product name (`InvalidInput`, `ConnectionFailed`, ...) or the wire code KMS sent
+//! (`KMSInternalException`, `ThrottlingException`, ...), so the state machine's `Retry` and
+//! `Catch` rules match the names KMS documents. lambda_runtime's default would be a Rust type name.
+
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use lambda_runtime::Diagnostic;
+
+/// Every Lambda `errorType` the step handlers are known to emit: the product's own names first,
+/// then the KMS error codes that pass through unchanged. A KMS code not listed here still passes
+/// through as sent; the state machine catches it with `States.ALL`.
+pub const ERROR_TYPES: &[&str] = &[
+    // product names
+    "InvalidInput",
+    "ConfirmationMismatch",
+    "ConnectionFailed",
+    "ConnectTimedOut",
+    "StoreNotConnected",
+    "KeysNotPendingDeletion",
+    "KeyDeletionOverdue",
+    "DisconnectTimedOut",
+    "KmsUnavailable",
+    "UnexpectedKmsResponse",
+    "InvalidStateDocument",
+    "InvalidConfiguration",
+    // KMS wire codes passed through
+    "KMSInternalException",
+    "ThrottlingException",
+    "DependencyTimeoutException",
+    "CustomKeyStoreNotFoundException",
+    "CustomKeyStoreInvalidStateException",
+    "CustomKeyStoreHasCMKsException",
+    "CloudHsmClusterNotActiveException",
+    "CloudHsmClusterInvalidConfigurationException",
+    "CloudHsmClusterNotFoundException",
+    "XksProxyUriUnreachableException",
+    "XksProxyInvalidResponseException",
+    "XksProxyIncorrectAuthenticationCredentialException",
+    "KMSInvalidStateException",
+    "NotFoundException",
+    "InvalidArnException",
+    "InvalidMarkerException",
+    "TagException",
+    "LimitExceededException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "ValidationException",
+];
+
+/// KMS error codes that mean "try again later"; the state machine retries them.
+pub const TRANSIENT_KMS_CODES: &[&str] = &[
+    "KMSInternalException",
+    "ThrottlingException",
+    "DependencyTimeoutException",
+];
+
+/// Everything that can stop a decommission step. Each variant names the store or key involved
+/// and says what to do about it; none of them is raised after a partial, unrecorded change.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DecommissionError {
+    /// The execution input failed validation; nothing was read or changed.
+    #[error("invalid execution input: field {field}: {reason}")]
+    InvalidInput {
+        /// The offending input field (`$` for the input as a whole).
+        field: String,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
+
+    /// `ConfirmCustomKeyStoreName` is missing or differs from the store's actual name.
+    #[error(
+        "ConfirmCustomKeyStoreName {given} does not match the name {actual:?} of custom key store \
+         {store_id}; nothing was changed. Start again with ConfirmCustomKeyStoreName set to the \
+         store's exact name (a dry run does not need it)"
+    )]
+    ConfirmationMismatch {
+        /// The store the request names.
+        store_id: String,
+        /// What the input gave, rendered for the message ("missing" when absent).
+        given: String,
+        /// The store's name according to KMS.
+        actual: String,
+    },
+
+    /// A CloudHSM store could not be connected and orphaned key material was not accepted.
+    #[error(
+        "custom key store {store_id} could not be connected (ConnectionErrorCode {connection_error_code}, \
+         after {attempts} connect attempt(s)); no key was scheduled for deletion after this. Fix the \
+         cause (see the KMS guide 'Troubleshooting a custom key store') and start again, or start again \
+         with AllowOrphanedKeyMaterial=true to delete the keys while KMS cannot remove their key \
+         material from the cluster"
+    )]
+    ConnectionFailed {
+        /// The store that failed to connect.
+        store_id: String,
+        /// KMS's ConnectionErrorCode, or the KMS exception ConnectCustomKeyStore returned.
+        connection_error_code: String,
+        /// Connect attempts made by this execution.
+        attempts: u32,
+    },
+
+    /// A CloudHSM store stayed CONNECTING (or DISCONNECTING on its way to a reconnect) too long.
+    #[error(
+        "custom key store {store_id} is still {state} after {waited_seconds} s of trying to connect it \
+         (bound CONNECT_TIMEOUT_SECONDS); check the cluster's HSMs and network, then start again"
+    )]
+    ConnectTimedOut {
+        /// The store.
+        store_id: String,
+        /// Its connection state when the bound ran out.
+        state: String,
+        /// How long this execution has been waiting.
+        waited_seconds: u64,
+    },
+
+    /// A CloudHSM store is not CONNECTED when its keys are about to be scheduled.
+    #[error(
+        "custom key store {store_id} is {state}, but a CloudHSM store must stay CONNECTED while its \
+         keys are scheduled and pending deletion (or KMS leaves their key material in the cluster); \
+         this invocation scheduled no key. Start again: the workflow connects the store first"
+    )]
+    StoreNotConnected {
+        /// The store.
+        store_id: String,
+        /// Its connection state.
+        state: String,
+    },
+
+    /// Keys of the store are not pending deletion after scheduling (created or cancelled since).
+    #[error(
+        "{count} key(s) of custom key store {store_id} are not pending deletion (created after \
+         scheduling, or their deletion was cancelled): {keys:?}{more}; the store was not \
+         disconnected. Schedule or remove them, then start a new decommission"
+    )]
+    KeysNotPendingDeletion {
+        /// The store.
+        store_id: String,
+        /// How many keys are not pending deletion.
+        count: u64,
+        /// Their key ARNs with their state (capped sample; the full list is in the logs).
+        keys: Vec<String>,
+        /// ", and N more (see the logs)" when the sample is capped, else empty.
+        more: String,
+    },
+
+    /// Keys are still pending deletion long after their DeletionDate (plus KMS's lag of up to 24 h).
+    #[error(
+        "{pending} key(s) of custom key store {store_id} are still pending deletion although the \
+         earliest DeletionDate {earliest_deletion_date} passed more than {overdue_seconds} s ago \
+         (bound KEY_DELETION_OVERDUE_SECONDS); the store was left connected. Ask AWS Support, then \
+         start again"
+    )]
+    KeyDeletionOverdue {
+        /// The store.
+        store_id: String,
+        /// Keys still pending deletion.
+        pending: u64,
+        /// The earliest DeletionDate among them (RFC 3339).
+        earliest_deletion_date: String,
+        /// The configured bound.
+        overdue_seconds: u64,
+    },
+
+    /// The store stayed DISCONNECTING too long.
+    #[error(
+        "custom key store {store_id} is still {state} after {waited_seconds} s of disconnecting \
+         (bound DISCONNECT_TIMEOUT_SECONDS); its keys are already deleted. Check the store in the \
+         KMS console, then start again to finish the decommission"
+    )]
+    DisconnectTimedOut {
+        /// The store.
+        store_id: String,
+        /// Its connection state when the bound ran out.
+        state: String,
+        /// How long this execution has been waiting.
+        waited_seconds: u64,
+    },
+
+    /// The KMS endpoint could not be reached, or answered something that is not a KMS answer.
+    #[error("KMS could not be reached for {operation}: {detail}; retry later")]
+    KmsUnavailable {
+        /// The KMS operation.
+        operation: &'static str,
+        /// The transport error.
+        detail: String,
+    },
+
+    /// KMS answered with an error; `code` is KMS's wire name and becomes the errorType.
+    #[error("KMS {operation} failed with {code}: {message}")]
+    Kms {
+        /// The KMS operation.
+        operation: &'static str,
+        /// KMS's error code, e.g. `KMSInternalException`.
+        code: String,
+        /// KMS's message.
+        message: String,
+    },
+
+    /// KMS answered successfully but without something the step needs.
+    #[error("unexpected answer from KMS {operation}: {detail}")]
+    UnexpectedKmsResponse {
+        /// The KMS operation.
+        operation: &'static str,
+        /// What was missing or unexpected.
+        detail: String,
+    },
+
+    /// The state document a step received is malformed or lacks a section an earlier step writes.
+    #[error("invalid state document: {reason}; the state machine must pass the whole document from the previous step")]
+    InvalidStateDocument {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A handler environment variable is malformed or out of range.
+    #[error("invalid configuration: environment variable {variable}: {reason}")]
+    InvalidConfiguration {
+        /// The variable.
+        variable: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+}
+
+impl DecommissionError {
+    /// The Lambda `errorType` (and Step Functions error name) of this error.
+    pub fn error_type(&self) -> &str {
+        match self {
+            Self::InvalidInput { .. } => "InvalidInput",
+            Self::ConfirmationMismatch { .. } => "ConfirmationMismatch",
+            Self::ConnectionFailed { .. } => "ConnectionFailed",
+            Self::ConnectTimedOut { .. } => "ConnectTimedOut",
+            Self::StoreNotConnected { .. } => "StoreNotConnected",
+            Self::KeysNotPendingDeletion { .. } => "KeysNotPendingDeletion",
+            Self::KeyDeletionOverdue { .. } => "KeyDeletionOverdue",
+            Self::DisconnectTimedOut { .. } => "DisconnectTimedOut",
+            Self::KmsUnavailable { .. } => "KmsUnavailable",
+            Self::Kms { code, .. } => code,
+            Self::UnexpectedKmsResponse { .. } => "UnexpectedKmsResponse",
+            Self::InvalidStateDocument { .. } => "InvalidStateDocument",
+            Self::InvalidConfiguration { .. } => "InvalidConfiguration",
+        }
+    }
+
+    /// The KMS error code when KMS answered with an error.
+    pub fn kms_code(&self) -> Option<&str> {
+        match self {
+            Self::Kms { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the state machine retries this error (a transient KMS condition).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::KmsUnavailable { .. })
+            || self
+                .kms_code()
+                .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))
+    }
+
+    /// Shorthand for an [`InvalidInput`](Self::InvalidInput) error.
+    pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`InvalidStateDocument`](Self::InvalidStateDocument) error.
+    pub fn invalid_state(reason: impl Into<String>) -> Self {
+        Self::InvalidStateDocument {
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`UnexpectedKmsResponse`](Self::UnexpectedKmsResponse) error.
+    pub fn unexpected(operation: &'static str, detail: impl Into<String>) -> Self {
+        Self::UnexpectedKmsResponse {
+            operation,
+            detail: detail.into(),
+        }
+    }
+
+    /// Converts an SDK error of a KMS `operation`, keeping KMS's wire code
+    /// (`ProvideErrorMetadata::code()`, which also covers unmodeled codes such as
+    /// `ThrottlingException`). Transport failures and timeouts become `KmsUnavailable`.
+    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        match &err {
+            SdkError::ServiceError(service) => {
+                let inner = service.err();
+                match inner.code() {
+                    Some(code) if !code.is_empty() => Self::Kms {
+                        operation,
+                        code: code.to_string(),
+                        message: inner
+                            .message()
+                            .map_or_else(|| inner.to_string(), str::to_string),
+                    },
+                    _ => Self::KmsUnavailable {
+                        operation,
+                        detail: format!("error response without an error code: {inner}"),
+                    },
+                }
+            }
+            SdkError::TimeoutError(_) => Self::KmsUnavailable {
+                operation,
+                detail: "the request timed out".to_string(),
+            },
+            SdkError::DispatchFailure(dispatch) => Self::KmsUnavailable {
+                operation,
+                detail: format!("the request could not be sent: {dispatch:?}"),
+            },
+            SdkError::ResponseError(_) => Self::KmsUnavailable {
+                operation,
+                detail: format!("the response could not be read: {}", error_chain(&err)),
+            },
+            SdkError::ConstructionFailure(_) => Self::unexpected(
+                operation,
+                format!("the request could not be built: {}", error_chain(&err)),
+            ),
+            _ => Self::KmsUnavailable {
+                operation,
+                detail: error_chain(&err),
+            },
+        }
+    }
+}
+
+/// The error and its sources on one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<DecommissionError> for Diagnostic {
+    fn from(err: DecommissionError) -> Self {
+        Diagnostic {
+            error_type: err.error_type().to_string(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kms::operation::delete_custom_key_store::DeleteCustomKeyStoreError;
+    use aws_sdk_kms::operation::schedule_key_deletion::ScheduleKeyDeletionError;
+    use aws_sdk_kms::types::error::{
+        CustomKeyStoreHasCmKsException, KmsInternalException, KmsInvalidStateException,
+    };
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn service_error<E>(err: E) -> SdkError<E, ()> {
+        SdkError::service_error(err, ())
+    }
+
+    #[test]
+    fn modeled_kms_errors_keep_the_kms_wire_name() {
+        let err = DecommissionError::from_sdk(
+            "ScheduleKeyDeletion",
+            service_error(ScheduleKeyDeletionError::KmsInternalException(
+                KmsInternalException::builder()
+                    .message("internal")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("KMSInternalException")
+                            .build(),
+                    )
+                    .build(),
+            )),
+        );
+        assert_eq!(err.error_type(), "KMSInternalException");
+        assert!(err.is_transient());
+
+        let err = DecommissionError::from_sdk(
+            "DeleteCustomKeyStore",
+            service_error(DeleteCustomKeyStoreError::CustomKeyStoreHasCmKsException(
+                CustomKeyStoreHasCmKsException::builder()
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("CustomKeyStoreHasCMKsException")
+                            .build(),
+                    )
+                    .build(),
+            )),
+        );
+        assert_eq!(err.error_type(), "CustomKeyStoreHasCMKsException");
+        assert!(!err.is_transient());
+
+        let err = DecommissionError::from_sdk(
+            "ScheduleKeyDeletion",
+            service_error(ScheduleKeyDeletionError::KmsInvalidStateException(
+                KmsInvalidStateException::builder()
+                    .message("arn:aws:kms:us-east-1:123456789012:key/k is pending deletion")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("KMSInvalidStateException")
+                            .build(),
+                    )
+                    .build(),
+            )),
+        );
+        let diagnostic = Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "KMSInvalidStateException");
+        assert!(diagnostic.error_message.contains("is pending deletion"));
+    }
+
+    #[test]
+    fn unmodeled_throttling_keeps_its_code() {
+        let err = DecommissionError::from_sdk(
+            "ScheduleKeyDeletion",
+            service_error(ScheduleKeyDeletionError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("You have exceeded the rate at which you may call KMS.")
+                    .build(),
+            )),
+        );
+        assert_eq!(err.error_type(), "ThrottlingException");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn errors_without_a_code_and_transport_failures_are_kms_unavailable() {
+        let err = DecommissionError::from_sdk(
+            "ListKeys",
+            service_error(ScheduleKeyDeletionError::generic(
+                ErrorMetadata::builder().build(),
+            )),
+        );
+        assert_eq!(err.error_type(), "KmsUnavailable");
+        assert!(err.is_transient());
+
+        let timeout: SdkError<ScheduleKeyDeletionError, ()> =
+            SdkError::timeout_error("read timed out");
+        let err = DecommissionError::from_sdk("ListKeys", timeout);
+        assert_eq!(err.error_type(), "KmsUnavailable");
+    }
+
+    #[test]
+    fn product_errors_have_their_contract_names_and_actionable_messages() {
+        let cases: Vec<(DecommissionError, &str, &str)> = vec![
+            (
+                DecommissionError::invalid_input("PendingWindowInDays", "must be 7-30"),
+                "InvalidInput",
+                "PendingWindowInDays",
+            ),
+            (
+                DecommissionError::ConfirmationMismatch {
+                    store_id: "cks-1".into(),
+                    given: "missing".into(),
+                    actual: "Prod".into(),
+                },
+                "ConfirmationMismatch",
+                "nothing was changed",
+            ),
+            (
+                DecommissionError::ConnectionFailed {
+                    store_id: "cks-1".into(),
+                    connection_error_code: "INSUFFICIENT_CLOUDHSM_HSMS".into(),
+                    attempts: 1,
+                },
+                "ConnectionFailed",
+                "INSUFFICIENT_CLOUDHSM_HSMS",
+            ),
+            (
+                DecommissionError::ConnectTimedOut {
+                    store_id: "cks-1".into(),
+                    state: "CONNECTING".into(),
+                    waited_seconds: 3700,
+                },
+                "ConnectTimedOut",
+                "CONNECTING",
+            ),
+            (
+                DecommissionError::StoreNotConnected {
+                    store_id: "cks-1".into(),
+                    state: "DISCONNECTED".into(),
+                },
+                "StoreNotConnected",
+                "DISCONNECTED",
+            ),
+            (
+                DecommissionError::KeysNotPendingDeletion {
+                    store_id: "cks-1".into(),
+                    count: 1,
+                    keys: vec!["arn:k (Enabled)".into()],
+                    more: String::new(),
+                },
+                "KeysNotPendingDeletion",
+                "arn:k (Enabled)",
+            ),
+            (
+                DecommissionError::KeyDeletionOverdue {
+                    store_id: "cks-1".into(),
+                    pending: 2,
+                    earliest_deletion_date: "2026-12-28T10:00:00Z".into(),
+                    overdue_seconds: 172800,
+                },
+                "KeyDeletionOverdue",
+                "2026-12-28T10:00:00Z",
+            ),
+            (
+                DecommissionError::DisconnectTimedOut {
+                    store_id: "cks-1".into(),
+                    state: "DISCONNECTING".into(),
+                    waited_seconds: 3700,
+                },
+                "DisconnectTimedOut",
+                "DISCONNECTING",
+            ),
+            (
+                DecommissionError::KmsUnavailable {
+                    operation: "ListKeys",
+                    detail: "connection refused".into(),
+                },
+                "KmsUnavailable",
+                "connection refused",
+            ),
+            (
+                DecommissionError::unexpected("DescribeKey", "no KeyMetadata"),
+                "UnexpectedKmsResponse",
+                "no KeyMetadata",
+            ),
+            (
+                DecommissionError::invalid_state("no Request section"),
+                "InvalidStateDocument",
+                "no Request section",
+            ),
+            (
+                DecommissionError::InvalidConfiguration {
+                    variable: "STORE_POLL_SECONDS".into(),
+                    reason: "not a number".into(),
+                },
+                "InvalidConfiguration",
+                "STORE_POLL_SECONDS",
+            ),
+        ];
+        for (err, error_type, in_message) in cases {
+            let diagnostic = Diagnostic::from(err);
+            assert_eq!(diagnostic.error_type, error_type);
+            assert!(
+                ERROR_TYPES.contains(&error_type),
+                "{error_type} missing from ERROR_TYPES"
+            );
+            assert!(
+                diagnostic.error_message.contains(in_message),
+                "{}",
+                diagnostic.error_message
+            );
+        }
+    }
+
+    #[test]
+    fn error_types_are_unique_and_include_the_retried_kms_codes() {
+        let mut seen = std::collections::HashSet::new();
+        for name in ERROR_TYPES {
+            assert!(seen.insert(name), "{name} listed twice");
+        }
+        for code in TRANSIENT_KMS_CODES {
+            assert!(ERROR_TYPES.contains(code));
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Finding the keys of a store: ListKeys over the whole account, DescribeKey on every key
+//! (KMS has no filter by store), concurrent and paced, one page per call so a step can stop
+//! between pages and resume from the ListKeys marker.
+
+use std::time::Duration;
+
+use aws_sdk_kms::Client;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::keys::{describe_key, StoreKey, TargetStore};
+use crate::pacing::Pacing;
+
+/// One ListKeys page, filtered down to the target store's keys.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The store's keys on this page, in ListKeys order.
+    pub keys: Vec<StoreKey>,
+    /// Keys of the account on this page.
+    pub scanned: u64,
+    /// Marker of the next page; `None` after the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists one page of the account's keys from `cursor` and describes each of them.
+/// Keys deleted between ListKeys and DescribeKey are skipped.
+pub async fn scan_page(
+    kms: &Client,
+    pacing: &Pacing,
+    target: &TargetStore,
+    cursor: Option<&str>,
+    page_size: i32,
+) -> Result<Page, DecommissionError> {
+    pacing.list_keys.acquire().await;
+    let output = kms
+        .list_keys()
+        .limit(page_size)
+        .set_marker(cursor.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| DecommissionError::from_sdk("ListKeys", e))?;
+    let next_cursor = match (output.truncated(), output.next_marker()) {
+        (true, Some(next)) => Some(next.to_string()),
+        (true, None) => {
+            return Err(DecommissionError::unexpected(
+                "ListKeys",
+                "Truncated without NextMarker",
+            ))
+        }
+        (false, _) => None,
+    };
+    let ids: Vec<String> = output
+        .keys()
+        .iter()
+        .filter_map(|entry| entry.key_id().or(entry.key_arn()).map(str::to_string))
+        .collect();
+    let scanned = ids.len() as u64;
+    let described: Vec<Option<StoreKey>> = stream::iter(ids)
+        .map(|id| async move {
+            let metadata = describe_key(kms, pacing, &id).await?;
+            Ok::<_, DecommissionError>(metadata.and_then(|m| StoreKey::from_metadata(&m, target)))
+        })
+        .buffered(pacing.concurrency)
+        .try_collect()
+        .await?;
+    Ok(Page {
+        keys: described.into_iter().flatten().collect(),
+        scanned,
+        next_cursor,
+    })
+}
+
+/// Decides between pages whether a batch step may start another one: it must be able to finish
+/// a page as long as the last one took (plus half again) and still return `margin` before the
+/// deadline.
+pub fn may_start_another_page(deadline: &Deadline, last_page: Duration, margin: Duration) -> bool {
+    deadline.allows(last_page.saturating_add(last_page / 2), margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_page_needs_room_for_a_page_and_the_margin() {
+        let deadline = Deadline::after(Duration::from_secs(60));
+        assert!(may_start_another_page(
+            &deadline,
+            Duration::from_secs(10),
+            Duration::from_secs(10)
+        ));
+        assert!(!may_start_another_page(
+            &deadline,
+            Duration::from_secs(40),
+            Duration::from_secs(10)
+        ));
+        let near = Deadline::after(Duration::from_millis(5));
+        assert!(!may_start_another_page(
+            &near,
+            Duration::ZERO,
+            Duration::from_secs(10)
+        ));
+    }
+}

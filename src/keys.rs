@@ -1,0 +1,563 @@
+//! The keys of the target store: the proof that a key belongs to it, the markers kept on each
+//! key, and scheduling its deletion.
+//!
+//! A key can be mutated only through a [`StoreKey`], which can only be built from DescribeKey
+//! metadata showing a customer managed key of the target store: nothing outside the named store
+//! is ever changed.
+
+use std::time::SystemTime;
+
+use aws_sdk_kms::types::{KeyMetadata, Tag};
+use aws_sdk_kms::Client;
+
+use crate::clock::{from_kms, to_rfc3339};
+use crate::error::DecommissionError;
+use crate::pacing::Pacing;
+use crate::state::{KeySample, StoreSummary, StoreType};
+
+/// Tag key of the marker naming the execution that scheduled the key.
+pub const MARKER_EXECUTION: &str = "kms-decommission:execution";
+/// Tag key of the marker holding the key state before scheduling.
+pub const MARKER_PRIOR_STATE: &str = "kms-decommission:prior-state";
+/// Tag key of the marker holding the ticket id, when the request gave one.
+pub const MARKER_TICKET: &str = "kms-decommission:ticket";
+/// Key states a key can be scheduled from (and restored to by a cancel).
+pub const SCHEDULABLE_STATES: &[&str] = &["Enabled", "Disabled", "Unavailable"];
+/// Longest KMS tag value.
+const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// The store whose keys may be changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStore {
+    id: String,
+    store_type: StoreType,
+}
+
+impl TargetStore {
+    /// The store described by `store`.
+    pub fn new(store: &StoreSummary) -> Self {
+        Self {
+            id: store.custom_key_store_id.clone(),
+            store_type: store.custom_key_store_type,
+        }
+    }
+
+    /// The store id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A customer managed key of the target store, as DescribeKey showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreKey {
+    key_id: String,
+    arn: String,
+    state: String,
+    deletion_date: Option<SystemTime>,
+    xks_key_id: Option<String>,
+}
+
+impl StoreKey {
+    /// The key, if `metadata` shows a customer managed key of `target` with the origin of its
+    /// store type; `None` for every other key (another store, AWS_KMS, AWS managed, ...).
+    pub fn from_metadata(metadata: &KeyMetadata, target: &TargetStore) -> Option<Self> {
+        let in_store = metadata.custom_key_store_id() == Some(target.id.as_str());
+        let customer_managed = metadata
+            .key_manager()
+            .is_some_and(|m| m.as_str() == "CUSTOMER");
+        let origin_matches = metadata
+            .origin()
+            .is_some_and(|o| o.as_str() == target.store_type.key_origin());
+        if !(in_store && customer_managed && origin_matches) {
+            if in_store {
+                tracing::warn!(
+                    key_id = metadata.key_id(),
+                    custom_key_store_id = target.id.as_str(),
+                    "key names the store but is not a customer managed key of its type; left alone"
+                );
+            }
+            return None;
+        }
+        let key_id = metadata.key_id().to_string();
+        Some(Self {
+            arn: metadata
+                .arn()
+                .map_or_else(|| key_id.clone(), str::to_string),
+            key_id,
+            state: metadata
+                .key_state()
+                .map_or_else(|| "Unknown".to_string(), |s| s.as_str().to_string()),
+            deletion_date: metadata.deletion_date().map(from_kms),
+            xks_key_id: metadata
+                .xks_key_configuration()
+                .and_then(|x| x.id())
+                .map(str::to_string),
+        })
+    }
+
+    /// Key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Key ARN.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// Key state when described.
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
+    /// Whether the key is pending deletion.
+    pub fn is_pending_deletion(&self) -> bool {
+        self.state == "PendingDeletion"
+    }
+
+    /// DeletionDate (pending keys).
+    pub fn deletion_date(&self) -> Option<SystemTime> {
+        self.deletion_date
+    }
+
+    /// External key id (external key stores).
+    pub fn xks_key_id(&self) -> Option<&str> {
+        self.xks_key_id.as_deref()
+    }
+
+    /// The key as a state-document sample.
+    pub fn sample(&self) -> KeySample {
+        KeySample {
+            key_id: self.key_id.clone(),
+            arn: self.arn.clone(),
+            key_state: self.state.clone(),
+            xks_key_id: self.xks_key_id.clone(),
+            deletion_date: self.deletion_date.map(to_rfc3339),
+        }
+    }
+}
+
+/// The markers found on a key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Markers {
+    /// Execution ARN that scheduled (or is scheduling) the key.
+    pub execution: Option<String>,
+    /// Key state before scheduling.
+    pub prior_state: Option<String>,
+    /// Ticket id.
+    pub ticket: Option<String>,
+}
+
+impl Markers {
+    /// Reads the markers among a key's tags.
+    pub fn from_tags(tags: &[Tag]) -> Self {
+        let find = |key: &str| {
+            tags.iter()
+                .find(|t| t.tag_key() == key)
+                .map(|t| t.tag_value().to_string())
+        };
+        Self {
+            execution: find(MARKER_EXECUTION),
+            prior_state: find(MARKER_PRIOR_STATE),
+            ticket: find(MARKER_TICKET),
+        }
+    }
+
+    /// Whether `execution` wrote these markers.
+    pub fn written_by(&self, execution: &str) -> bool {
+        self.execution.as_deref() == Some(execution)
+    }
+
+    /// The prior state to record for a key now in `current_state` being scheduled by
+    /// `execution`: the one this execution recorded first, else the current state.
+    pub fn prior_state_for(&self, execution: &str, current_state: &str) -> String {
+        match &self.prior_state {
+            Some(prior)
+                if self.written_by(execution) && SCHEDULABLE_STATES.contains(&prior.as_str()) =>
+            {
+                prior.clone()
+            }
+            _ => current_state.to_string(),
+        }
+    }
+}
+
+/// Who the markers are for: the execution and its ticket.
+#[derive(Debug, Clone, Copy)]
+pub struct MarkerContext<'a> {
+    /// Execution ARN.
+    pub execution: &'a str,
+    /// Ticket id, when given.
+    pub ticket: Option<&'a str>,
+    /// Store id (for logs).
+    pub store_id: &'a str,
+}
+
+/// What became of one key in the scheduling step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Pending deletion with this execution's markers.
+    ScheduledByThisExecution {
+        /// DeletionDate.
+        deletion_date: Option<SystemTime>,
+    },
+    /// Pending deletion before this execution came (no markers of it).
+    AlreadyPending {
+        /// DeletionDate.
+        deletion_date: Option<SystemTime>,
+    },
+    /// The key no longer exists.
+    Gone,
+}
+
+/// Reads a key's markers (all tag pages). `None` when the key no longer exists.
+pub async fn read_markers(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+) -> Result<Option<Markers>, DecommissionError> {
+    let mut tags = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        pacing.list_resource_tags.acquire().await;
+        let result = kms
+            .list_resource_tags()
+            .key_id(key.key_id())
+            .set_marker(marker.clone())
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                let err = DecommissionError::from_sdk("ListResourceTags", e);
+                if err.kms_code() == Some("NotFoundException") {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        tags.extend_from_slice(output.tags());
+        match (output.truncated(), output.next_marker()) {
+            (true, Some(next)) => marker = Some(next.to_string()),
+            (true, None) => {
+                return Err(DecommissionError::unexpected(
+                    "ListResourceTags",
+                    "Truncated without NextMarker",
+                ))
+            }
+            (false, _) => return Ok(Some(Markers::from_tags(&tags))),
+        }
+    }
+}
+
+/// Describes one key by id or ARN; `None` when it no longer exists.
+pub async fn describe_key(
+    kms: &Client,
+    pacing: &Pacing,
+    key_id: &str,
+) -> Result<Option<KeyMetadata>, DecommissionError> {
+    const OP: &str = "DescribeKey";
+    pacing.describe_key.acquire().await;
+    match kms.describe_key().key_id(key_id).send().await {
+        Ok(output) => output.key_metadata.map(Some).ok_or_else(|| {
+            DecommissionError::unexpected(OP, format!("no KeyMetadata for {key_id}"))
+        }),
+        Err(e) => {
+            let err = DecommissionError::from_sdk(OP, e);
+            if err.kms_code() == Some("NotFoundException") {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Makes sure `key` is pending deletion with this execution's markers (or was already pending
+/// before it came): markers first (TagResource fails on a pending key), then ScheduleKeyDeletion.
+/// Safe to repeat after a crash at any point.
+pub async fn ensure_scheduled(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    target: &TargetStore,
+    markers_for: MarkerContext<'_>,
+    pending_window_in_days: i32,
+) -> Result<KeyOutcome, DecommissionError> {
+    if key.is_pending_deletion() {
+        return pending_outcome(kms, pacing, key, markers_for.execution).await;
+    }
+    if !SCHEDULABLE_STATES.contains(&key.state()) {
+        return Err(DecommissionError::unexpected(
+            "DescribeKey",
+            format!(
+                "key {} of store {} is in state {}, which a custom key store key cannot have",
+                key.arn(),
+                target.id(),
+                key.state()
+            ),
+        ));
+    }
+    let Some(markers) = read_markers(kms, pacing, key).await? else {
+        return Ok(KeyOutcome::Gone);
+    };
+    let prior_state = markers.prior_state_for(markers_for.execution, key.state());
+    let up_to_date = markers.written_by(markers_for.execution)
+        && markers.prior_state.as_deref() == Some(prior_state.as_str())
+        && markers.ticket.as_deref() == markers_for.ticket;
+    if !up_to_date {
+        match write_markers(kms, pacing, key, markers_for, &prior_state).await {
+            Ok(()) => {}
+            Err(err) if err.kms_code() == Some("NotFoundException") => return Ok(KeyOutcome::Gone),
+            Err(err) if err.kms_code() == Some("KMSInvalidStateException") => {
+                // Scheduled by someone else since we described it: re-describe to be sure.
+                return match refreshed(kms, pacing, key, target).await? {
+                    Some(now) if now.is_pending_deletion() => {
+                        pending_outcome(kms, pacing, &now, markers_for.execution).await
+                    }
+                    Some(_) => Err(err),
+                    None => Ok(KeyOutcome::Gone),
+                };
+            }
+            Err(err) => return Err(err),
+        }
+    }
+
+    pacing.schedule_key_deletion.acquire().await;
+    let result = kms
+        .schedule_key_deletion()
+        .key_id(key.key_id())
+        .pending_window_in_days(pending_window_in_days)
+        .send()
+        .await;
+    match result {
+        Ok(output) => {
+            let deletion_date = output.deletion_date().map(from_kms);
+            tracing::info!(
+                key_id = key.key_id(),
+                key_arn = key.arn(),
+                custom_key_store_id = markers_for.store_id,
+                execution = markers_for.execution,
+                ticket = markers_for.ticket,
+                prior_state = prior_state.as_str(),
+                pending_window_in_days,
+                deletion_date = deletion_date.map(to_rfc3339),
+                "scheduled key deletion"
+            );
+            Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
+        }
+        Err(e) => {
+            let err = DecommissionError::from_sdk("ScheduleKeyDeletion", e);
+            match err.kms_code() {
+                Some("NotFoundException") => Ok(KeyOutcome::Gone),
+                // Already pending (a repeated call): done only if DescribeKey agrees.
+                Some("KMSInvalidStateException") => {
+                    match refreshed(kms, pacing, key, target).await? {
+                        Some(now) if now.is_pending_deletion() => {
+                            pending_outcome(kms, pacing, &now, markers_for.execution).await
+                        }
+                        Some(_) => Err(err),
+                        None => Ok(KeyOutcome::Gone),
+                    }
+                }
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+/// Classifies a pending key by whose markers it carries.
+async fn pending_outcome(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    execution: &str,
+) -> Result<KeyOutcome, DecommissionError> {
+    let deletion_date = key.deletion_date();
+    match read_markers(kms, pacing, key).await? {
+        None => Ok(KeyOutcome::Gone),
+        Some(markers) if markers.written_by(execution) => {
+            Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
+        }
+        Some(_) => Ok(KeyOutcome::AlreadyPending { deletion_date }),
+    }
+}
+
+/// The key described again; `None` when it is gone. Still proven to belong to the store.
+async fn refreshed(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    target: &TargetStore,
+) -> Result<Option<StoreKey>, DecommissionError> {
+    let Some(metadata) = describe_key(kms, pacing, key.key_id()).await? else {
+        return Ok(None);
+    };
+    StoreKey::from_metadata(&metadata, target)
+        .map(Some)
+        .ok_or_else(|| {
+            DecommissionError::unexpected(
+                "DescribeKey",
+                format!("key {} no longer shows store {}", key.arn(), target.id()),
+            )
+        })
+}
+
+/// Writes this execution's markers on a key (one TagResource call).
+async fn write_markers(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    markers_for: MarkerContext<'_>,
+    prior_state: &str,
+) -> Result<(), DecommissionError> {
+    if markers_for.execution.chars().count() > MAX_TAG_VALUE_CHARS {
+        return Err(DecommissionError::invalid_state(format!(
+            "Execution.Id is longer than the {MAX_TAG_VALUE_CHARS} characters a KMS tag value holds"
+        )));
+    }
+    let mut tags = vec![
+        tag(MARKER_EXECUTION, markers_for.execution)?,
+        tag(MARKER_PRIOR_STATE, prior_state)?,
+    ];
+    if let Some(ticket) = markers_for.ticket {
+        tags.push(tag(MARKER_TICKET, ticket)?);
+    }
+    pacing.tag_resource.acquire().await;
+    kms.tag_resource()
+        .key_id(key.key_id())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| DecommissionError::from_sdk("TagResource", e))?;
+    tracing::info!(
+        key_id = key.key_id(),
+        key_arn = key.arn(),
+        custom_key_store_id = markers_for.store_id,
+        execution = markers_for.execution,
+        ticket = markers_for.ticket,
+        prior_state,
+        "wrote decommission markers"
+    );
+    Ok(())
+}
+
+fn tag(key: &str, value: &str) -> Result<Tag, DecommissionError> {
+    Tag::builder()
+        .tag_key(key)
+        .tag_value(value)
+        .build()
+        .map_err(|e| DecommissionError::unexpected("TagResource", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kms::types::{KeyManagerType, KeyState, OriginType, XksKeyConfigurationType};
+
+    fn target(kind: StoreType) -> TargetStore {
+        TargetStore {
+            id: "cks-1234567890abcdef0".into(),
+            store_type: kind,
+        }
+    }
+
+    fn metadata(store: Option<&str>, manager: KeyManagerType, origin: OriginType) -> KeyMetadata {
+        KeyMetadata::builder()
+            .key_id("k1")
+            .arn("arn:aws:kms:us-east-1:123456789012:key/k1")
+            .set_custom_key_store_id(store.map(str::to_string))
+            .key_manager(manager)
+            .origin(origin)
+            .key_state(KeyState::Enabled)
+            .xks_key_configuration(XksKeyConfigurationType::builder().id("ext-1").build())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_customer_keys_of_the_target_store_qualify() {
+        let cloudhsm = target(StoreType::CloudHsm);
+        let ours = metadata(
+            Some("cks-1234567890abcdef0"),
+            KeyManagerType::Customer,
+            OriginType::AwsCloudhsm,
+        );
+        let key = StoreKey::from_metadata(&ours, &cloudhsm).unwrap();
+        assert_eq!(key.arn(), "arn:aws:kms:us-east-1:123456789012:key/k1");
+        assert_eq!(key.state(), "Enabled");
+
+        for other in [
+            metadata(
+                Some("cks-99999999999999999"),
+                KeyManagerType::Customer,
+                OriginType::AwsCloudhsm,
+            ),
+            metadata(None, KeyManagerType::Customer, OriginType::AwsKms),
+            metadata(None, KeyManagerType::Aws, OriginType::AwsKms),
+            metadata(
+                Some("cks-1234567890abcdef0"),
+                KeyManagerType::Aws,
+                OriginType::AwsCloudhsm,
+            ),
+            metadata(
+                Some("cks-1234567890abcdef0"),
+                KeyManagerType::Customer,
+                OriginType::AwsKms,
+            ),
+            metadata(
+                Some("cks-1234567890abcdef0"),
+                KeyManagerType::Customer,
+                OriginType::ExternalKeyStore,
+            ),
+        ] {
+            assert_eq!(
+                StoreKey::from_metadata(&other, &cloudhsm),
+                None,
+                "{other:?}"
+            );
+        }
+
+        let xks = StoreKey::from_metadata(
+            &metadata(
+                Some("cks-1234567890abcdef0"),
+                KeyManagerType::Customer,
+                OriginType::ExternalKeyStore,
+            ),
+            &target(StoreType::External),
+        )
+        .unwrap();
+        assert_eq!(xks.xks_key_id(), Some("ext-1"));
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs.iter().map(|(k, v)| tag(k, v).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_rerun_keeps_the_prior_state_its_execution_recorded_first() {
+        let exec = "arn:aws:states:us-east-1:123456789012:execution:sm:run-1";
+        let markers = Markers::from_tags(&tags(&[
+            (MARKER_EXECUTION, exec),
+            (MARKER_PRIOR_STATE, "Enabled"),
+            ("team", "payments"),
+        ]));
+        assert!(markers.written_by(exec));
+        assert_eq!(markers.prior_state_for(exec, "Disabled"), "Enabled");
+
+        let other_execution = "arn:aws:states:us-east-1:123456789012:execution:sm:run-0";
+        assert_eq!(
+            markers.prior_state_for(other_execution, "Disabled"),
+            "Disabled"
+        );
+
+        let garbage = Markers::from_tags(&tags(&[
+            (MARKER_EXECUTION, exec),
+            (MARKER_PRIOR_STATE, "PendingDeletion"),
+        ]));
+        assert_eq!(garbage.prior_state_for(exec, "Disabled"), "Disabled");
+
+        assert_eq!(Markers::from_tags(&[]), Markers::default());
+    }
+}

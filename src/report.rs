@@ -1,0 +1,266 @@
+//! The final report, and what KMS leaves for the operator to clean up by hand.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::to_rfc3339;
+use crate::error::DecommissionError;
+use crate::state::{DecommissionState, KeySample, StoreSummary, StoreType};
+
+/// How the decommission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A dry run: nothing was changed.
+    DryRun,
+    /// DeleteCustomKeyStore succeeded.
+    Deleted,
+    /// The store was already gone when this execution deleted it (an earlier attempt succeeded).
+    AlreadyDeleted,
+}
+
+/// The execution's output (`OutputPath: $.Report`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Report {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Store id.
+    pub custom_key_store_id: String,
+    /// Store name.
+    pub custom_key_store_name: String,
+    /// Store type.
+    pub custom_key_store_type: StoreType,
+    /// CloudHSM cluster (CloudHSM stores).
+    #[serde(default)]
+    pub cloud_hsm_cluster_id: Option<String>,
+    /// The execution ARN.
+    #[serde(default)]
+    pub execution_id: Option<String>,
+    /// From the input.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// From the input.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// From the input.
+    #[serde(default)]
+    pub ticket_id: Option<String>,
+    /// Pending window requested.
+    pub pending_window_in_days: i32,
+    /// Keys of the store found by the plan.
+    pub keys_in_store: u64,
+    /// Keys of the store by state, as planned.
+    pub keys_by_state: BTreeMap<String, u64>,
+    /// Keys a real run would schedule (dry run) / keys this execution scheduled.
+    pub keys_scheduled: u64,
+    /// Keys that were already pending deletion before this execution.
+    pub keys_already_pending: u64,
+    /// Keys confirmed deleted (0 for a dry run).
+    pub keys_deleted: u64,
+    /// The first keys of the store (at most 25; the complete list is in the logs).
+    pub keys: Vec<KeySample>,
+    /// More keys exist than `keys` lists.
+    pub keys_truncated: bool,
+    /// The store could not be connected and the operator accepted orphaned key material.
+    pub orphaned_key_material_accepted: bool,
+    /// What the operator must do by hand, one sentence each.
+    pub follow_ups: Vec<String>,
+    /// Execution start (RFC 3339).
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When the report was written (RFC 3339).
+    pub finished_at: String,
+}
+
+/// What KMS never deletes for a store of this type, one sentence each.
+pub fn left_behind(store: &StoreSummary) -> Vec<String> {
+    match store.custom_key_store_type {
+        StoreType::CloudHsm => {
+            let cluster = store
+                .cloud_hsm_cluster_id
+                .as_deref()
+                .unwrap_or("(cluster id not reported)");
+            vec![
+                format!(
+                    "The CloudHSM cluster {cluster} is not deleted: its HSMs, its kmsuser crypto user \
+                     and any keys KMS did not create stay until you remove them."
+                ),
+                "KMS deletes each key's material from the cluster on a best-effort basis; the \
+                 material is labelled with the KMS key ARN (not the key id), so search leftovers by \
+                 the key ARNs (findKey -l <key ARN> as kmsuser)."
+                    .to_string(),
+                "For each key, the CloudTrail DeleteKey event (eventSource kms.amazonaws.com, \
+                 eventType AwsServiceEvent) tells in additionalEventData.backingKeysDeletionStatus \
+                 whether its material was deleted (SUCCESS) or orphaned (FAILURE; delete the \
+                 keyHandle from backingKeys as kmsuser)."
+                    .to_string(),
+                format!(
+                    "KMS never cleans cluster backups: every backup of {cluster} taken before the \
+                     deletion still holds the key material; delete those backups when your retention \
+                     policy allows."
+                ),
+            ]
+        }
+        StoreType::External => {
+            let mut sentences = vec![
+                "The external keys are not deleted: KMS never deletes keys in the external key \
+                 manager; retire each external key (XksKeyId) with your external key manager's tools."
+                    .to_string(),
+            ];
+            let proxy = match (
+                &store.xks_proxy_uri_endpoint,
+                &store.xks_proxy_vpc_endpoint_service_name,
+            ) {
+                (Some(uri), Some(service)) => format!("{uri} (VPC endpoint service {service})"),
+                (Some(uri), None) => uri.clone(),
+                (None, Some(service)) => format!("behind VPC endpoint service {service}"),
+                (None, None) => "(endpoint not reported)".to_string(),
+            };
+            sentences.push(format!(
+                "The external key store proxy {proxy} is not deleted; retire it when no other \
+                 store uses it."
+            ));
+            sentences.push(
+                "A deleted KMS key cannot be recreated, even from the same external key: data \
+                 encrypted under it can no longer be decrypted."
+                    .to_string(),
+            );
+            sentences
+        }
+    }
+}
+
+impl Report {
+    /// The report of a dry run, from a completed plan.
+    pub fn dry_run(state: &DecommissionState, now: SystemTime) -> Result<Self, DecommissionError> {
+        let plan = state
+            .plan
+            .as_ref()
+            .ok_or_else(|| DecommissionError::invalid_state("no Plan section"))?;
+        let already_pending = plan
+            .keys_by_state
+            .get("PendingDeletion")
+            .copied()
+            .unwrap_or(0);
+        let mut report = Self::base(state, Outcome::DryRun, now)?;
+        report.keys_scheduled = plan.keys_in_store.saturating_sub(already_pending);
+        report.keys_already_pending = already_pending;
+        Ok(report)
+    }
+
+    /// The report of a completed decommission.
+    pub fn decommissioned(
+        state: &DecommissionState,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> Result<Self, DecommissionError> {
+        let scheduling = state.scheduling.as_ref().ok_or_else(|| {
+            DecommissionError::invalid_state(
+                "no Scheduling section (schedule-key-deletion has not run)",
+            )
+        })?;
+        let mut report = Self::base(state, outcome, now)?;
+        report.keys_scheduled = scheduling.keys_scheduled;
+        report.keys_already_pending = scheduling.keys_already_pending;
+        report.keys_deleted = scheduling.keys_scheduled + scheduling.keys_already_pending;
+        Ok(report)
+    }
+
+    fn base(
+        state: &DecommissionState,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> Result<Self, DecommissionError> {
+        let request = state.require_request()?;
+        let store = state.require_store()?;
+        let plan = state.plan.clone().unwrap_or_default();
+        let orphaned = state.orphaned_key_material_accepted();
+        let mut follow_ups = left_behind(store);
+        if orphaned {
+            follow_ups.push(format!(
+                "The store could not be connected (ConnectionErrorCode {}) and \
+                 AllowOrphanedKeyMaterial was true: expect the material of every deleted key to \
+                 remain in the cluster (DeleteKey events with FAILURE).",
+                state
+                    .connection
+                    .as_ref()
+                    .and_then(|c| c.connection_error_code.as_deref())
+                    .unwrap_or("unknown")
+            ));
+        }
+        if plan.keys_truncated {
+            follow_ups.push(format!(
+                "Only the first {} of {} keys are listed here; the complete list (key ARNs{}) is \
+                 in the plan-decommission logs of this execution (message \"store key\").",
+                plan.keys.len(),
+                plan.keys_in_store,
+                if store.custom_key_store_type == StoreType::External {
+                    " and external key ids"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(Self {
+            outcome,
+            custom_key_store_id: store.custom_key_store_id.clone(),
+            custom_key_store_name: store.custom_key_store_name.clone(),
+            custom_key_store_type: store.custom_key_store_type,
+            cloud_hsm_cluster_id: store.cloud_hsm_cluster_id.clone(),
+            execution_id: state.execution.as_ref().map(|e| e.id.clone()),
+            requested_by: request.requested_by.clone(),
+            reason: request.reason.clone(),
+            ticket_id: request.ticket_id.clone(),
+            pending_window_in_days: request.pending_window_in_days,
+            keys_in_store: plan.keys_in_store,
+            keys_by_state: plan.keys_by_state,
+            keys_scheduled: 0,
+            keys_already_pending: 0,
+            keys_deleted: 0,
+            keys: plan.keys,
+            keys_truncated: plan.keys_truncated,
+            orphaned_key_material_accepted: orphaned,
+            follow_ups,
+            started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
+            finished_at: to_rfc3339(now),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(kind: StoreType) -> StoreSummary {
+        StoreSummary {
+            custom_key_store_id: "cks-1234567890abcdef0".into(),
+            custom_key_store_name: "Example".into(),
+            custom_key_store_type: kind,
+            cloud_hsm_cluster_id: (kind == StoreType::CloudHsm).then(|| "cluster-abc".to_string()),
+            xks_proxy_uri_endpoint: (kind == StoreType::External)
+                .then(|| "https://xks.example.com".to_string()),
+            xks_proxy_vpc_endpoint_service_name: None,
+            connection_state: "CONNECTED".into(),
+            connection_error_code: None,
+        }
+    }
+
+    #[test]
+    fn cloudhsm_follow_ups_name_the_cluster_labels_cloudtrail_and_backups() {
+        let text = left_behind(&store(StoreType::CloudHsm)).join(" ");
+        assert!(text.contains("cluster-abc"));
+        assert!(text.contains("key ARN"));
+        assert!(text.contains("DeleteKey"));
+        assert!(text.contains("backups"));
+    }
+
+    #[test]
+    fn xks_follow_ups_name_the_external_keys_and_the_proxy() {
+        let text = left_behind(&store(StoreType::External)).join(" ");
+        assert!(text.contains("XksKeyId"));
+        assert!(text.contains("https://xks.example.com"));
+        assert!(!text.contains("backups"));
+    }
+}

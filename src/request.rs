@@ -1,0 +1,507 @@
+//! The execution input (the console contract) and its validation.
+//!
+//! The input is checked field by field from raw JSON so that every problem is reported as
+//! `InvalidInput` naming the field, unknown fields included (a misspelt `DryRun` must never
+//! silently mean "not a dry run").
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::DecommissionError;
+
+/// Shortest accepted pending window, in days (KMS's documented range is 7-30).
+pub const MIN_PENDING_WINDOW_DAYS: i32 = 7;
+/// Longest accepted pending window, in days.
+pub const MAX_PENDING_WINDOW_DAYS: i32 = 30;
+/// Pending window used when the input gives none (KMS's own default).
+pub const DEFAULT_PENDING_WINDOW_DAYS: i32 = 30;
+/// Longest accepted free-text field (`RequestedBy`, `Reason`, `TicketId`), in characters.
+pub const MAX_FREE_TEXT_CHARS: usize = 256;
+/// Longest custom key store id KMS accepts.
+pub const MAX_CUSTOM_KEY_STORE_ID_LEN: usize = 64;
+/// Longest custom key store name KMS accepts.
+pub const MAX_CUSTOM_KEY_STORE_NAME_CHARS: usize = 256;
+
+/// The input fields the workflow accepts.
+pub const INPUT_FIELDS: &[&str] = &[
+    "CustomKeyStoreId",
+    "PendingWindowInDays",
+    "DryRun",
+    "ConfirmCustomKeyStoreName",
+    "AllowOrphanedKeyMaterial",
+    "RequestedBy",
+    "Reason",
+    "TicketId",
+];
+
+/// A validated decommission request, defaults applied (the state document's `Request`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DecommissionRequest {
+    /// The store to decommission (`cks-` followed by letters and digits).
+    pub custom_key_store_id: String,
+    /// KMS pending window for every key, 7-30 days.
+    pub pending_window_in_days: i32,
+    /// Plan only: read everything, change nothing.
+    pub dry_run: bool,
+    /// Must equal the store's name for anything to change; optional for a dry run.
+    pub confirm_custom_key_store_name: Option<String>,
+    /// Proceed even when a CloudHSM store cannot be connected (KMS then leaves the key
+    /// material in the cluster).
+    pub allow_orphaned_key_material: bool,
+    /// Who asked (free text, carried into logs, markers and the report).
+    pub requested_by: Option<String>,
+    /// Why (free text).
+    pub reason: Option<String>,
+    /// Change ticket (also written on each key as a tag, so limited to tag-safe characters).
+    pub ticket_id: Option<String>,
+}
+
+impl DecommissionRequest {
+    /// Validates a raw execution input and applies the defaults.
+    pub fn from_input(input: &Value) -> Result<Self, DecommissionError> {
+        let object = input.as_object().ok_or_else(|| {
+            DecommissionError::invalid_input(
+                "$",
+                format!(
+                    "the execution input must be a JSON object, got {}",
+                    json_kind(input)
+                ),
+            )
+        })?;
+        if let Some(unknown) = object.keys().find(|k| !INPUT_FIELDS.contains(&k.as_str())) {
+            return Err(DecommissionError::invalid_input(
+                unknown,
+                format!(
+                    "unknown field; accepted fields are {}",
+                    INPUT_FIELDS.join(", ")
+                ),
+            ));
+        }
+
+        let custom_key_store_id = required_string(object, "CustomKeyStoreId")?;
+        validate_custom_key_store_id(&custom_key_store_id)?;
+
+        let pending_window_in_days = match present(object, "PendingWindowInDays") {
+            None => DEFAULT_PENDING_WINDOW_DAYS,
+            Some(value) => pending_window(value)?,
+        };
+        let dry_run = optional_bool(object, "DryRun")?.unwrap_or(false);
+        let allow_orphaned_key_material =
+            optional_bool(object, "AllowOrphanedKeyMaterial")?.unwrap_or(false);
+
+        let confirm_custom_key_store_name = optional_string(object, "ConfirmCustomKeyStoreName")?;
+        match &confirm_custom_key_store_name {
+            None if !dry_run => {
+                return Err(DecommissionError::invalid_input(
+                    "ConfirmCustomKeyStoreName",
+                    "required unless DryRun is true: give the exact name of the custom key store",
+                ))
+            }
+            Some(name) => {
+                let chars = name.chars().count();
+                if chars == 0 || chars > MAX_CUSTOM_KEY_STORE_NAME_CHARS {
+                    return Err(DecommissionError::invalid_input(
+                        "ConfirmCustomKeyStoreName",
+                        format!(
+                            "must be 1-{MAX_CUSTOM_KEY_STORE_NAME_CHARS} characters, got {chars}"
+                        ),
+                    ));
+                }
+            }
+            None => {}
+        }
+
+        let requested_by = free_text(object, "RequestedBy")?;
+        let reason = free_text(object, "Reason")?;
+        let ticket_id = free_text(object, "TicketId")?;
+        if let Some(ticket) = &ticket_id {
+            if let Some(bad) = ticket.chars().find(|c| !is_tag_value_char(*c)) {
+                return Err(DecommissionError::invalid_input(
+                    "TicketId",
+                    format!(
+                        "character {bad:?} is not allowed: the ticket is written as a KMS tag value \
+                         (letters, digits, spaces and _ . : / = + - @)"
+                    ),
+                ));
+            }
+        }
+
+        Ok(Self {
+            custom_key_store_id,
+            pending_window_in_days,
+            dry_run,
+            confirm_custom_key_store_name,
+            allow_orphaned_key_material,
+            requested_by,
+            reason,
+            ticket_id,
+        })
+    }
+
+    /// Checks `ConfirmCustomKeyStoreName` against the store's actual name. A dry run without a
+    /// confirmation passes; a given confirmation must always match exactly.
+    pub fn confirm_store_name(&self, actual_name: &str) -> Result<(), DecommissionError> {
+        match &self.confirm_custom_key_store_name {
+            Some(given) if given == actual_name => Ok(()),
+            None if self.dry_run => Ok(()),
+            given => Err(DecommissionError::ConfirmationMismatch {
+                store_id: self.custom_key_store_id.clone(),
+                given: given
+                    .as_ref()
+                    .map_or_else(|| "missing".to_string(), |g| format!("{g:?}")),
+                actual: actual_name.to_string(),
+            }),
+        }
+    }
+}
+
+/// Checks a custom key store id: `cks-` then 1-60 ASCII letters or digits (KMS ids are
+/// `cks-` and 17 hex digits; KMS accepts at most 64 characters).
+pub fn validate_custom_key_store_id(id: &str) -> Result<(), DecommissionError> {
+    let valid = id.len() <= MAX_CUSTOM_KEY_STORE_ID_LEN
+        && id.strip_prefix("cks-").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(DecommissionError::invalid_input(
+            "CustomKeyStoreId",
+            format!(
+                "{:?} is not a custom key store id: expected cks- followed by letters and digits, \
+                 at most {MAX_CUSTOM_KEY_STORE_ID_LEN} characters (e.g. cks-1234567890abcdef0)",
+                truncate_for_message(id)
+            ),
+        ))
+    }
+}
+
+/// Characters KMS accepts in tag values.
+fn is_tag_value_char(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
+}
+
+/// The field's value unless absent or JSON null.
+fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    object.get(field).filter(|v| !v.is_null())
+}
+
+fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, DecommissionError> {
+    optional_string(object, field)?
+        .ok_or_else(|| DecommissionError::invalid_input(field, "required"))
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, DecommissionError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(DecommissionError::invalid_input(
+            field,
+            format!("must be a string, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn optional_bool(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, DecommissionError> {
+    match present(object, field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(DecommissionError::invalid_input(
+            field,
+            format!("must be true or false, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn pending_window(value: &Value) -> Result<i32, DecommissionError> {
+    let days = value
+        .as_i64()
+        .filter(|d| (MIN_PENDING_WINDOW_DAYS as i64..=MAX_PENDING_WINDOW_DAYS as i64).contains(d));
+    match days {
+        Some(d) => Ok(d as i32),
+        None => Err(DecommissionError::invalid_input(
+            "PendingWindowInDays",
+            format!(
+                "must be a whole number of days from {MIN_PENDING_WINDOW_DAYS} to \
+                 {MAX_PENDING_WINDOW_DAYS}, got {}",
+                truncate_for_message(&value.to_string())
+            ),
+        )),
+    }
+}
+
+fn free_text(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, DecommissionError> {
+    let Some(text) = optional_string(object, field)? else {
+        return Ok(None);
+    };
+    let chars = text.chars().count();
+    if chars > MAX_FREE_TEXT_CHARS {
+        return Err(DecommissionError::invalid_input(
+            field,
+            format!("must be at most {MAX_FREE_TEXT_CHARS} characters, got {chars}"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(DecommissionError::invalid_input(
+            field,
+            "must not contain control characters (newlines, tabs, ...)",
+        ));
+    }
+    Ok(Some(text))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// At most 80 characters of a value quoted in an error message.
+fn truncate_for_message(text: &str) -> String {
+    if text.chars().count() <= 80 {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(80).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(err: DecommissionError) -> String {
+        match err {
+            DecommissionError::InvalidInput { field, .. } => field,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    fn rejected(input: Value) -> String {
+        field_of(DecommissionRequest::from_input(&input).unwrap_err())
+    }
+
+    #[test]
+    fn minimal_input_gets_the_defaults() {
+        let request = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0",
+            "ConfirmCustomKeyStoreName": "ExampleStore"
+        }))
+        .unwrap();
+        assert_eq!(request.pending_window_in_days, 30);
+        assert!(!request.dry_run);
+        assert!(!request.allow_orphaned_key_material);
+        assert_eq!(
+            request.confirm_custom_key_store_name.as_deref(),
+            Some("ExampleStore")
+        );
+        assert_eq!(request.ticket_id, None);
+    }
+
+    #[test]
+    fn full_input_is_kept() {
+        let request = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0",
+            "PendingWindowInDays": 7,
+            "DryRun": false,
+            "ConfirmCustomKeyStoreName": "Example Store",
+            "AllowOrphanedKeyMaterial": true,
+            "RequestedBy": "alice@example.com",
+            "Reason": "retire the HSM cluster — approved",
+            "TicketId": "CHG-1234"
+        }))
+        .unwrap();
+        assert_eq!(request.pending_window_in_days, 7);
+        assert!(request.allow_orphaned_key_material);
+        assert_eq!(request.requested_by.as_deref(), Some("alice@example.com"));
+        assert_eq!(request.ticket_id.as_deref(), Some("CHG-1234"));
+    }
+
+    #[test]
+    fn dry_run_needs_no_confirmation_but_a_real_run_does() {
+        let dry = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true
+        }))
+        .unwrap();
+        assert!(dry.dry_run);
+        assert_eq!(dry.confirm_store_name("Anything"), Ok(()));
+
+        assert_eq!(
+            rejected(json!({"CustomKeyStoreId": "cks-1234567890abcdef0"})),
+            "ConfirmCustomKeyStoreName"
+        );
+        assert_eq!(
+            rejected(json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": false})),
+            "ConfirmCustomKeyStoreName"
+        );
+        assert_eq!(
+            rejected(
+                json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "ConfirmCustomKeyStoreName": ""})
+            ),
+            "ConfirmCustomKeyStoreName"
+        );
+    }
+
+    #[test]
+    fn confirmation_must_match_exactly() {
+        let request = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0",
+            "ConfirmCustomKeyStoreName": "ExampleStore"
+        }))
+        .unwrap();
+        assert_eq!(request.confirm_store_name("ExampleStore"), Ok(()));
+        let err = request.confirm_store_name("examplestore").unwrap_err();
+        assert_eq!(err.error_type(), "ConfirmationMismatch");
+        assert!(err.to_string().contains("\"examplestore\""));
+
+        let dry_with_wrong_name = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0",
+            "DryRun": true,
+            "ConfirmCustomKeyStoreName": "Other"
+        }))
+        .unwrap();
+        assert_eq!(
+            dry_with_wrong_name
+                .confirm_store_name("ExampleStore")
+                .unwrap_err()
+                .error_type(),
+            "ConfirmationMismatch"
+        );
+    }
+
+    #[test]
+    fn store_id_must_look_like_a_store_id() {
+        for bad in [
+            json!(""),
+            json!("cks-"),
+            json!("1234567890abcdef0"),
+            json!("cks-12345 67890"),
+            json!("cks-../../etc"),
+            json!(format!("cks-{}", "a".repeat(61))),
+            json!(12),
+            json!(null),
+        ] {
+            assert_eq!(
+                rejected(json!({"CustomKeyStoreId": bad, "DryRun": true})),
+                "CustomKeyStoreId",
+                "{bad}"
+            );
+        }
+        assert_eq!(rejected(json!({"DryRun": true})), "CustomKeyStoreId");
+        assert!(validate_custom_key_store_id(&format!("cks-{}", "a".repeat(60))).is_ok());
+    }
+
+    #[test]
+    fn pending_window_is_a_whole_number_from_7_to_30() {
+        for ok in [7, 15, 30] {
+            let request = DecommissionRequest::from_input(&json!({
+                "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true, "PendingWindowInDays": ok
+            }))
+            .unwrap();
+            assert_eq!(request.pending_window_in_days, ok);
+        }
+        for bad in [
+            json!(6),
+            json!(31),
+            json!(0),
+            json!(-7),
+            json!(7.5),
+            json!("30"),
+            json!(true),
+        ] {
+            assert_eq!(
+                rejected(json!({
+                    "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true, "PendingWindowInDays": bad
+                })),
+                "PendingWindowInDays",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_must_be_booleans() {
+        for field in ["DryRun", "AllowOrphanedKeyMaterial"] {
+            let mut input = json!({
+                "CustomKeyStoreId": "cks-1234567890abcdef0", "ConfirmCustomKeyStoreName": "S"
+            });
+            input[field] = json!("true");
+            assert_eq!(rejected(input), field);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        assert_eq!(
+            rejected(json!({
+                "CustomKeyStoreId": "cks-1234567890abcdef0", "Dryrun": true
+            })),
+            "Dryrun"
+        );
+        assert_eq!(rejected(json!(["cks-1234567890abcdef0"])), "$");
+        assert_eq!(rejected(json!("cks-1234567890abcdef0")), "$");
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        for field in ["RequestedBy", "Reason", "TicketId"] {
+            let base = json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true});
+            let mut too_long = base.clone();
+            too_long[field] = json!("x".repeat(257));
+            assert_eq!(rejected(too_long), field);
+            let mut control = base.clone();
+            control[field] = json!("line one\nline two");
+            assert_eq!(rejected(control), field);
+            let mut not_text = base.clone();
+            not_text[field] = json!(42);
+            assert_eq!(rejected(not_text), field);
+            let mut longest = base.clone();
+            longest[field] = json!("é".repeat(256));
+            assert!(DecommissionRequest::from_input(&longest).is_ok());
+        }
+    }
+
+    #[test]
+    fn ticket_id_must_be_a_valid_tag_value() {
+        assert_eq!(
+            rejected(json!({
+                "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true, "TicketId": "CHG#12"
+            })),
+            "TicketId"
+        );
+        let request = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true,
+            "TicketId": "JIRA: OPS-12/change=3 +hsm @team_a"
+        }))
+        .unwrap();
+        assert!(request.ticket_id.is_some());
+    }
+
+    #[test]
+    fn nulls_mean_absent() {
+        let request = DecommissionRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true,
+            "PendingWindowInDays": null, "Reason": null
+        }))
+        .unwrap();
+        assert_eq!(request.pending_window_in_days, 30);
+        assert_eq!(request.reason, None);
+    }
+}

@@ -1,0 +1,479 @@
+//! The state document that every step handler receives whole and returns whole
+//! (`docs/workflow-contract.md`). PascalCase JSON; a section is absent until its step has run.
+//!
+//! The document stays small whatever the store size: counts, cursors, timestamps and key
+//! samples capped at [`SAMPLE_CAP`]; complete key lists go to the logs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::DecommissionError;
+use crate::report::Report;
+use crate::request::DecommissionRequest;
+
+/// Most keys any list in the state document (or an error message) carries.
+pub const SAMPLE_CAP: usize = 25;
+
+/// The whole state document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DecommissionState {
+    /// The raw execution input, exactly as given (validated by plan-decommission).
+    #[serde(default)]
+    pub input: Value,
+    /// The execution, from the Step Functions context object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionInfo>,
+    /// The validated request (plan-decommission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<DecommissionRequest>,
+    /// The store as last described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSummary>,
+    /// Inventory and plan (plan-decommission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanProgress>,
+    /// Connection of a CloudHSM store (ensure-store-connected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionStatus>,
+    /// Markers and ScheduleKeyDeletion (schedule-key-deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<SchedulingProgress>,
+    /// Checks that the keys are gone (check-keys-deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<DeletionCheck>,
+    /// DisconnectCustomKeyStore and its polling (disconnect-store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<DisconnectStatus>,
+    /// The final report (delete-store, or plan-decommission for a dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// Sections written by the state machine or later features (e.g. `Failure`), kept as they are.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl DecommissionState {
+    /// Parses a state document received by a handler.
+    pub fn from_value(value: Value) -> Result<Self, DecommissionError> {
+        if !value.is_object() {
+            return Err(DecommissionError::invalid_state(
+                "the payload is not a JSON object",
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| DecommissionError::invalid_state(e.to_string()))
+    }
+
+    /// Serializes the document for the handler's response.
+    pub fn to_value(&self) -> Result<Value, DecommissionError> {
+        serde_json::to_value(self).map_err(|e| {
+            DecommissionError::invalid_state(format!("the document cannot be serialized: {e}"))
+        })
+    }
+
+    /// The validated request; later steps refuse to run without it.
+    pub fn require_request(&self) -> Result<&DecommissionRequest, DecommissionError> {
+        self.request.as_ref().ok_or_else(|| {
+            DecommissionError::invalid_state("no Request section (plan-decommission has not run)")
+        })
+    }
+
+    /// The validated request of a real run: a dry run never reaches a mutating step.
+    pub fn require_real_run(&self) -> Result<&DecommissionRequest, DecommissionError> {
+        let request = self.require_request()?;
+        if request.dry_run {
+            return Err(DecommissionError::invalid_state(
+                "Request.DryRun is true: a dry run changes nothing and ends after plan-decommission",
+            ));
+        }
+        Ok(request)
+    }
+
+    /// The execution ARN recorded on each key's markers.
+    pub fn execution_id(&self) -> Result<&str, DecommissionError> {
+        match &self.execution {
+            Some(execution) if !execution.id.is_empty() => Ok(&execution.id),
+            _ => Err(DecommissionError::invalid_state(
+                "no Execution.Id (the Initialize state copies $$.Execution.Id)",
+            )),
+        }
+    }
+
+    /// The store as described by plan-decommission.
+    pub fn require_store(&self) -> Result<&StoreSummary, DecommissionError> {
+        self.store.as_ref().ok_or_else(|| {
+            DecommissionError::invalid_state("no Store section (plan-decommission has not run)")
+        })
+    }
+
+    /// Whether the operator accepted, and this execution recorded, that the store could not be
+    /// connected and KMS may leave key material behind.
+    pub fn orphaned_key_material_accepted(&self) -> bool {
+        self.connection
+            .as_ref()
+            .is_some_and(|c| c.orphaned_key_material_accepted)
+    }
+}
+
+/// The Step Functions execution running the decommission.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecutionInfo {
+    /// Execution ARN.
+    pub id: String,
+    /// Execution name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When the execution (or its Initialize state) started.
+    #[serde(default)]
+    pub start_time: Option<String>,
+}
+
+/// The kind of custom key store, with KMS's wire names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreType {
+    /// A CloudHSM key store.
+    #[serde(rename = "AWS_CLOUDHSM")]
+    CloudHsm,
+    /// An external key store (XKS).
+    #[serde(rename = "EXTERNAL_KEY_STORE")]
+    External,
+}
+
+impl StoreType {
+    /// KMS's name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CloudHsm => "AWS_CLOUDHSM",
+            Self::External => "EXTERNAL_KEY_STORE",
+        }
+    }
+
+    /// The `Origin` KMS gives the keys of such a store.
+    pub fn key_origin(self) -> &'static str {
+        match self {
+            Self::CloudHsm => "AWS_CLOUDHSM",
+            Self::External => "EXTERNAL_KEY_STORE",
+        }
+    }
+}
+
+/// The store as last described by DescribeCustomKeyStores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StoreSummary {
+    /// Store id.
+    pub custom_key_store_id: String,
+    /// Store name.
+    pub custom_key_store_name: String,
+    /// CloudHSM or external key store.
+    pub custom_key_store_type: StoreType,
+    /// The CloudHSM cluster (CloudHSM stores only).
+    #[serde(default)]
+    pub cloud_hsm_cluster_id: Option<String>,
+    /// The XKS proxy endpoint (external key stores only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xks_proxy_uri_endpoint: Option<String>,
+    /// The XKS proxy's VPC endpoint service (external key stores with VPC connectivity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xks_proxy_vpc_endpoint_service_name: Option<String>,
+    /// Connection state when described (`CONNECTED`, `DISCONNECTED`, ...).
+    pub connection_state: String,
+    /// KMS's ConnectionErrorCode, present only in FAILED.
+    #[serde(default)]
+    pub connection_error_code: Option<String>,
+}
+
+/// One key of the store, as shown in samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeySample {
+    /// Key id.
+    pub key_id: String,
+    /// Key ARN (the label of the key material in a CloudHSM cluster).
+    pub arn: String,
+    /// Key state when inventoried.
+    pub key_state: String,
+    /// The external key id (external key stores only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xks_key_id: Option<String>,
+    /// DeletionDate (PendingDeletion keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<String>,
+}
+
+/// Progress and result of plan-decommission.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlanProgress {
+    /// The inventory is complete (the state machine loops while false).
+    pub done: bool,
+    /// ListKeys marker of the next page to scan.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Keys of the account examined so far.
+    #[serde(default)]
+    pub keys_scanned: u64,
+    /// Keys of the store found so far.
+    #[serde(default)]
+    pub keys_in_store: u64,
+    /// Keys of the store by key state.
+    #[serde(default)]
+    pub keys_by_state: BTreeMap<String, u64>,
+    /// The first keys found (at most [`SAMPLE_CAP`]).
+    #[serde(default)]
+    pub keys: Vec<KeySample>,
+    /// More keys exist than `keys` lists (the complete list is in the logs).
+    #[serde(default)]
+    pub keys_truncated: bool,
+    /// What KMS will not delete, one sentence each.
+    #[serde(default)]
+    pub left_behind: Vec<String>,
+}
+
+/// Progress of ensure-store-connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectionStatus {
+    /// The store is ready for the waiting period (the state machine polls while false).
+    pub ready: bool,
+    /// Connection state last seen.
+    pub connection_state: String,
+    /// ConnectionErrorCode last seen (FAILED only).
+    #[serde(default)]
+    pub connection_error_code: Option<String>,
+    /// ConnectCustomKeyStore calls in the current connect episode.
+    #[serde(default)]
+    pub connect_attempts: u32,
+    /// Seconds to wait before the next poll.
+    pub poll_after_seconds: u64,
+    /// When the current connect episode started (RFC 3339), null when ready.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The store could not be connected and AllowOrphanedKeyMaterial let the workflow go on.
+    #[serde(default)]
+    pub orphaned_key_material_accepted: bool,
+}
+
+/// Progress and result of schedule-key-deletion.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SchedulingProgress {
+    /// Every key of the store is pending deletion (the state machine loops while false).
+    pub done: bool,
+    /// ListKeys marker of the next page to process.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Keys of the account examined so far.
+    #[serde(default)]
+    pub keys_scanned: u64,
+    /// Keys of the store pending deletion with this execution's marker.
+    #[serde(default)]
+    pub keys_scheduled: u64,
+    /// Keys of the store that were already pending deletion before this execution.
+    #[serde(default)]
+    pub keys_already_pending: u64,
+    /// Earliest DeletionDate among the store's keys (RFC 3339).
+    #[serde(default)]
+    pub earliest_deletion_date: Option<String>,
+    /// Latest DeletionDate among the store's keys (RFC 3339).
+    #[serde(default)]
+    pub latest_deletion_date: Option<String>,
+    /// When check-keys-deleted should first run (RFC 3339, whole seconds, rounded up).
+    #[serde(default)]
+    pub wait_until: Option<String>,
+    /// Whether the state machine should Wait for `wait_until` (false when under 60 s ahead).
+    #[serde(default)]
+    pub wait_required: bool,
+}
+
+/// Progress and result of check-keys-deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeletionCheck {
+    /// The current scan is complete (the state machine loops while false).
+    pub scan_done: bool,
+    /// ListKeys marker of the next page of the current scan.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Keys of the store still pending deletion (so far, while the scan runs).
+    #[serde(default)]
+    pub keys_pending: u64,
+    /// No key of the store is left.
+    #[serde(default)]
+    pub all_deleted: bool,
+    /// A CloudHSM store was found not CONNECTED while keys are still pending.
+    #[serde(default)]
+    pub needs_reconnect: bool,
+    /// Completed or started scans.
+    #[serde(default)]
+    pub checks: u32,
+    /// Seconds to wait before the next scan.
+    #[serde(default)]
+    pub poll_after_seconds: u64,
+    /// Keys of the account examined in the current scan.
+    #[serde(default)]
+    pub keys_scanned: u64,
+    /// Earliest DeletionDate among pending keys in the current scan.
+    #[serde(default)]
+    pub earliest_deletion_date: Option<String>,
+    /// Latest DeletionDate among pending keys in the current scan.
+    #[serde(default)]
+    pub latest_deletion_date: Option<String>,
+    /// Keys of the store found not pending deletion in the current scan.
+    #[serde(default)]
+    pub keys_not_pending: u64,
+    /// The first of them, as `ARN (State)` (at most [`SAMPLE_CAP`]).
+    #[serde(default)]
+    pub keys_not_pending_sample: Vec<String>,
+}
+
+/// Progress of disconnect-store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DisconnectStatus {
+    /// The store is DISCONNECTED (the state machine polls while false).
+    pub disconnected: bool,
+    /// Connection state last seen.
+    pub connection_state: String,
+    /// DisconnectCustomKeyStore calls made by this step.
+    #[serde(default)]
+    pub disconnect_attempts: u32,
+    /// Seconds to wait before the next poll.
+    pub poll_after_seconds: u64,
+    /// When this step first found the store not yet DISCONNECTED (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// Appends `item` to a capped sample, returning whether it was kept.
+pub fn push_capped<T>(sample: &mut Vec<T>, item: T) -> bool {
+    if sample.len() < SAMPLE_CAP {
+        sample.push(item);
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_initial_document_parses_and_round_trips() {
+        let doc = json!({
+            "Input": {"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true},
+            "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:sm:run-1",
+                          "Name": "run-1", "StartTime": "2026-11-28T10:00:00.000Z"}
+        });
+        let state = DecommissionState::from_value(doc.clone()).unwrap();
+        assert_eq!(
+            state.execution_id().unwrap(),
+            "arn:aws:states:us-east-1:123456789012:execution:sm:run-1"
+        );
+        assert_eq!(state.to_value().unwrap(), doc);
+    }
+
+    #[test]
+    fn absent_sections_are_not_written_and_unknown_sections_are_kept() {
+        let doc = json!({
+            "Input": {},
+            "Execution": {"Id": "arn:x"},
+            "Failure": {"Error": "X", "Cause": "y"}
+        });
+        let value = DecommissionState::from_value(doc)
+            .unwrap()
+            .to_value()
+            .unwrap();
+        assert!(value.get("Plan").is_none());
+        assert!(value.get("Scheduling").is_none());
+        assert_eq!(value["Failure"]["Error"], "X");
+    }
+
+    #[test]
+    fn fields_the_state_machine_reads_have_their_contract_names() {
+        let state = DecommissionState {
+            plan: Some(PlanProgress::default()),
+            connection: Some(ConnectionStatus::default()),
+            scheduling: Some(SchedulingProgress {
+                wait_until: Some("2026-12-28T10:00:00Z".into()),
+                ..Default::default()
+            }),
+            deletion: Some(DeletionCheck::default()),
+            disconnect: Some(DisconnectStatus::default()),
+            ..Default::default()
+        };
+        let value = state.to_value().unwrap();
+        for (section, field) in [
+            ("Plan", "Done"),
+            ("Connection", "Ready"),
+            ("Connection", "PollAfterSeconds"),
+            ("Scheduling", "Done"),
+            ("Scheduling", "WaitRequired"),
+            ("Scheduling", "WaitUntil"),
+            ("Deletion", "ScanDone"),
+            ("Deletion", "AllDeleted"),
+            ("Deletion", "NeedsReconnect"),
+            ("Deletion", "PollAfterSeconds"),
+            ("Disconnect", "Disconnected"),
+            ("Disconnect", "PollAfterSeconds"),
+        ] {
+            assert!(
+                value[section].get(field).is_some(),
+                "{section}.{field} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_documents_are_named_errors() {
+        for bad in [
+            json!([1, 2]),
+            json!("text"),
+            json!({"Plan": {"Done": "yes"}}),
+            json!({"Store": {"CustomKeyStoreId": "cks-1"}}),
+        ] {
+            let err = DecommissionState::from_value(bad).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidStateDocument");
+        }
+    }
+
+    #[test]
+    fn later_steps_require_a_real_run_with_an_execution() {
+        let state = DecommissionState::default();
+        assert_eq!(
+            state.require_request().unwrap_err().error_type(),
+            "InvalidStateDocument"
+        );
+        assert_eq!(
+            state.execution_id().unwrap_err().error_type(),
+            "InvalidStateDocument"
+        );
+        let dry = DecommissionState {
+            request: Some(
+                DecommissionRequest::from_input(
+                    &json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true}),
+                )
+                .unwrap(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            dry.require_real_run().unwrap_err().error_type(),
+            "InvalidStateDocument"
+        );
+    }
+
+    #[test]
+    fn samples_are_capped() {
+        let mut sample = Vec::new();
+        for i in 0..100 {
+            push_capped(&mut sample, i);
+        }
+        assert_eq!(sample.len(), SAMPLE_CAP);
+    }
+}

@@ -1,0 +1,104 @@
+//! disconnect-store: once every key is gone, disconnect the store (already DISCONNECTED or
+//! DISCONNECTING is not an error) and poll until DISCONNECTED. One action per invocation.
+
+use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339};
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::state::{DecommissionState, DisconnectStatus};
+use crate::steps::{require_planned_store, StepContext};
+use crate::store::{self, ConnectionState};
+
+/// Runs one poll of the disconnect.
+pub async fn run(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+    _deadline: Deadline,
+) -> Result<DecommissionState, DecommissionError> {
+    let request = state.require_real_run()?.clone();
+    let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
+    if !state.deletion.as_ref().is_some_and(|d| d.all_deleted) {
+        return Err(DecommissionError::invalid_state(
+            "Deletion.AllDeleted is not true: the store is disconnected only after check-keys-deleted \
+             found every key deleted (disconnecting earlier orphans CloudHSM key material)",
+        ));
+    }
+    let execution = state.execution.as_ref().map(|e| e.id.clone());
+    let now = ctx.clock.now();
+    let mut status = match state.disconnect.take() {
+        Some(previous) if !previous.disconnected => previous,
+        _ => DisconnectStatus {
+            since: Some(to_rfc3339(now)),
+            ..DisconnectStatus::default()
+        },
+    };
+    status.poll_after_seconds = ctx.config.store_poll_seconds;
+
+    let mut described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    match described.state() {
+        ConnectionState::Disconnected | ConnectionState::Disconnecting => {}
+        ConnectionState::Connected | ConnectionState::Connecting | ConnectionState::Failed => {
+            match store::disconnect(&ctx.kms, &ctx.pacing, &store_id).await {
+                Ok(()) => {
+                    status.disconnect_attempts += 1;
+                    tracing::info!(
+                        custom_key_store_id = store_id.as_str(),
+                        execution = execution.as_deref(),
+                        ticket = request.ticket_id.as_deref(),
+                        previous_state = described.connection_state.as_str(),
+                        "disconnecting custom key store"
+                    );
+                }
+                // Someone else disconnected it meanwhile: look again.
+                Err(err) if err.kms_code() == Some("CustomKeyStoreInvalidStateException") => {
+                    described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+                    if !matches!(
+                        described.state(),
+                        ConnectionState::Disconnected | ConnectionState::Disconnecting
+                    ) {
+                        return Err(err);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+            if status.disconnect_attempts > 0 {
+                described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+            }
+        }
+        ConnectionState::Unknown(other) => {
+            return Err(DecommissionError::unexpected(
+                "DescribeCustomKeyStores",
+                format!("store {store_id} has unknown ConnectionState {other}"),
+            ))
+        }
+    }
+    status.connection_state = described.connection_state.clone();
+    let disconnected = described.state() == ConnectionState::Disconnected;
+    state.store = Some(described);
+    if disconnected {
+        status.disconnected = true;
+        status.since = None;
+        tracing::info!(
+            custom_key_store_id = store_id.as_str(),
+            execution = execution.as_deref(),
+            "custom key store is DISCONNECTED"
+        );
+        state.disconnect = Some(status);
+        return Ok(state);
+    }
+
+    let since = match &status.since {
+        Some(since) => parse_rfc3339("Disconnect.Since", since)?,
+        None => now,
+    };
+    let waited = seconds_between(since, now);
+    if waited > ctx.config.disconnect_timeout_seconds {
+        return Err(DecommissionError::DisconnectTimedOut {
+            store_id,
+            state: status.connection_state,
+            waited_seconds: waited,
+        });
+    }
+    status.disconnected = false;
+    state.disconnect = Some(status);
+    Ok(state)
+}

@@ -1,0 +1,104 @@
+//! plan-decommission: validate the input, describe the store, check the confirmation, and
+//! inventory the store's keys page by page. Reads only; a dry run ends here with its report.
+
+use std::time::Instant;
+
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::inventory::{may_start_another_page, scan_page};
+use crate::keys::TargetStore;
+use crate::report::{left_behind, Report};
+use crate::request::DecommissionRequest;
+use crate::state::{push_capped, DecommissionState, PlanProgress};
+use crate::steps::StepContext;
+use crate::store;
+
+/// Runs one batch of the plan.
+pub async fn run(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+    deadline: Deadline,
+) -> Result<DecommissionState, DecommissionError> {
+    let request = DecommissionRequest::from_input(&state.input)?;
+    let store_id = request.custom_key_store_id.clone();
+    let store = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    request.confirm_store_name(&store.custom_key_store_name)?;
+
+    let continuing = state.request.as_ref() == Some(&request)
+        && state
+            .plan
+            .as_ref()
+            .is_some_and(|p| !p.done && p.cursor.is_some());
+    let mut plan = match state.plan.take() {
+        Some(plan) if continuing => plan,
+        _ => PlanProgress {
+            left_behind: left_behind(&store),
+            ..PlanProgress::default()
+        },
+    };
+    let execution = state.execution.as_ref().map(|e| e.id.clone());
+    let target = TargetStore::new(&store);
+    let mut cursor = plan.cursor.take();
+    loop {
+        let started = Instant::now();
+        let page = scan_page(
+            &ctx.kms,
+            &ctx.pacing,
+            &target,
+            cursor.as_deref(),
+            ctx.config.list_keys_page_size,
+        )
+        .await?;
+        plan.keys_scanned += page.scanned;
+        for key in &page.keys {
+            plan.keys_in_store += 1;
+            *plan
+                .keys_by_state
+                .entry(key.state().to_string())
+                .or_default() += 1;
+            if !push_capped(&mut plan.keys, key.sample()) {
+                plan.keys_truncated = true;
+            }
+            tracing::info!(
+                custom_key_store_id = store_id.as_str(),
+                execution = execution.as_deref(),
+                key_id = key.key_id(),
+                key_arn = key.arn(),
+                key_state = key.state(),
+                xks_key_id = key.xks_key_id(),
+                "store key"
+            );
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none()
+            || !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin)
+        {
+            break;
+        }
+    }
+    plan.done = cursor.is_none();
+    plan.cursor = cursor;
+    if plan.done {
+        tracing::info!(
+            custom_key_store_id = store_id.as_str(),
+            custom_key_store_type = store.custom_key_store_type.as_str(),
+            connection_state = store.connection_state.as_str(),
+            execution = execution.as_deref(),
+            ticket = request.ticket_id.as_deref(),
+            requested_by = request.requested_by.as_deref(),
+            dry_run = request.dry_run,
+            keys_scanned = plan.keys_scanned,
+            keys_in_store = plan.keys_in_store,
+            keys_by_state = ?plan.keys_by_state,
+            "plan complete"
+        );
+    }
+    let dry_run_done = request.dry_run && plan.done;
+    state.request = Some(request);
+    state.store = Some(store);
+    state.plan = Some(plan);
+    if dry_run_done {
+        state.report = Some(Report::dry_run(&state, ctx.clock.now())?);
+    }
+    Ok(state)
+}

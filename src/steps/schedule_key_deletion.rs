@@ -1,0 +1,155 @@
+//! schedule-key-deletion: put this execution's markers on every key of the store, then schedule
+//! its deletion; page by page, resuming from the ListKeys marker. Keys already pending deletion
+//! are success. When done, computes when the first check should run.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::clock::{parse_optional_rfc3339, to_rfc3339};
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::inventory::{may_start_another_page, scan_page};
+use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
+use crate::state::{DecommissionState, SchedulingProgress, StoreType};
+use crate::steps::{max_time, min_time, next_check_time, require_planned_store, StepContext};
+use crate::store::{self, ConnectionState};
+
+/// A Wait shorter than this is skipped (never Wait on a timestamp about to pass).
+const MIN_WAIT_SECONDS: u64 = 60;
+
+/// Runs one batch of scheduling.
+pub async fn run(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+    deadline: Deadline,
+) -> Result<DecommissionState, DecommissionError> {
+    let request = state.require_real_run()?.clone();
+    let execution = state.execution_id()?.to_string();
+    let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
+    if !state.connection.as_ref().is_some_and(|c| c.ready) {
+        return Err(DecommissionError::invalid_state(
+            "Connection.Ready is not true (ensure-store-connected has not made the store ready)",
+        ));
+    }
+
+    // The first irreversible step: look at the store again, by id, and re-check the name.
+    let described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    request.confirm_store_name(&described.custom_key_store_name)?;
+    if described.custom_key_store_type == StoreType::CloudHsm
+        && described.state() != ConnectionState::Connected
+        && !state.orphaned_key_material_accepted()
+    {
+        return Err(DecommissionError::StoreNotConnected {
+            store_id,
+            state: described.connection_state,
+        });
+    }
+    let target = TargetStore::new(&described);
+    state.store = Some(described);
+
+    let mut progress = match state.scheduling.take() {
+        Some(progress) if !progress.done && progress.cursor.is_some() => progress,
+        _ => SchedulingProgress::default(),
+    };
+    let mut earliest = parse_optional_rfc3339(
+        "Scheduling.EarliestDeletionDate",
+        &progress.earliest_deletion_date,
+    )?;
+    let mut latest = parse_optional_rfc3339(
+        "Scheduling.LatestDeletionDate",
+        &progress.latest_deletion_date,
+    )?;
+    let markers_for = MarkerContext {
+        execution: &execution,
+        ticket: request.ticket_id.as_deref(),
+        store_id: &store_id,
+    };
+    let mut cursor = progress.cursor.take();
+    loop {
+        let started = Instant::now();
+        let page = scan_page(
+            &ctx.kms,
+            &ctx.pacing,
+            &target,
+            cursor.as_deref(),
+            ctx.config.list_keys_page_size,
+        )
+        .await?;
+        let outcomes: Vec<KeyOutcome> = stream::iter(&page.keys)
+            .map(|key| {
+                ensure_scheduled(
+                    &ctx.kms,
+                    &ctx.pacing,
+                    key,
+                    &target,
+                    markers_for,
+                    request.pending_window_in_days,
+                )
+            })
+            .buffered(ctx.pacing.concurrency)
+            .try_collect()
+            .await?;
+        // The page is complete: only now do its counts join the progress, so a page cut off
+        // halfway is counted once, when it is processed again.
+        progress.keys_scanned += page.scanned;
+        for (key, outcome) in page.keys.iter().zip(&outcomes) {
+            let (date, by_us) = match outcome {
+                KeyOutcome::ScheduledByThisExecution { deletion_date } => (*deletion_date, true),
+                KeyOutcome::AlreadyPending { deletion_date } => (*deletion_date, false),
+                KeyOutcome::Gone => continue,
+            };
+            if by_us {
+                progress.keys_scheduled += 1;
+            } else {
+                progress.keys_already_pending += 1;
+            }
+            let date = date.or(key.deletion_date());
+            earliest = min_time(earliest, date);
+            latest = max_time(latest, date);
+            tracing::info!(
+                custom_key_store_id = store_id.as_str(),
+                execution = execution.as_str(),
+                ticket = request.ticket_id.as_deref(),
+                key_id = key.key_id(),
+                key_arn = key.arn(),
+                scheduled_by_this_execution = by_us,
+                deletion_date = date.map(to_rfc3339),
+                "key pending deletion"
+            );
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none()
+            || !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin)
+        {
+            break;
+        }
+    }
+    progress.done = cursor.is_none();
+    progress.cursor = cursor;
+    progress.earliest_deletion_date = earliest.map(to_rfc3339);
+    progress.latest_deletion_date = latest.map(to_rfc3339);
+    if progress.done {
+        let now = ctx.clock.now();
+        let wait_until = next_check_time(now, earliest, &ctx.config).unwrap_or(now);
+        let wait = wait_until.duration_since(now).unwrap_or(Duration::ZERO);
+        progress.wait_until = Some(to_rfc3339(wait_until));
+        progress.wait_required = wait.as_secs() >= MIN_WAIT_SECONDS;
+        tracing::info!(
+            custom_key_store_id = store_id.as_str(),
+            execution = execution.as_str(),
+            ticket = request.ticket_id.as_deref(),
+            keys_scheduled = progress.keys_scheduled,
+            keys_already_pending = progress.keys_already_pending,
+            earliest_deletion_date = progress.earliest_deletion_date.as_deref(),
+            latest_deletion_date = progress.latest_deletion_date.as_deref(),
+            wait_until = progress.wait_until.as_deref(),
+            "scheduling complete"
+        );
+    } else {
+        progress.wait_until = None;
+        progress.wait_required = false;
+    }
+    state.scheduling = Some(progress);
+    Ok(state)
+}

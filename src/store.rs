@@ -1,0 +1,184 @@
+//! The custom key store itself: describe, connect, disconnect, delete.
+//!
+//! Each function makes one paced KMS call and maps its errors to KMS's names; the steps decide
+//! what a state or an error means.
+
+use aws_sdk_kms::Client;
+
+use crate::error::DecommissionError;
+use crate::pacing::Pacing;
+use crate::state::{StoreSummary, StoreType};
+
+/// A custom key store's connection state, as KMS names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// `CONNECTED`.
+    Connected,
+    /// `CONNECTING` (transient).
+    Connecting,
+    /// `DISCONNECTED`.
+    Disconnected,
+    /// `DISCONNECTING` (transient).
+    Disconnecting,
+    /// `FAILED`: a connection attempt failed; `ConnectionErrorCode` says why.
+    Failed,
+    /// A value this code does not know.
+    Unknown(String),
+}
+
+impl ConnectionState {
+    /// Parses KMS's name.
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "CONNECTED" => Self::Connected,
+            "CONNECTING" => Self::Connecting,
+            "DISCONNECTED" => Self::Disconnected,
+            "DISCONNECTING" => Self::Disconnecting,
+            "FAILED" => Self::Failed,
+            other => Self::Unknown(other.to_string()),
+        }
+    }
+}
+
+impl StoreSummary {
+    /// The parsed connection state.
+    pub fn state(&self) -> ConnectionState {
+        ConnectionState::parse(&self.connection_state)
+    }
+}
+
+/// Describes one store by id. A store KMS does not know is `CustomKeyStoreNotFoundException`.
+pub async fn describe(
+    kms: &Client,
+    pacing: &Pacing,
+    store_id: &str,
+) -> Result<StoreSummary, DecommissionError> {
+    const OP: &str = "DescribeCustomKeyStores";
+    pacing.describe_custom_key_stores.acquire().await;
+    let output = kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(store_id)
+        .send()
+        .await
+        .map_err(|e| DecommissionError::from_sdk(OP, e))?;
+    let entry = output
+        .custom_key_stores()
+        .iter()
+        .find(|s| s.custom_key_store_id() == Some(store_id))
+        .ok_or_else(|| DecommissionError::Kms {
+            operation: OP,
+            code: "CustomKeyStoreNotFoundException".to_string(),
+            message: format!("no custom key store with id {store_id} in the answer"),
+        })?;
+    let store_type = match (entry.custom_key_store_type(), entry.cloud_hsm_cluster_id()) {
+        (Some(t), _) => match t.as_str() {
+            "AWS_CLOUDHSM" => StoreType::CloudHsm,
+            "EXTERNAL_KEY_STORE" => StoreType::External,
+            other => {
+                return Err(DecommissionError::unexpected(
+                    OP,
+                    format!("store {store_id} has unknown CustomKeyStoreType {other}"),
+                ))
+            }
+        },
+        // Stores created before external key stores existed may omit the type.
+        (None, Some(_)) => StoreType::CloudHsm,
+        (None, None) => {
+            return Err(DecommissionError::unexpected(
+                OP,
+                format!("store {store_id} has neither CustomKeyStoreType nor CloudHsmClusterId"),
+            ))
+        }
+    };
+    let connection_state = entry
+        .connection_state()
+        .map(|s| s.as_str().to_string())
+        .ok_or_else(|| {
+            DecommissionError::unexpected(OP, format!("store {store_id} has no ConnectionState"))
+        })?;
+    let xks = entry.xks_proxy_configuration();
+    Ok(StoreSummary {
+        custom_key_store_id: store_id.to_string(),
+        custom_key_store_name: entry
+            .custom_key_store_name()
+            .unwrap_or_default()
+            .to_string(),
+        custom_key_store_type: store_type,
+        cloud_hsm_cluster_id: entry.cloud_hsm_cluster_id().map(str::to_string),
+        xks_proxy_uri_endpoint: xks.and_then(|x| x.uri_endpoint()).map(str::to_string),
+        xks_proxy_vpc_endpoint_service_name: xks
+            .and_then(|x| x.vpc_endpoint_service_name())
+            .map(str::to_string),
+        connection_state,
+        connection_error_code: entry
+            .connection_error_code()
+            .map(|c| c.as_str().to_string()),
+    })
+}
+
+/// Starts connecting a store (ConnectCustomKeyStore is asynchronous: poll [`describe`]).
+pub async fn connect(
+    kms: &Client,
+    pacing: &Pacing,
+    store_id: &str,
+) -> Result<(), DecommissionError> {
+    pacing.change_custom_key_store.acquire().await;
+    kms.connect_custom_key_store()
+        .custom_key_store_id(store_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DecommissionError::from_sdk("ConnectCustomKeyStore", e))
+}
+
+/// Starts disconnecting a store (poll [`describe`] until DISCONNECTED).
+pub async fn disconnect(
+    kms: &Client,
+    pacing: &Pacing,
+    store_id: &str,
+) -> Result<(), DecommissionError> {
+    pacing.change_custom_key_store.acquire().await;
+    kms.disconnect_custom_key_store()
+        .custom_key_store_id(store_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DecommissionError::from_sdk("DisconnectCustomKeyStore", e))
+}
+
+/// Deletes a DISCONNECTED store that holds no keys.
+pub async fn delete(
+    kms: &Client,
+    pacing: &Pacing,
+    store_id: &str,
+) -> Result<(), DecommissionError> {
+    pacing.change_custom_key_store.acquire().await;
+    kms.delete_custom_key_store()
+        .custom_key_store_id(store_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DecommissionError::from_sdk("DeleteCustomKeyStore", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_states_parse_with_kms_names() {
+        assert_eq!(
+            ConnectionState::parse("CONNECTED"),
+            ConnectionState::Connected
+        );
+        assert_eq!(ConnectionState::parse("FAILED"), ConnectionState::Failed);
+        assert_eq!(
+            ConnectionState::parse("DISCONNECTING"),
+            ConnectionState::Disconnecting
+        );
+        assert_eq!(
+            ConnectionState::parse("connected"),
+            ConnectionState::Unknown("connected".into())
+        );
+    }
+}

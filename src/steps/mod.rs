@@ -92,13 +92,18 @@ impl Step {
         state: DecommissionState,
         deadline: Deadline,
     ) -> Result<DecommissionState, DecommissionError> {
+        // Boxed: the six step futures nested in one type exceed the compiler's layout depth.
         match self {
-            Step::PlanDecommission => plan::run(ctx, state, deadline).await,
-            Step::EnsureStoreConnected => ensure_store_connected::run(ctx, state, deadline).await,
-            Step::ScheduleKeyDeletion => schedule_key_deletion::run(ctx, state, deadline).await,
-            Step::CheckKeysDeleted => check_keys_deleted::run(ctx, state, deadline).await,
-            Step::DisconnectStore => disconnect_store::run(ctx, state, deadline).await,
-            Step::DeleteStore => delete_store::run(ctx, state, deadline).await,
+            Step::PlanDecommission => Box::pin(plan::run(ctx, state, deadline)).await,
+            Step::EnsureStoreConnected => {
+                Box::pin(ensure_store_connected::run(ctx, state, deadline)).await
+            }
+            Step::ScheduleKeyDeletion => {
+                Box::pin(schedule_key_deletion::run(ctx, state, deadline)).await
+            }
+            Step::CheckKeysDeleted => Box::pin(check_keys_deleted::run(ctx, state, deadline)).await,
+            Step::DisconnectStore => Box::pin(disconnect_store::run(ctx, state, deadline)).await,
+            Step::DeleteStore => Box::pin(delete_store::run(ctx, state, deadline)).await,
         }
     }
 }

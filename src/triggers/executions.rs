@@ -1,0 +1,480 @@
+//! Starting, finding and stopping executions so that at most one decommission of a store runs.
+//!
+//! Three guards, strongest first:
+//! 1. deterministic names: a duplicate request derives the same name and input, and Step
+//!    Functions' `StartExecution` returns the running execution instead of starting another
+//!    (a closed one answers `ExecutionAlreadyExists`, which is reported, never retried blindly);
+//! 2. before starting, `ListExecutions(RUNNING)` and the input of each running execution: a
+//!    running real decommission (or cancel) of the same store refuses the start;
+//! 3. after starting a real decommission, the same check again: when two requests with
+//!    different names raced past guard 2, the later-started execution stops itself before it
+//!    has changed anything (the workflow's first steps only read).
+//!
+//! `ListExecutions` is eventually consistent, so guards 2-3 narrow the window of a race between
+//! two *different* requests for one store (say, a ticket and a tag in the same second) to that
+//! consistency delay; duplicates of one request are covered by guard 1 absolutely.
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_smithy_types::DateTime;
+use serde_json::Value;
+
+use super::aws_error::AwsCallError;
+use super::RunMode;
+
+/// Error name given to an execution stopped because another decommission of its store won.
+pub const DUPLICATE_STOP_ERROR: &str = "DuplicateDecommission";
+
+/// What to start: a deterministic name and the execution input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRequest {
+    /// Execution name (see [`super::naming`]).
+    pub name: String,
+    /// Execution input (a JSON object; must name `CustomKeyStoreId`).
+    pub input: Value,
+    /// The store the execution acts on.
+    pub store_id: String,
+    /// Dry run or real decommission.
+    pub mode: RunMode,
+}
+
+/// An execution as `DescribeExecution` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionInfo {
+    /// Execution ARN.
+    pub arn: String,
+    /// Execution name.
+    pub name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ...
+    pub status: ExecutionStatus,
+    /// When it started.
+    pub start_date: DateTime,
+    /// When it stopped, if it has.
+    pub stop_date: Option<DateTime>,
+    /// Its input, parsed (`None` when absent or not JSON).
+    pub input: Option<Value>,
+    /// Its output, parsed (`None` until it succeeds).
+    pub output: Option<Value>,
+    /// Error name of a failed or stopped execution.
+    pub error: Option<String>,
+    /// Cause of a failed or stopped execution.
+    pub cause: Option<String>,
+}
+
+impl ExecutionInfo {
+    /// True while the execution runs.
+    pub fn is_running(&self) -> bool {
+        self.status == ExecutionStatus::Running
+    }
+
+    /// The store its input names (`CustomKeyStoreId`).
+    pub fn store_id(&self) -> Option<&str> {
+        self.input.as_ref()?.get("CustomKeyStoreId")?.as_str()
+    }
+
+    /// Whether its input asks for a dry run. A missing or non-boolean `DryRun` counts as a real
+    /// decommission, the conservative reading for exclusivity.
+    pub fn mode(&self) -> RunMode {
+        match self
+            .input
+            .as_ref()
+            .and_then(|i| i.get("DryRun"))
+            .and_then(Value::as_bool)
+        {
+            Some(true) => RunMode::DryRun,
+            _ => RunMode::Decommission,
+        }
+    }
+}
+
+/// How a start request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartOutcome {
+    /// A new execution runs.
+    Started {
+        /// Its ARN.
+        arn: String,
+    },
+    /// This very request (same name and input) is already running.
+    AlreadyRunning(ExecutionInfo),
+    /// Another decommission (or cancel) of the store is running; nothing was started.
+    StoreBusy(ExecutionInfo),
+    /// This request (same name and input) already ran and has finished.
+    AlreadyFinished(ExecutionInfo),
+    /// The name was used by an execution with a different input.
+    NameTaken(ExecutionInfo),
+}
+
+impl StartOutcome {
+    /// The outcome of asking again for `existing`'s name with `input`.
+    pub fn from_existing(existing: ExecutionInfo, input: &Value) -> Self {
+        if existing.input.as_ref() != Some(input) {
+            Self::NameTaken(existing)
+        } else if existing.is_running() {
+            Self::AlreadyRunning(existing)
+        } else {
+            Self::AlreadyFinished(existing)
+        }
+    }
+}
+
+/// Step Functions operations of the triggers, bound to the decommission state machine (and,
+/// when configured, the cancel state machine).
+#[derive(Debug, Clone)]
+pub struct Executions {
+    sfn: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+    cancel_state_machine_arn: Option<String>,
+}
+
+impl Executions {
+    /// Binds `sfn` to the decommission state machine and, if any, the cancel state machine.
+    pub fn new(
+        sfn: aws_sdk_sfn::Client,
+        state_machine_arn: impl Into<String>,
+        cancel_state_machine_arn: Option<String>,
+    ) -> Self {
+        Self {
+            sfn,
+            state_machine_arn: state_machine_arn.into(),
+            cancel_state_machine_arn,
+        }
+    }
+
+    /// The decommission state machine.
+    pub fn state_machine_arn(&self) -> &str {
+        &self.state_machine_arn
+    }
+
+    /// The cancel state machine, when configured.
+    pub fn cancel_state_machine_arn(&self) -> Option<&str> {
+        self.cancel_state_machine_arn.as_deref()
+    }
+
+    /// Describes an execution; `None` when it does not exist.
+    pub async fn describe(&self, arn: &str) -> Result<Option<ExecutionInfo>, AwsCallError> {
+        let described = match self
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(AwsCallError::new("states:DescribeExecution", e)),
+        };
+        let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str(t).ok());
+        Ok(Some(ExecutionInfo {
+            arn: described.execution_arn().to_owned(),
+            name: described
+                .name()
+                .map(str::to_owned)
+                .unwrap_or_else(|| arn.rsplit(':').next().unwrap_or_default().to_owned()),
+            status: described.status().clone(),
+            start_date: *described.start_date(),
+            stop_date: described.stop_date().copied(),
+            input: parse(described.input()),
+            output: parse(described.output()),
+            error: described.error().map(str::to_owned),
+            cause: described.cause().map(str::to_owned),
+        }))
+    }
+
+    /// Describes the execution called `name` of `state_machine_arn`; `None` when none exists.
+    pub async fn describe_named(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+    ) -> Result<Option<ExecutionInfo>, AwsCallError> {
+        match execution_arn(state_machine_arn, name) {
+            Some(arn) => self.describe(&arn).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Running executions of `state_machine_arn` whose input names `store_id`.
+    pub async fn running_for_store(
+        &self,
+        state_machine_arn: &str,
+        store_id: &str,
+    ) -> Result<Vec<ExecutionInfo>, AwsCallError> {
+        let mut found = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(state_machine_arn)
+                .status_filter(ExecutionStatus::Running)
+                .max_results(100)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| AwsCallError::new("states:ListExecutions", e))?;
+            for item in page.executions() {
+                if let Some(info) = self.describe(item.execution_arn()).await? {
+                    if info.is_running() && info.store_id() == Some(store_id) {
+                        found.push(info);
+                    }
+                }
+            }
+            match page.next_token() {
+                Some(token) => next_token = Some(token.to_owned()),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// The running execution that blocks a new request for `store_id`, if any: a running real
+    /// decommission of the store, or a running cancel of it.
+    pub async fn blocking_execution(
+        &self,
+        store_id: &str,
+    ) -> Result<Option<ExecutionInfo>, AwsCallError> {
+        let running = self
+            .running_for_store(&self.state_machine_arn, store_id)
+            .await?;
+        if let Some(real) = first_started(
+            running
+                .into_iter()
+                .filter(|e| e.mode() == RunMode::Decommission),
+        ) {
+            return Ok(Some(real));
+        }
+        match &self.cancel_state_machine_arn {
+            Some(cancel) => Ok(first_started(
+                self.running_for_store(cancel, store_id).await?.into_iter(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts `request` on the decommission state machine unless it duplicates a running or
+    /// finished execution or another decommission of the store runs (see the module docs).
+    pub async fn start_exclusive(
+        &self,
+        request: &ExecutionRequest,
+    ) -> Result<StartOutcome, AwsCallError> {
+        let running = self
+            .running_for_store(&self.state_machine_arn, &request.store_id)
+            .await?;
+        if let Some(same) = running.iter().find(|e| e.name == request.name) {
+            return Ok(if same.input.as_ref() == Some(&request.input) {
+                StartOutcome::AlreadyRunning(same.clone())
+            } else {
+                StartOutcome::NameTaken(same.clone())
+            });
+        }
+        if let Some(real) = first_started(
+            running
+                .into_iter()
+                .filter(|e| e.mode() == RunMode::Decommission),
+        ) {
+            return Ok(StartOutcome::StoreBusy(real));
+        }
+        if let Some(cancel) = &self.cancel_state_machine_arn {
+            if let Some(c) = first_started(
+                self.running_for_store(cancel, &request.store_id)
+                    .await?
+                    .into_iter(),
+            ) {
+                return Ok(StartOutcome::StoreBusy(c));
+            }
+        }
+        let state_machine_arn = self.state_machine_arn.clone();
+        let started = self
+            .start(&state_machine_arn, &request.name, &request.input)
+            .await?;
+        let (arn, start_date) = match started {
+            Started::New { arn, start_date } => (arn, start_date),
+            Started::Existing(outcome) => return Ok(*outcome),
+        };
+        if request.mode == RunMode::DryRun {
+            return Ok(StartOutcome::Started { arn });
+        }
+        self.settle(request, arn, start_date).await
+    }
+
+    /// Starts execution `name` of `state_machine_arn` unless one of that name exists (used for
+    /// the cancel workflow, whose duplicates are caught by name, not by store).
+    pub async fn start_named(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &Value,
+    ) -> Result<StartOutcome, AwsCallError> {
+        if let Some(existing) = self.describe_named(state_machine_arn, name).await? {
+            return Ok(StartOutcome::from_existing(existing, input));
+        }
+        match self.start(state_machine_arn, name, input).await? {
+            Started::New { arn, .. } => Ok(StartOutcome::Started { arn }),
+            Started::Existing(outcome) => Ok(*outcome),
+        }
+    }
+
+    /// Stops a running execution with an error name and cause.
+    pub async fn stop(&self, arn: &str, error: &str, cause: &str) -> Result<(), AwsCallError> {
+        self.sfn
+            .stop_execution()
+            .execution_arn(arn)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsCallError::new("states:StopExecution", e))
+    }
+
+    /// The state a running execution is in and the state document it entered it with (the
+    /// latest `StateEntered` event of its history).
+    pub async fn current_state(
+        &self,
+        arn: &str,
+    ) -> Result<Option<(String, Option<Value>)>, AwsCallError> {
+        let history = self
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .reverse_order(true)
+            .include_execution_data(true)
+            .max_results(100)
+            .send()
+            .await
+            .map_err(|e| AwsCallError::new("states:GetExecutionHistory", e))?;
+        Ok(history
+            .events()
+            .iter()
+            .find_map(|event| event.state_entered_event_details())
+            .map(|entered| {
+                let document = entered.input().and_then(|i| serde_json::from_str(i).ok());
+                (entered.name().to_owned(), document)
+            }))
+    }
+
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &Value,
+    ) -> Result<Started, AwsCallError> {
+        let started = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await;
+        match started {
+            Ok(out) => Ok(Started::New {
+                arn: out.execution_arn().to_owned(),
+                start_date: *out.start_date(),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_already_exists()) =>
+            {
+                let existing = self.describe_named(state_machine_arn, name).await?;
+                let Some(existing) = existing else {
+                    return Err(AwsCallError::new("states:StartExecution", e));
+                };
+                Ok(Started::Existing(Box::new(StartOutcome::from_existing(
+                    existing, input,
+                ))))
+            }
+            Err(e) => Err(AwsCallError::new("states:StartExecution", e)),
+        }
+    }
+
+    /// Guard 3: among the running real decommissions of the store, the earliest started wins;
+    /// if that is not ours, ours is stopped before it changes anything.
+    async fn settle(
+        &self,
+        request: &ExecutionRequest,
+        arn: String,
+        start_date: DateTime,
+    ) -> Result<StartOutcome, AwsCallError> {
+        let running = self
+            .running_for_store(&self.state_machine_arn, &request.store_id)
+            .await?;
+        let winner = first_started(
+            running
+                .into_iter()
+                .filter(|e| e.mode() == RunMode::Decommission && e.arn != arn)
+                .filter(|e| (e.start_date.as_nanos(), &e.arn) < (start_date.as_nanos(), &arn)),
+        );
+        match winner {
+            None => Ok(StartOutcome::Started { arn }),
+            Some(winner) => {
+                let cause = format!(
+                    "{} was already decommissioning store {}; this duplicate stopped before changing anything",
+                    winner.arn, request.store_id
+                );
+                self.stop(&arn, DUPLICATE_STOP_ERROR, &cause).await?;
+                Ok(StartOutcome::StoreBusy(winner))
+            }
+        }
+    }
+}
+
+enum Started {
+    New { arn: String, start_date: DateTime },
+    Existing(Box<StartOutcome>),
+}
+
+fn first_started(executions: impl Iterator<Item = ExecutionInfo>) -> Option<ExecutionInfo> {
+    executions
+        .min_by(|a, b| (a.start_date.as_nanos(), &a.arn).cmp(&(b.start_date.as_nanos(), &b.arn)))
+}
+
+/// The ARN of execution `name` of a state machine:
+/// `arn:<partition>:states:<region>:<account>:stateMachine:<sm>` ->
+/// `arn:<partition>:states:<region>:<account>:execution:<sm>:<name>`.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
+    let parts: Vec<&str> = state_machine_arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "states", region, account, "stateMachine", machine] => Some(format!(
+            "arn:{partition}:states:{region}:{account}:execution:{machine}:{name}"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arns_are_derived_from_the_state_machine() {
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:Decommission",
+                "decom-CHG-1"
+            )
+            .as_deref(),
+            Some("arn:aws:states:us-east-1:123456789012:execution:Decommission:decom-CHG-1")
+        );
+        assert_eq!(
+            execution_arn(
+                "arn:aws-us-gov:states:us-gov-west-1:123456789012:stateMachine:D",
+                "n"
+            )
+            .as_deref(),
+            Some("arn:aws-us-gov:states:us-gov-west-1:123456789012:execution:D:n")
+        );
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:D:v1",
+                "n"
+            ),
+            None
+        );
+        assert_eq!(execution_arn("not-an-arn", "n"), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! Loading the webhook's shared secret at init, from SSM Parameter Store (a `SecureString`) or
+//! AWS Secrets Manager. The secret never comes from a plain environment variable or the
+//! template: the environment only names where it is stored.
+
+use super::aws_error::AwsCallError;
+use super::signature::{WeakSecret, WebhookSecret};
+
+/// Environment variable naming an SSM `SecureString` parameter that holds the secret.
+pub const SECRET_PARAMETER_ENV: &str = "WEBHOOK_SECRET_PARAMETER";
+/// Environment variable naming a Secrets Manager secret (ARN or name) that holds the secret.
+pub const SECRET_ARN_ENV: &str = "WEBHOOK_SECRET_ARN";
+
+/// Where the webhook secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An SSM Parameter Store `SecureString` parameter (name or ARN).
+    SsmParameter(String),
+    /// A Secrets Manager secret (name or ARN); its `SecretString` (or binary value) is the secret.
+    SecretsManager(String),
+}
+
+impl SecretSource {
+    /// Reads the source from the environment (through `var`): exactly one of
+    /// [`SECRET_PARAMETER_ENV`] and [`SECRET_ARN_ENV`] must be set.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, SecretError> {
+        let non_empty = |name| var(name).filter(|v: &String| !v.trim().is_empty());
+        match (non_empty(SECRET_PARAMETER_ENV), non_empty(SECRET_ARN_ENV)) {
+            (Some(parameter), None) => Ok(Self::SsmParameter(parameter.trim().to_owned())),
+            (None, Some(secret)) => Ok(Self::SecretsManager(secret.trim().to_owned())),
+            (Some(_), Some(_)) => Err(SecretError::AmbiguousSecretSource),
+            (None, None) => Err(SecretError::SecretSourceNotConfigured),
+        }
+    }
+
+    /// Fetches the secret with clients built from `config`.
+    pub async fn load(&self, config: &aws_config::SdkConfig) -> Result<WebhookSecret, SecretError> {
+        match self {
+            Self::SsmParameter(name) => {
+                load_from_ssm(&aws_sdk_ssm::Client::new(config), name).await
+            }
+            Self::SecretsManager(id) => {
+                load_from_secrets_manager(&aws_sdk_secretsmanager::Client::new(config), id).await
+            }
+        }
+    }
+}
+
+/// Reads a `SecureString` parameter, decrypted. Any other parameter type is refused.
+pub async fn load_from_ssm(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<WebhookSecret, SecretError> {
+    let output = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| SecretError::Unreadable(AwsCallError::new("ssm:GetParameter", e)))?;
+    let parameter = output.parameter().ok_or(SecretError::SecretEmpty)?;
+    match parameter.r#type() {
+        Some(aws_sdk_ssm::types::ParameterType::SecureString) => {}
+        other => {
+            return Err(SecretError::ParameterNotSecureString(
+                other.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+            ))
+        }
+    }
+    let value = parameter.value().ok_or(SecretError::SecretEmpty)?;
+    Ok(WebhookSecret::new(value.as_bytes())?)
+}
+
+/// Reads a Secrets Manager secret's current value (`SecretString`, else `SecretBinary`).
+pub async fn load_from_secrets_manager(
+    secrets: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<WebhookSecret, SecretError> {
+    let output = secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            SecretError::Unreadable(AwsCallError::new("secretsmanager:GetSecretValue", e))
+        })?;
+    let bytes = match (output.secret_string(), output.secret_binary()) {
+        (Some(text), _) => text.as_bytes(),
+        (None, Some(blob)) => blob.as_ref(),
+        (None, None) => return Err(SecretError::SecretEmpty),
+    };
+    Ok(WebhookSecret::new(bytes)?)
+}
+
+/// Why the webhook secret could not be loaded (the function then refuses to start).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Neither variable is set.
+    #[error("set {SECRET_PARAMETER_ENV} (an SSM SecureString parameter) or {SECRET_ARN_ENV} (a Secrets Manager secret)")]
+    SecretSourceNotConfigured,
+    /// Both variables are set.
+    #[error("set only one of {SECRET_PARAMETER_ENV} and {SECRET_ARN_ENV}")]
+    AmbiguousSecretSource,
+    /// The parameter exists but is not a `SecureString`.
+    #[error("the SSM parameter is of type {0:?}; the webhook secret must be a SecureString")]
+    ParameterNotSecureString(String),
+    /// The stored value is absent.
+    #[error("the stored webhook secret has no value")]
+    SecretEmpty,
+    /// The stored value is too short.
+    #[error(transparent)]
+    Weak(#[from] WeakSecret),
+    /// The AWS call failed.
+    #[error("cannot read the webhook secret: {0}")]
+    Unreadable(AwsCallError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triggers::mocks::mocked;
+    use aws_smithy_mocks::mock;
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef-good";
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn exactly_one_source_must_be_configured() {
+        assert_eq!(
+            SecretSource::from_env(env(&[(SECRET_PARAMETER_ENV, "/kms-decommission/webhook")]))
+                .unwrap(),
+            SecretSource::SsmParameter("/kms-decommission/webhook".into())
+        );
+        assert_eq!(
+            SecretSource::from_env(env(&[(
+                SECRET_ARN_ENV,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:w"
+            )]))
+            .unwrap(),
+            SecretSource::SecretsManager(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:w".into()
+            )
+        );
+        assert!(matches!(
+            SecretSource::from_env(env(&[(SECRET_PARAMETER_ENV, "a"), (SECRET_ARN_ENV, "b")])),
+            Err(SecretError::AmbiguousSecretSource)
+        ));
+        assert!(matches!(
+            SecretSource::from_env(env(&[("WEBHOOK_SECRET", GOOD), (SECRET_ARN_ENV, " ")])),
+            Err(SecretError::SecretSourceNotConfigured)
+        ));
+    }
+
+    fn parameter(
+        kind: aws_sdk_ssm::types::ParameterType,
+        value: &str,
+    ) -> aws_sdk_ssm::types::Parameter {
+        aws_sdk_ssm::types::Parameter::builder()
+            .name("p")
+            .r#type(kind)
+            .value(value)
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_secure_string_parameter_is_read_decrypted() {
+        let rule = mock!(aws_sdk_ssm::Client::get_parameter)
+            .match_requests(|r| r.with_decryption() == Some(true) && r.name() == Some("/w"))
+            .then_output(|| {
+                aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                    .parameter(parameter(
+                        aws_sdk_ssm::types::ParameterType::SecureString,
+                        GOOD,
+                    ))
+                    .build()
+            });
+        let ssm = mocked!(aws_sdk_ssm, [&rule]);
+        let secret = load_from_ssm(&ssm, "/w").await.unwrap();
+        let reference = WebhookSecret::new(GOOD.as_bytes()).unwrap();
+        assert_eq!(secret.sign("1", b"x"), reference.sign("1", b"x"));
+    }
+
+    #[tokio::test]
+    async fn a_plain_string_parameter_or_a_short_value_is_refused() {
+        let plain = mock!(aws_sdk_ssm::Client::get_parameter).then_output(|| {
+            aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                .parameter(parameter(aws_sdk_ssm::types::ParameterType::String, GOOD))
+                .build()
+        });
+        let ssm = mocked!(aws_sdk_ssm, [&plain]);
+        assert!(matches!(
+            load_from_ssm(&ssm, "/w").await,
+            Err(SecretError::ParameterNotSecureString(t)) if t == "String"
+        ));
+        let short = mock!(aws_sdk_ssm::Client::get_parameter).then_output(|| {
+            aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                .parameter(parameter(
+                    aws_sdk_ssm::types::ParameterType::SecureString,
+                    "hunter2",
+                ))
+                .build()
+        });
+        let ssm = mocked!(aws_sdk_ssm, [&short]);
+        assert!(matches!(
+            load_from_ssm(&ssm, "/w").await,
+            Err(SecretError::Weak(WeakSecret(7)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_parameter_is_a_named_error() {
+        let missing = mock!(aws_sdk_ssm::Client::get_parameter).then_error(|| {
+            aws_sdk_ssm::operation::get_parameter::GetParameterError::ParameterNotFound(
+                aws_sdk_ssm::types::error::ParameterNotFound::builder()
+                    .message("no such parameter")
+                    .meta(
+                        aws_sdk_ssm::error::ErrorMetadata::builder()
+                            .code("ParameterNotFound")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let ssm = mocked!(aws_sdk_ssm, [&missing]);
+        match load_from_ssm(&ssm, "/w").await {
+            Err(SecretError::Unreadable(e)) => assert_eq!(e.code, "ParameterNotFound"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secrets_manager_string_is_read() {
+        let rule = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .match_requests(|r| r.secret_id() == Some("webhook"))
+            .then_output(|| {
+                aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput::builder()
+                    .secret_string(format!("{GOOD}\n"))
+                    .build()
+            });
+        let client = mocked!(aws_sdk_secretsmanager, [&rule]);
+        let secret = load_from_secrets_manager(&client, "webhook").await.unwrap();
+        let reference = WebhookSecret::new(GOOD.as_bytes()).unwrap();
+        assert_eq!(secret.sign("1", b"x"), reference.sign("1", b"x"));
+        let empty = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_output(|| {
+            aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput::builder()
+                .build()
+        });
+        let client = mocked!(aws_sdk_secretsmanager, [&empty]);
+        assert!(matches!(
+            load_from_secrets_manager(&client, "webhook").await,
+            Err(SecretError::SecretEmpty)
+        ));
+    }
+}

@@ -1,0 +1,1430 @@
+//! The tag trigger: EventBridge "Tag Change on Resource" events for KMS keys and CloudHSM
+//! clusters start a dry run (default) or a decommission of the store the tag names.
+//!
+//! Custom key stores cannot be tagged, so the trigger tag (`DecommissionCustomKeyStore` unless
+//! configured otherwise) goes on a KMS key of the store, or on the CloudHSM cluster behind it,
+//! and its value is the store id. Before anything starts:
+//! - the event must be a tag change of a KMS key or CloudHSM cluster that set (not removed) the
+//!   trigger tag;
+//! - a tagged key must belong to that store (DescribeKey), a tagged cluster must back it
+//!   (DescribeCustomKeyStores);
+//! - for a key, its current tags (ListResourceTags) must still say the same: events are
+//!   delivered best effort and out of order, a later change wins.
+//!
+//! A tag alone never starts an irreversible deletion. In `decommission` mode the same resource
+//! must also carry `DecommissionConfirmStoreName` whose value equals the store's name as
+//! DescribeCustomKeyStores shows it; without it a dry run starts (its input says how to
+//! confirm), with a different value nothing starts. The plan step checks the name again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_smithy_types::DateTime;
+use serde_json::{json, Value};
+
+use super::aws_error::AwsCallError;
+use super::executions::{ExecutionRequest, Executions, StartOutcome};
+use super::naming::tag_execution_name;
+use super::{ConfigError, RunMode};
+use crate::config::PacingConfig;
+use crate::pacing::Pacing;
+use crate::request::{validate_custom_key_store_id, DecommissionRequest};
+use crate::{keys, store};
+
+/// Default trigger tag key.
+pub const DEFAULT_TAG_KEY: &str = "DecommissionCustomKeyStore";
+/// Tag whose value must equal the store's name for a tag to start a real decommission.
+pub const CONFIRM_TAG_KEY: &str = "DecommissionConfirmStoreName";
+/// Environment variable overriding the trigger tag key.
+pub const TAG_KEY_ENV: &str = "TRIGGER_TAG_KEY";
+/// Environment variable choosing `dry-run` (default) or `decommission`.
+pub const MODE_ENV: &str = "TRIGGER_MODE";
+/// `RequestedBy` of executions the tag trigger starts.
+pub const REQUESTED_BY: &str = "tag-trigger";
+/// How many tag-started executions of one store and mode the trigger walks through before it
+/// refuses (names are unique for 90 days).
+pub const MAX_TAG_RUNS: u32 = 50;
+
+const EVENT_SOURCE: &str = "aws.tag";
+const EVENT_DETAIL_TYPE: &str = "Tag Change on Resource";
+const MAX_REASON_CHARS: usize = 256;
+
+/// Tag trigger settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagTriggerConfig {
+    /// The tag whose value names the store.
+    pub tag_key: String,
+    /// What a tag starts.
+    pub mode: RunMode,
+}
+
+impl TagTriggerConfig {
+    /// Reads [`TAG_KEY_ENV`] and [`MODE_ENV`] through `var`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let tag_key = var(TAG_KEY_ENV)
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| DEFAULT_TAG_KEY.to_owned());
+        if tag_key.chars().count() > 128 || tag_key == CONFIRM_TAG_KEY {
+            return Err(ConfigError::Invalid {
+                variable: TAG_KEY_ENV,
+                reason: format!(
+                    "{tag_key:?} must be 1-128 characters and differ from {CONFIRM_TAG_KEY}"
+                ),
+            });
+        }
+        let mode = match var(MODE_ENV).as_deref().map(str::trim) {
+            None | Some("") | Some("dry-run") => RunMode::DryRun,
+            Some("decommission") => RunMode::Decommission,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    variable: MODE_ENV,
+                    reason: format!("{other:?} is neither dry-run nor decommission"),
+                })
+            }
+        };
+        Ok(Self { tag_key, mode })
+    }
+}
+
+/// The resource whose tags changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaggedResource {
+    /// A KMS key, by ARN.
+    KmsKey {
+        /// Key ARN.
+        arn: String,
+    },
+    /// A CloudHSM cluster.
+    CloudHsmCluster {
+        /// Cluster ARN.
+        arn: String,
+        /// Cluster id (`cluster-...`).
+        cluster_id: String,
+    },
+}
+
+impl TaggedResource {
+    /// The resource ARN.
+    pub fn arn(&self) -> &str {
+        match self {
+            Self::KmsKey { arn } | Self::CloudHsmCluster { arn, .. } => arn,
+        }
+    }
+}
+
+/// A parsed "Tag Change on Resource" event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagChange {
+    /// What was tagged.
+    pub resource: TaggedResource,
+    /// Keys added, changed or removed by this change.
+    pub changed_tag_keys: Vec<String>,
+    /// All tags after the change (removed keys are absent).
+    pub tags: BTreeMap<String, String>,
+    /// Tag-set version (`3` or `3.0` on the wire).
+    pub version: Option<f64>,
+    /// When the change happened.
+    pub time: Option<DateTime>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct TagChangeDetail {
+    changed_tag_keys: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    service: String,
+    resource_type: String,
+    #[serde(default)]
+    version: Option<serde_json::Number>,
+}
+
+/// Parses `event` as a tag change of a KMS key or a CloudHSM cluster.
+pub fn parse_tag_change(event: &Value) -> Result<TagChange, NotStarted> {
+    let envelope: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
+        .map_err(|e| Refusal::MalformedEvent(format!("not an EventBridge event: {e}")))?;
+    if envelope.source != EVENT_SOURCE || envelope.detail_type != EVENT_DETAIL_TYPE {
+        return Err(Ignored::NotATagChange {
+            event_source: envelope.source,
+            detail_type: envelope.detail_type,
+        }
+        .into());
+    }
+    let detail: TagChangeDetail = serde_json::from_value(envelope.detail)
+        .map_err(|e| Refusal::MalformedEvent(format!("detail of a tag change: {e}")))?;
+    let resource_arn = match envelope.resources.as_deref() {
+        Some([one]) => one.as_str(),
+        _ => {
+            return Err(
+                Refusal::MalformedEvent("a tag change names exactly one resource".into()).into(),
+            )
+        }
+    };
+    let resource = match (detail.service.as_str(), detail.resource_type.as_str()) {
+        ("kms", "key") => parse_arn(resource_arn, "kms", "key/").map(|_| TaggedResource::KmsKey {
+            arn: resource_arn.to_owned(),
+        }),
+        ("cloudhsm" | "cloudhsmv2", "cluster") => parse_arn(resource_arn, "cloudhsm", "cluster/")
+            .map(|id| TaggedResource::CloudHsmCluster {
+                arn: resource_arn.to_owned(),
+                cluster_id: id.to_owned(),
+            }),
+        (service, resource_type) => {
+            return Err(Ignored::UnsupportedResource {
+                service: service.to_owned(),
+                resource_type: resource_type.to_owned(),
+            }
+            .into())
+        }
+    }
+    .ok_or_else(|| {
+        Refusal::MalformedEvent(format!(
+            "resource {resource_arn:?} does not match service {:?}",
+            detail.service
+        ))
+    })?;
+    Ok(TagChange {
+        resource,
+        changed_tag_keys: detail.changed_tag_keys,
+        tags: detail.tags,
+        version: detail.version.and_then(|v| v.as_f64()),
+        time: envelope.time.map(|t| DateTime::from_secs(t.timestamp())),
+    })
+}
+
+/// The id after `<prefix>` in `arn:<partition>:<service>:<region>:<account>:<prefix><id>`.
+fn parse_arn<'a>(arn: &'a str, service: &str, prefix: &str) -> Option<&'a str> {
+    let mut parts = arn.splitn(6, ':');
+    let (scheme, _partition, svc, _region, _account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let id = resource.strip_prefix(prefix)?;
+    (scheme == "arn" && svc == service && !id.is_empty() && !id.contains(['/', ':'])).then_some(id)
+}
+
+/// A tag change that is not meant for this trigger; nothing is done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ignored {
+    /// Another kind of event.
+    #[error("event {event_source}/{detail_type} is not a tag change")]
+    NotATagChange {
+        /// Event source.
+        event_source: String,
+        /// Event detail-type.
+        detail_type: String,
+    },
+    /// A resource other than a KMS key or a CloudHSM cluster.
+    #[error("tags of {service}/{resource_type} resources do not trigger decommissions")]
+    UnsupportedResource {
+        /// `detail.service`.
+        service: String,
+        /// `detail.resource-type`.
+        resource_type: String,
+    },
+    /// Neither the trigger tag nor (in decommission mode) the confirmation tag changed.
+    #[error("the change does not touch the trigger tag")]
+    TriggerTagNotChanged,
+    /// The trigger tag was removed.
+    #[error("the trigger tag was removed")]
+    TriggerTagRemoved,
+    /// Only the confirmation tag changed, and the resource has no trigger tag.
+    #[error("the confirmation tag changed on a resource without the trigger tag")]
+    TriggerTagAbsent,
+    /// Only the confirmation tag changed, and it was removed.
+    #[error("the confirmation tag was removed")]
+    ConfirmationTagRemoved,
+}
+
+impl Ignored {
+    /// Outcome name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NotATagChange { .. } => "NotATagChange",
+            Self::UnsupportedResource { .. } => "UnsupportedResource",
+            Self::TriggerTagNotChanged => "TriggerTagNotChanged",
+            Self::TriggerTagRemoved => "TriggerTagRemoved",
+            Self::TriggerTagAbsent => "TriggerTagAbsent",
+            Self::ConfirmationTagRemoved => "ConfirmationTagRemoved",
+        }
+    }
+}
+
+/// A tag change meant for this trigger that fails a check; nothing is started or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The event is not shaped like a tag change.
+    #[error("malformed event: {0}")]
+    MalformedEvent(String),
+    /// The trigger tag's value is not a custom key store id.
+    #[error("tag value {value:?} is not a custom key store id: {reason}")]
+    InvalidTagValue {
+        /// The tag value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// DescribeKey does not know the tagged key.
+    #[error("key {key} does not exist")]
+    KeyNotFound {
+        /// Key ARN.
+        key: String,
+    },
+    /// The tagged key is not in any custom key store (e.g. an AWS_KMS-origin key).
+    #[error(
+        "key {key} (origin {origin}) is not in a custom key store, so it cannot name store {store}"
+    )]
+    KeyNotInCustomKeyStore {
+        /// Key ARN.
+        key: String,
+        /// Its origin.
+        origin: String,
+        /// The store the tag names.
+        store: String,
+    },
+    /// The tagged key belongs to another store.
+    #[error("key {key} belongs to store {key_store}, not to store {store} named by the tag")]
+    KeyInOtherStore {
+        /// Key ARN.
+        key: String,
+        /// The key's store.
+        key_store: String,
+        /// The store the tag names.
+        store: String,
+    },
+    /// The store does not exist.
+    #[error("custom key store {store} does not exist")]
+    StoreNotFound {
+        /// The store the tag names.
+        store: String,
+    },
+    /// The tagged cluster does not back the store.
+    #[error("cluster {cluster} does not back store {store} (its cluster: {})", backing.as_deref().unwrap_or("none, not a CloudHSM key store"))]
+    ClusterDoesNotBackStore {
+        /// Tagged cluster id.
+        cluster: String,
+        /// The store the tag names.
+        store: String,
+        /// The store's cluster, if it has one.
+        backing: Option<String>,
+    },
+    /// The key's current tags no longer match the event (a newer change follows).
+    #[error("the tags of {resource} changed since this event; the newer change decides")]
+    TagsChangedSinceEvent {
+        /// Resource ARN.
+        resource: String,
+    },
+    /// The confirmation tag does not equal the store's name.
+    #[error("tag {CONFIRM_TAG_KEY}={given:?} does not equal the name of store {store} as DescribeCustomKeyStores shows it")]
+    ConfirmationMismatch {
+        /// The store.
+        store: String,
+        /// The confirmation tag's value.
+        given: String,
+    },
+    /// The execution input the change leads to fails validation.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The execution name is taken by an execution with another input.
+    #[error("execution {arn} has the name this change derives but another input")]
+    NameTaken {
+        /// That execution.
+        arn: String,
+    },
+    /// Too many tag-started executions of this store in 90 days.
+    #[error("{MAX_TAG_RUNS} tag-started executions of store {store} exist; start it from the console or the webhook")]
+    TooManyRuns {
+        /// The store.
+        store: String,
+    },
+}
+
+impl Refusal {
+    /// Outcome name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::MalformedEvent(_) => "MalformedEvent",
+            Self::InvalidTagValue { .. } => "InvalidTagValue",
+            Self::KeyNotFound { .. } => "KeyNotFound",
+            Self::KeyNotInCustomKeyStore { .. } => "KeyNotInCustomKeyStore",
+            Self::KeyInOtherStore { .. } => "KeyInOtherStore",
+            Self::StoreNotFound { .. } => "StoreNotFound",
+            Self::ClusterDoesNotBackStore { .. } => "ClusterDoesNotBackStore",
+            Self::TagsChangedSinceEvent { .. } => "TagsChangedSinceEvent",
+            Self::ConfirmationMismatch { .. } => "ConfirmationMismatch",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::NameTaken { .. } => "NameTaken",
+            Self::TooManyRuns { .. } => "TooManyRuns",
+        }
+    }
+}
+
+/// What a tag change led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagOutcome {
+    /// An execution was started.
+    Started {
+        /// The store.
+        store: String,
+        /// Dry run or decommission.
+        mode: RunMode,
+        /// The execution.
+        arn: String,
+    },
+    /// The same request is already running.
+    AlreadyRunning {
+        /// The store.
+        store: String,
+        /// The running execution.
+        arn: String,
+    },
+    /// Another decommission or cancel of the store is running.
+    StoreBusy {
+        /// The store.
+        store: String,
+        /// The running execution.
+        arn: String,
+    },
+    /// An execution of the same request started after this change and has finished.
+    AlreadyHandled {
+        /// The store.
+        store: String,
+        /// That execution.
+        arn: String,
+    },
+    /// Not meant for this trigger.
+    Ignored(Ignored),
+    /// Meant for this trigger but refused.
+    Refused(Refusal),
+}
+
+impl TagOutcome {
+    /// The outcome as logged and returned by the function.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Started { store, mode, arn } => json!({
+                "Outcome": "Started", "CustomKeyStoreId": store,
+                "DryRun": *mode == RunMode::DryRun, "ExecutionArn": arn,
+            }),
+            Self::AlreadyRunning { store, arn } => {
+                json!({"Outcome": "AlreadyRunning", "CustomKeyStoreId": store, "ExecutionArn": arn})
+            }
+            Self::StoreBusy { store, arn } => {
+                json!({"Outcome": "StoreBusy", "CustomKeyStoreId": store, "ExecutionArn": arn})
+            }
+            Self::AlreadyHandled { store, arn } => {
+                json!({"Outcome": "AlreadyHandled", "CustomKeyStoreId": store, "ExecutionArn": arn})
+            }
+            Self::Ignored(why) => {
+                json!({"Outcome": "Ignored", "Reason": why.name(), "Message": why.to_string()})
+            }
+            Self::Refused(why) => {
+                json!({"Outcome": "Refused", "Reason": why.name(), "Message": why.to_string()})
+            }
+        }
+    }
+}
+
+impl fmt::Display for TagOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_json())
+    }
+}
+
+/// The tag trigger: KMS for the checks, Step Functions to start.
+#[derive(Debug, Clone)]
+pub struct TagTrigger {
+    kms: aws_sdk_kms::Client,
+    pacing: Arc<Pacing>,
+    executions: Executions,
+    config: TagTriggerConfig,
+}
+
+impl TagTrigger {
+    /// A trigger checking with `kms` and starting through `executions`.
+    pub fn new(kms: aws_sdk_kms::Client, executions: Executions, config: TagTriggerConfig) -> Self {
+        let pacing = Arc::new(Pacing::new(&PacingConfig::default()));
+        Self {
+            kms,
+            pacing,
+            executions,
+            config,
+        }
+    }
+
+    /// Handles one EventBridge event. `Err` only for AWS failures worth a retry of the event.
+    pub async fn handle(&self, event: &Value) -> Result<TagOutcome, AwsCallError> {
+        let decided = match parse_tag_change(event) {
+            Ok(change) => self.decide(&change).await?,
+            Err(not_started) => Err(not_started),
+        };
+        Ok(match decided {
+            Ok(outcome) => outcome,
+            Err(NotStarted::Ignored(i)) => TagOutcome::Ignored(i),
+            Err(NotStarted::Refused(r)) => TagOutcome::Refused(r),
+        })
+    }
+
+    async fn decide(
+        &self,
+        change: &TagChange,
+    ) -> Result<Result<TagOutcome, NotStarted>, AwsCallError> {
+        let tag_key = self.config.tag_key.as_str();
+        let watches_confirmation = self.config.mode == RunMode::Decommission;
+        let trigger_changed = change.changed_tag_keys.iter().any(|k| k == tag_key);
+        let confirm_changed =
+            watches_confirmation && change.changed_tag_keys.iter().any(|k| k == CONFIRM_TAG_KEY);
+        if !trigger_changed && !confirm_changed {
+            return Ok(Err(NotStarted::Ignored(Ignored::TriggerTagNotChanged)));
+        }
+        let Some(store) = change.tags.get(tag_key).cloned() else {
+            return Ok(Err(NotStarted::Ignored(if trigger_changed {
+                Ignored::TriggerTagRemoved
+            } else {
+                Ignored::TriggerTagAbsent
+            })));
+        };
+        if !trigger_changed && !change.tags.contains_key(CONFIRM_TAG_KEY) {
+            return Ok(Err(NotStarted::Ignored(Ignored::ConfirmationTagRemoved)));
+        }
+        if let Err(invalid) = validate_custom_key_store_id(&store) {
+            let reason = invalid.to_string();
+            return Ok(Err(NotStarted::Refused(Refusal::InvalidTagValue {
+                value: store,
+                reason,
+            })));
+        }
+        let confirmation = match &change.resource {
+            TaggedResource::KmsKey { arn } => {
+                if let Err(refusal) = self.check_key(arn, &store).await? {
+                    return Ok(Err(NotStarted::Refused(refusal)));
+                }
+                let current = self.current_tags(arn).await?;
+                let still_same = current.get(tag_key) == Some(&store)
+                    && (!watches_confirmation
+                        || current.get(CONFIRM_TAG_KEY) == change.tags.get(CONFIRM_TAG_KEY));
+                if !still_same {
+                    return Ok(Err(NotStarted::Refused(Refusal::TagsChangedSinceEvent {
+                        resource: arn.clone(),
+                    })));
+                }
+                current.get(CONFIRM_TAG_KEY).cloned()
+            }
+            TaggedResource::CloudHsmCluster { .. } => change.tags.get(CONFIRM_TAG_KEY).cloned(),
+        };
+        let summary = match store::describe(&self.kms, &self.pacing, &store).await {
+            Ok(summary) => summary,
+            Err(e) if e.kms_code() == Some("CustomKeyStoreNotFoundException") => {
+                return Ok(Err(NotStarted::Refused(Refusal::StoreNotFound { store })))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let TaggedResource::CloudHsmCluster { cluster_id, .. } = &change.resource {
+            if summary.cloud_hsm_cluster_id.as_deref() != Some(cluster_id.as_str()) {
+                return Ok(Err(NotStarted::Refused(Refusal::ClusterDoesNotBackStore {
+                    cluster: cluster_id.clone(),
+                    store,
+                    backing: summary.cloud_hsm_cluster_id,
+                })));
+            }
+        }
+        let (mode, confirmation) = match self.config.mode {
+            RunMode::DryRun => (RunMode::DryRun, None),
+            RunMode::Decommission => (RunMode::from_dry_run(confirmation.is_none()), confirmation),
+        };
+        let input = self.execution_input(&store, mode, confirmation.as_deref());
+        let request = match DecommissionRequest::from_input(&input) {
+            Ok(request) => request,
+            Err(invalid) => {
+                return Ok(Err(NotStarted::Refused(Refusal::InvalidInput(
+                    invalid.to_string(),
+                ))))
+            }
+        };
+        if request
+            .confirm_store_name(&summary.custom_key_store_name)
+            .is_err()
+        {
+            let given = confirmation.unwrap_or_default();
+            return Ok(Err(NotStarted::Refused(Refusal::ConfirmationMismatch {
+                store,
+                given,
+            })));
+        }
+        self.start(&store, mode, input, change.time).await
+    }
+
+    fn execution_input(&self, store: &str, mode: RunMode, confirmed_name: Option<&str>) -> Value {
+        let reason = match (mode, self.config.mode) {
+            (RunMode::Decommission, _) => format!(
+                "Tag {}={store} confirmed by tag {CONFIRM_TAG_KEY}",
+                self.config.tag_key
+            ),
+            (RunMode::DryRun, RunMode::DryRun) => format!(
+                "Dry run from tag {}={store}. To decommission, start from the console or webhook with ConfirmCustomKeyStoreName, or deploy with TriggerMode=decommission and tag {CONFIRM_TAG_KEY}=<store name>",
+                self.config.tag_key
+            ),
+            (RunMode::DryRun, RunMode::Decommission) => format!(
+                "Dry run from tag {}={store}: to decommission, also tag the same resource {CONFIRM_TAG_KEY}=<the store's name>",
+                self.config.tag_key
+            ),
+        };
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        let mut input = json!({
+            "CustomKeyStoreId": store,
+            "DryRun": mode == RunMode::DryRun,
+            "RequestedBy": REQUESTED_BY,
+            "Reason": reason,
+        });
+        if let (Some(name), Some(map)) = (confirmed_name, input.as_object_mut()) {
+            map.insert(
+                "ConfirmCustomKeyStoreName".into(),
+                Value::String(name.to_owned()),
+            );
+        }
+        input
+    }
+
+    /// Finds the first unused run name of this store and mode, then starts it exclusively.
+    async fn start(
+        &self,
+        store: &str,
+        mode: RunMode,
+        input: Value,
+        changed_at: Option<DateTime>,
+    ) -> Result<Result<TagOutcome, NotStarted>, AwsCallError> {
+        let machine = self.executions.state_machine_arn().to_owned();
+        for run in 1..=MAX_TAG_RUNS {
+            let name = tag_execution_name(store, mode, run);
+            match self.executions.describe_named(&machine, &name).await? {
+                Some(existing) if existing.is_running() => {
+                    return Ok(Ok(TagOutcome::AlreadyRunning {
+                        store: store.into(),
+                        arn: existing.arn,
+                    }))
+                }
+                Some(existing) => {
+                    let covered =
+                        changed_at.is_some_and(|t| existing.start_date.secs() >= t.secs());
+                    if covered {
+                        return Ok(Ok(TagOutcome::AlreadyHandled {
+                            store: store.into(),
+                            arn: existing.arn,
+                        }));
+                    }
+                }
+                None => {
+                    let request = ExecutionRequest {
+                        name,
+                        input,
+                        store_id: store.into(),
+                        mode,
+                    };
+                    let outcome = self.executions.start_exclusive(&request).await?;
+                    return Ok(Ok(match outcome {
+                        StartOutcome::Started { arn } => TagOutcome::Started {
+                            store: store.into(),
+                            mode,
+                            arn,
+                        },
+                        StartOutcome::AlreadyRunning(e) => TagOutcome::AlreadyRunning {
+                            store: store.into(),
+                            arn: e.arn,
+                        },
+                        StartOutcome::StoreBusy(e) => TagOutcome::StoreBusy {
+                            store: store.into(),
+                            arn: e.arn,
+                        },
+                        StartOutcome::AlreadyFinished(e) => TagOutcome::AlreadyHandled {
+                            store: store.into(),
+                            arn: e.arn,
+                        },
+                        StartOutcome::NameTaken(e) => {
+                            return Ok(Err(NotStarted::Refused(Refusal::NameTaken { arn: e.arn })))
+                        }
+                    }));
+                }
+            }
+        }
+        Ok(Err(NotStarted::Refused(Refusal::TooManyRuns {
+            store: store.into(),
+        })))
+    }
+
+    async fn check_key(
+        &self,
+        key_arn: &str,
+        store: &str,
+    ) -> Result<Result<(), Refusal>, AwsCallError> {
+        let Some(metadata) = keys::describe_key(&self.kms, &self.pacing, key_arn).await? else {
+            return Ok(Err(Refusal::KeyNotFound {
+                key: key_arn.into(),
+            }));
+        };
+        Ok(match metadata.custom_key_store_id() {
+            Some(id) if id == store => Ok(()),
+            Some(other) => Err(Refusal::KeyInOtherStore {
+                key: key_arn.into(),
+                key_store: other.into(),
+                store: store.into(),
+            }),
+            None => Err(Refusal::KeyNotInCustomKeyStore {
+                key: key_arn.into(),
+                origin: metadata
+                    .origin()
+                    .map(|o| o.as_str().to_owned())
+                    .unwrap_or_default(),
+                store: store.into(),
+            }),
+        })
+    }
+
+    async fn current_tags(&self, key_arn: &str) -> Result<BTreeMap<String, String>, AwsCallError> {
+        let mut tags = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.pacing.list_resource_tags.acquire().await;
+            let page = self
+                .kms
+                .list_resource_tags()
+                .key_id(key_arn)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| crate::error::DecommissionError::from_sdk("ListResourceTags", e))?;
+            for tag in page.tags() {
+                tags.insert(tag.tag_key().to_owned(), tag.tag_value().to_owned());
+            }
+            match page.next_marker() {
+                Some(next) if page.truncated() => marker = Some(next.to_owned()),
+                _ => return Ok(tags),
+            }
+        }
+    }
+}
+
+/// Why a tag change started nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStarted {
+    /// Not meant for this trigger.
+    Ignored(Ignored),
+    /// Meant for this trigger but failed a check.
+    Refused(Refusal),
+}
+
+impl From<Ignored> for NotStarted {
+    fn from(i: Ignored) -> Self {
+        Self::Ignored(i)
+    }
+}
+
+impl From<Refusal> for NotStarted {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triggers::mocks::{FakeKms, FakeSfn, MACHINE};
+    use aws_sdk_sfn::types::ExecutionStatus;
+
+    const STORE: &str = "cks-1234567890abcdef0";
+    const OTHER_STORE: &str = "cks-0fedcba0987654321";
+    const STORE_NAME: &str = "ExampleCloudHsmStore";
+    const CLUSTER: &str = "cluster-1a23b4cdefg";
+
+    fn event(
+        resource: &str,
+        service: &str,
+        resource_type: &str,
+        changed: &[&str],
+        tags: &[(&str, &str)],
+    ) -> Value {
+        let tags: serde_json::Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        json!({
+            "version": "0", "id": "bddcf1d6-0251-35a1-aab0-adc1fb47c11c",
+            "detail-type": "Tag Change on Resource", "source": "aws.tag",
+            "account": "123456789012", "time": "2026-11-28T10:00:00Z", "region": "us-east-1",
+            "resources": [resource],
+            "detail": {"changed-tag-keys": changed, "tags": tags, "service": service,
+                       "resource-type": resource_type, "version": 3.0}
+        })
+    }
+
+    fn key_event(arn: &str, changed: &[&str], tags: &[(&str, &str)]) -> Value {
+        event(arn, "kms", "key", changed, tags)
+    }
+
+    fn cluster_arn(id: &str) -> String {
+        format!("arn:aws:cloudhsm:us-east-1:123456789012:cluster/{id}")
+    }
+
+    struct World {
+        kms: FakeKms,
+        sfn: FakeSfn,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let kms = FakeKms::default();
+            kms.store(STORE, STORE_NAME, Some(CLUSTER));
+            kms.store(OTHER_STORE, "OtherStore", Some("cluster-999"));
+            Self {
+                kms,
+                sfn: FakeSfn::default(),
+            }
+        }
+
+        fn trigger(&self, mode: RunMode) -> TagTrigger {
+            let executions = Executions::new(self.sfn.client(), MACHINE, None);
+            TagTrigger::new(
+                self.kms.client(),
+                executions,
+                TagTriggerConfig {
+                    tag_key: DEFAULT_TAG_KEY.into(),
+                    mode,
+                },
+            )
+        }
+
+        fn nothing_started(&self) {
+            assert_eq!(self.sfn.count(Some("StartExecution")), 0);
+            assert!(self.sfn.executions.lock().unwrap().is_empty());
+        }
+    }
+
+    fn refusal(outcome: TagOutcome) -> Refusal {
+        match outcome {
+            TagOutcome::Refused(r) => r,
+            other => panic!("expected a refusal, got {other}"),
+        }
+    }
+
+    fn ignored(outcome: TagOutcome) -> Ignored {
+        match outcome {
+            TagOutcome::Ignored(i) => i,
+            other => panic!("expected to be ignored, got {other}"),
+        }
+    }
+
+    #[test]
+    fn configuration_defaults_to_dry_runs_on_the_documented_tag() {
+        let config = TagTriggerConfig::from_env(|_| None).unwrap();
+        assert_eq!(
+            config,
+            TagTriggerConfig {
+                tag_key: DEFAULT_TAG_KEY.into(),
+                mode: RunMode::DryRun
+            }
+        );
+        let custom = TagTriggerConfig::from_env(|v| match v {
+            TAG_KEY_ENV => Some("RetireStore".into()),
+            MODE_ENV => Some("decommission".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            custom,
+            TagTriggerConfig {
+                tag_key: "RetireStore".into(),
+                mode: RunMode::Decommission
+            }
+        );
+        assert!(TagTriggerConfig::from_env(|v| (v == MODE_ENV).then(|| "yes".into())).is_err());
+        assert!(
+            TagTriggerConfig::from_env(|v| (v == TAG_KEY_ENV).then(|| CONFIRM_TAG_KEY.into()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_key_and_cluster_events_with_integer_or_float_versions() {
+        let mut e = key_event(
+            "arn:aws:kms:us-east-1:123456789012:key/k1",
+            &[DEFAULT_TAG_KEY],
+            &[(DEFAULT_TAG_KEY, STORE)],
+        );
+        let change = parse_tag_change(&e).unwrap();
+        assert_eq!(
+            change.resource,
+            TaggedResource::KmsKey {
+                arn: "arn:aws:kms:us-east-1:123456789012:key/k1".into()
+            }
+        );
+        assert_eq!(change.version, Some(3.0));
+        assert_eq!(change.time, Some(DateTime::from_secs(1_795_860_000)));
+        e["detail"]["version"] = json!(4);
+        assert_eq!(parse_tag_change(&e).unwrap().version, Some(4.0));
+
+        let c = event(
+            &cluster_arn(CLUSTER),
+            "cloudhsm",
+            "cluster",
+            &[DEFAULT_TAG_KEY],
+            &[(DEFAULT_TAG_KEY, STORE)],
+        );
+        assert_eq!(
+            parse_tag_change(&c).unwrap().resource,
+            TaggedResource::CloudHsmCluster {
+                arn: cluster_arn(CLUSTER),
+                cluster_id: CLUSTER.into()
+            }
+        );
+    }
+
+    #[test]
+    fn other_events_and_resources_are_ignored_and_malformed_ones_refused() {
+        let mut other = key_event("arn:aws:kms:us-east-1:123456789012:key/k1", &[], &[]);
+        other["detail-type"] = json!("Invalid Effective Tag Policy");
+        assert!(matches!(
+            parse_tag_change(&other),
+            Err(NotStarted::Ignored(Ignored::NotATagChange { .. }))
+        ));
+        let ec2 = event(
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-1",
+            "ec2",
+            "instance",
+            &[DEFAULT_TAG_KEY],
+            &[],
+        );
+        assert!(matches!(
+            parse_tag_change(&ec2),
+            Err(NotStarted::Ignored(Ignored::UnsupportedResource { .. }))
+        ));
+        let mismatched = event(
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-1",
+            "kms",
+            "key",
+            &[DEFAULT_TAG_KEY],
+            &[],
+        );
+        assert!(matches!(
+            parse_tag_change(&mismatched),
+            Err(NotStarted::Refused(Refusal::MalformedEvent(_)))
+        ));
+        let mut two = key_event("arn:aws:kms:us-east-1:123456789012:key/k1", &[], &[]);
+        two["resources"] = json!([
+            "arn:aws:kms:us-east-1:123456789012:key/k1",
+            "arn:aws:kms:us-east-1:123456789012:key/k2"
+        ]);
+        assert!(matches!(
+            parse_tag_change(&two),
+            Err(NotStarted::Refused(Refusal::MalformedEvent(_)))
+        ));
+        assert!(matches!(
+            parse_tag_change(&json!({"hello": 1})),
+            Err(NotStarted::Refused(Refusal::MalformedEvent(_)))
+        ));
+        let mut no_detail = key_event("arn:aws:kms:us-east-1:123456789012:key/k1", &[], &[]);
+        no_detail["detail"] = json!({"tags": {}});
+        assert!(matches!(
+            parse_tag_change(&no_detail),
+            Err(NotStarted::Refused(Refusal::MalformedEvent(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_tag_on_a_key_of_the_store_starts_one_dry_run() {
+        let w = World::new();
+        let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        let TagOutcome::Started { store, mode, arn } = outcome else {
+            panic!("{outcome}")
+        };
+        assert_eq!((store.as_str(), mode), (STORE, RunMode::DryRun));
+        assert!(
+            arn.ends_with(":tag-dryrun-cks-1234567890abcdef0-1"),
+            "{arn}"
+        );
+        let started = w.sfn.get("tag-dryrun-cks-1234567890abcdef0-1").unwrap();
+        let input: Value = serde_json::from_str(&started.input).unwrap();
+        assert_eq!(input["CustomKeyStoreId"], STORE);
+        assert_eq!(input["DryRun"], true);
+        assert_eq!(input["RequestedBy"], REQUESTED_BY);
+        assert!(input.get("ConfirmCustomKeyStoreName").is_none());
+        assert!(
+            input["Reason"]
+                .as_str()
+                .unwrap()
+                .contains("ConfirmCustomKeyStoreName"),
+            "says how to confirm"
+        );
+    }
+
+    #[tokio::test]
+    async fn tagging_every_key_of_a_store_starts_one_execution() {
+        let w = World::new();
+        let trigger = w.trigger(RunMode::DryRun);
+        let mut outcomes = Vec::new();
+        for i in 0..5 {
+            let key = w
+                .kms
+                .key(&format!("k{i}"), Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+            outcomes.push(
+                trigger
+                    .handle(&key_event(
+                        &key,
+                        &[DEFAULT_TAG_KEY],
+                        &[(DEFAULT_TAG_KEY, STORE)],
+                    ))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(w.sfn.count(Some("StartExecution")), 1);
+        assert!(matches!(outcomes[0], TagOutcome::Started { .. }));
+        let first_arn = w.sfn.get("tag-dryrun-cks-1234567890abcdef0-1").unwrap().arn;
+        for later in &outcomes[1..] {
+            assert_eq!(
+                later,
+                &TagOutcome::AlreadyRunning {
+                    store: STORE.into(),
+                    arn: first_arn.clone()
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tag_on_an_aws_kms_origin_key_starts_nothing() {
+        let w = World::new();
+        let key = w.kms.key("plain", None, &[(DEFAULT_TAG_KEY, STORE)]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(outcome),
+            Refusal::KeyNotInCustomKeyStore {
+                key,
+                origin: "AWS_KMS".into(),
+                store: STORE.into()
+            }
+        );
+        w.nothing_started();
+        assert_eq!(w.sfn.count(None), 0, "Step Functions is not even asked");
+    }
+
+    #[tokio::test]
+    async fn a_tag_on_a_key_of_another_store_starts_nothing() {
+        let w = World::new();
+        let key = w
+            .kms
+            .key("theirs", Some(OTHER_STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+        let outcome = w
+            .trigger(RunMode::Decommission)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome).name(), "KeyInOtherStore");
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_tag_value_starts_nothing() {
+        let w = World::new();
+        let key = w
+            .kms
+            .key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, "yes please")]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, "yes please")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome).name(), "InvalidTagValue");
+        assert_eq!(
+            w.kms.call_count(),
+            0,
+            "an invalid value is refused before asking KMS"
+        );
+        // A well-formed id of a store that does not exist.
+        let missing = "cks-00000000000000000";
+        let key = w.kms.key("k2", Some(STORE), &[(DEFAULT_TAG_KEY, missing)]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, missing)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome).name(), "KeyInOtherStore");
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_removed_or_unrelated_tag_starts_nothing() {
+        let w = World::new();
+        let key = w.kms.key("k1", Some(STORE), &[]);
+        let trigger = w.trigger(RunMode::Decommission);
+        let removed = trigger
+            .handle(&key_event(&key, &[DEFAULT_TAG_KEY], &[("Owner", "alice")]))
+            .await
+            .unwrap();
+        assert_eq!(ignored(removed), Ignored::TriggerTagRemoved);
+        let other = trigger
+            .handle(&key_event(
+                &key,
+                &["Owner"],
+                &[("Owner", "bob"), (DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(other), Ignored::TriggerTagNotChanged);
+        let confirm_removed = trigger
+            .handle(&key_event(
+                &key,
+                &[CONFIRM_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(confirm_removed), Ignored::ConfirmationTagRemoved);
+        let confirm_alone = trigger
+            .handle(&key_event(
+                &key,
+                &[CONFIRM_TAG_KEY],
+                &[(CONFIRM_TAG_KEY, STORE_NAME)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(confirm_alone), Ignored::TriggerTagAbsent);
+        // In dry-run mode the confirmation tag is not watched at all.
+        let dry = w.trigger(RunMode::DryRun);
+        let confirm_dry = dry
+            .handle(&key_event(
+                &key,
+                &[CONFIRM_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(confirm_dry), Ignored::TriggerTagNotChanged);
+        assert_eq!(w.kms.call_count(), 0);
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn decommission_mode_needs_the_confirmation_tag() {
+        let w = World::new();
+        let trigger = w.trigger(RunMode::Decommission);
+
+        // Without confirmation: a dry run that says how to confirm.
+        let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+        let outcome = trigger
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                TagOutcome::Started {
+                    mode: RunMode::DryRun,
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+        let dry = w.sfn.get("tag-dryrun-cks-1234567890abcdef0-1").unwrap();
+        assert!(dry.input.contains(CONFIRM_TAG_KEY), "{}", dry.input);
+
+        // A wrong name: nothing.
+        let wrong = [
+            (DEFAULT_TAG_KEY, STORE),
+            (CONFIRM_TAG_KEY, "examplecloudhsmstore"),
+        ];
+        let key2 = w.kms.key("k2", Some(STORE), &wrong);
+        let outcome = trigger
+            .handle(&key_event(&key2, &[CONFIRM_TAG_KEY], &wrong))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(outcome),
+            Refusal::ConfirmationMismatch {
+                store: STORE.into(),
+                given: "examplecloudhsmstore".into()
+            }
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 1);
+
+        // The store's exact name: the real decommission, confirmed by name in its input.
+        let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
+        let key3 = w.kms.key("k3", Some(STORE), &right);
+        let outcome = trigger
+            .handle(&key_event(&key3, &[CONFIRM_TAG_KEY], &right))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                TagOutcome::Started {
+                    mode: RunMode::Decommission,
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+        let real: Value = serde_json::from_str(
+            &w.sfn
+                .get("tag-decom-cks-1234567890abcdef0-1")
+                .unwrap()
+                .input,
+        )
+        .unwrap();
+        assert_eq!(real["DryRun"], false);
+        assert_eq!(real["ConfirmCustomKeyStoreName"], STORE_NAME);
+
+        // Another key confirmed the same way: the running decommission comes back.
+        let key4 = w.kms.key("k4", Some(STORE), &right);
+        let again = trigger
+            .handle(&key_event(
+                &key4,
+                &[DEFAULT_TAG_KEY, CONFIRM_TAG_KEY],
+                &right,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, TagOutcome::AlreadyRunning { .. }),
+            "{again}"
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 2);
+    }
+
+    #[tokio::test]
+    async fn an_empty_confirmation_tag_starts_nothing_even_for_an_unnamed_store() {
+        let w = World::new();
+        w.kms.store(STORE, "", None);
+        let tags = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, "")];
+        let key = w.kms.key("k1", Some(STORE), &tags);
+        let outcome = w
+            .trigger(RunMode::Decommission)
+            .handle(&key_event(&key, &[DEFAULT_TAG_KEY], &tags))
+            .await
+            .unwrap();
+        let refused = refusal(outcome);
+        assert_eq!(refused.name(), "InvalidInput");
+        assert!(
+            refused.to_string().contains("ConfirmCustomKeyStoreName"),
+            "{refused}"
+        );
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_stale_event_is_refused_when_the_key_tags_changed_since() {
+        let w = World::new();
+        let key = w.kms.key("k1", Some(STORE), &[]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(outcome),
+            Refusal::TagsChangedSinceEvent { resource: key }
+        );
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_is_refused() {
+        let w = World::new();
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/gone";
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                arn,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome), Refusal::KeyNotFound { key: arn.into() });
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_cluster_tag_starts_only_when_the_cluster_backs_the_store() {
+        let w = World::new();
+        let trigger = w.trigger(RunMode::DryRun);
+        let tags = [(DEFAULT_TAG_KEY, STORE)];
+        let wrong = trigger
+            .handle(&event(
+                &cluster_arn("cluster-999"),
+                "cloudhsm",
+                "cluster",
+                &[DEFAULT_TAG_KEY],
+                &tags,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(wrong),
+            Refusal::ClusterDoesNotBackStore {
+                cluster: "cluster-999".into(),
+                store: STORE.into(),
+                backing: Some(CLUSTER.into())
+            }
+        );
+        w.nothing_started();
+        let right = trigger
+            .handle(&event(
+                &cluster_arn(CLUSTER),
+                "cloudhsm",
+                "cluster",
+                &[DEFAULT_TAG_KEY],
+                &tags,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                right,
+                TagOutcome::Started {
+                    mode: RunMode::DryRun,
+                    ..
+                }
+            ),
+            "{right}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cluster_tag_naming_an_external_key_store_is_refused() {
+        let w = World::new();
+        let xks = "cks-0000000000000xks1";
+        w.kms.store(xks, "ExampleXks", None);
+        let tags = [(DEFAULT_TAG_KEY, xks)];
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&event(
+                &cluster_arn(CLUSTER),
+                "cloudhsm",
+                "cluster",
+                &[DEFAULT_TAG_KEY],
+                &tags,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome).name(), "ClusterDoesNotBackStore");
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_covers_earlier_changes_and_later_changes_start_the_next_run() {
+        let w = World::new();
+        let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+        let trigger = w.trigger(RunMode::DryRun);
+        // Run 1 finished; it started (fake clock, 2027) after the change of 2026-11-28.
+        w.sfn.insert(
+            MACHINE,
+            "tag-dryrun-cks-1234567890abcdef0-1",
+            "{}",
+            ExecutionStatus::Succeeded,
+        );
+        let covered = trigger
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(covered, TagOutcome::AlreadyHandled { .. }),
+            "{covered}"
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 0);
+        // A change after that run started: run 2.
+        let mut later = key_event(&key, &[DEFAULT_TAG_KEY], &[(DEFAULT_TAG_KEY, STORE)]);
+        later["time"] = json!("2030-01-01T00:00:00Z");
+        let outcome = trigger.handle(&later).await.unwrap();
+        let TagOutcome::Started { arn, .. } = outcome else {
+            panic!("{outcome}")
+        };
+        assert!(arn.ends_with("-2"), "{arn}");
+    }
+
+    #[tokio::test]
+    async fn a_running_decommission_of_the_store_blocks_tag_runs() {
+        let w = World::new();
+        let running = w.sfn.insert(
+            MACHINE,
+            "decom-CHG-1",
+            &json!({"CustomKeyStoreId": STORE, "DryRun": false}).to_string(),
+            ExecutionStatus::Running,
+        );
+        let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY],
+                &[(DEFAULT_TAG_KEY, STORE)],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            TagOutcome::StoreBusy {
+                store: STORE.into(),
+                arn: running
+            }
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 0);
+    }
+
+    #[test]
+    fn outcomes_are_logged_with_their_names() {
+        let json = TagOutcome::Refused(Refusal::StoreNotFound {
+            store: STORE.into(),
+        })
+        .to_json();
+        assert_eq!(json["Outcome"], "Refused");
+        assert_eq!(json["Reason"], "StoreNotFound");
+        assert!(json["Message"].as_str().unwrap().contains(STORE));
+    }
+}

@@ -1,0 +1,1045 @@
+//! The ticketing webhook behind a Lambda function URL: `start`, `status` and `cancel` a
+//! decommission by ticket id, authenticated by an HMAC-SHA256 signature (see [`super::signature`]).
+//!
+//! Order of checks, cheapest and least revealing first: method (405), body size (413), body
+//! encoding (400), signature (401); only a signed request is parsed (400 for bad JSON, a missing
+//! or unknown action, invalid fields), and only a valid one reaches KMS or Step Functions.
+//! Every answer is JSON: `{"Result": ...}` on success, `{"Error": <name>, "Message": ...}` else.
+
+use aws_lambda_events::http::{HeaderMap, HeaderValue};
+use aws_lambda_events::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use aws_sdk_sfn::types::ExecutionStatus;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use std::sync::Arc;
+
+use super::aws_error::AwsCallError;
+use super::executions::{ExecutionInfo, ExecutionRequest, Executions, StartOutcome};
+use super::naming::{cancel_execution_name, ticket_execution_name};
+use super::signature::{SignatureError, WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::RunMode;
+use crate::config::PacingConfig;
+use crate::pacing::Pacing;
+use crate::request::DecommissionRequest;
+use crate::store;
+
+/// Largest accepted request body (decoded), in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Error name of an execution stopped by a webhook `cancel`.
+pub const CANCEL_STOP_ERROR: &str = "CancelledByTicket";
+
+/// The webhook: its secret, KMS for the start checks, Step Functions for everything else.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    secret: WebhookSecret,
+    kms: aws_sdk_kms::Client,
+    pacing: Arc<Pacing>,
+    executions: Executions,
+}
+
+/// A successful answer: status code and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    fn new(status: u16, body: Value) -> Self {
+        Self { status, body }
+    }
+}
+
+/// Why a webhook request was refused; each maps to one status code and error name.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Only POST is accepted.
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// `isBase64Encoded` is set but the body is not base64.
+    #[error("the body is marked base64-encoded but does not decode")]
+    MalformedBody,
+    /// The signature headers are missing or wrong.
+    #[error(transparent)]
+    Unauthorized(#[from] SignatureError),
+    /// The body is not a JSON object.
+    #[error("the body is not a JSON object: {0}")]
+    MalformedJson(String),
+    /// The body has no `Action`.
+    #[error("the body has no Action (start, status or cancel)")]
+    MissingAction,
+    /// `Action` is not start, status or cancel.
+    #[error("unknown Action {0:?}; use start, status or cancel")]
+    UnknownAction(String),
+    /// A field is missing, of the wrong type, or unknown (the workflow's own validation).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The store does not exist.
+    #[error("custom key store {0} does not exist")]
+    CustomKeyStoreNotFound(String),
+    /// `ConfirmCustomKeyStoreName` does not equal the store's name.
+    #[error("{0}")]
+    ConfirmationMismatch(String),
+    /// Another decommission (or cancel) of the store is running.
+    #[error("execution {0} is already running for this custom key store")]
+    StoreBusy(String),
+    /// The ticket's execution name is used by a request with different fields.
+    #[error("ticket already started execution {0} with different fields; use a new ticket id")]
+    TicketConflict(String),
+    /// No execution was started for this ticket.
+    #[error("no decommission or dry run was started for ticket {0:?}")]
+    UnknownTicket(String),
+    /// KMS or Step Functions failed.
+    #[error(transparent)]
+    Upstream(#[from] AwsCallError),
+}
+
+impl WebhookError {
+    /// HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MethodNotAllowed(_) => 405,
+            Self::PayloadTooLarge => 413,
+            Self::Unauthorized(_) => 401,
+            Self::MalformedBody
+            | Self::MalformedJson(_)
+            | Self::MissingAction
+            | Self::UnknownAction(_)
+            | Self::InvalidInput(_)
+            | Self::CustomKeyStoreNotFound(_)
+            | Self::ConfirmationMismatch(_) => 400,
+            Self::StoreBusy(_) | Self::TicketConflict(_) => 409,
+            Self::UnknownTicket(_) => 404,
+            Self::Upstream(_) => 503,
+        }
+    }
+
+    /// Error name in the answer.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::MethodNotAllowed(_) => "MethodNotAllowed",
+            Self::PayloadTooLarge => "PayloadTooLarge",
+            Self::MalformedBody => "MalformedBody",
+            Self::Unauthorized(e) => e.name(),
+            Self::MalformedJson(_) => "MalformedJson",
+            Self::MissingAction => "MissingAction",
+            Self::UnknownAction(_) => "UnknownAction",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFound",
+            Self::ConfirmationMismatch(_) => "ConfirmationMismatch",
+            Self::StoreBusy(_) => "StoreBusy",
+            Self::TicketConflict(_) => "TicketConflict",
+            Self::UnknownTicket(_) => "UnknownTicket",
+            Self::Upstream(e) => &e.code,
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        let mut body = json!({"Error": self.name(), "Message": self.to_string()});
+        if let (Self::StoreBusy(arn) | Self::TicketConflict(arn), Some(map)) =
+            (self, body.as_object_mut())
+        {
+            map.insert("ExecutionArn".into(), Value::String(arn.clone()));
+        }
+        if let (Self::Upstream(e), Some(map)) = (self, body.as_object_mut()) {
+            map.insert("Operation".into(), Value::String(e.operation.to_owned()));
+        }
+        Reply::new(self.status(), body)
+    }
+}
+
+impl Webhook {
+    /// A webhook verifying with `secret`, checking stores with `kms`, running `executions`.
+    pub fn new(secret: WebhookSecret, kms: aws_sdk_kms::Client, executions: Executions) -> Self {
+        let pacing = Arc::new(Pacing::new(&PacingConfig::default()));
+        Self {
+            secret,
+            kms,
+            pacing,
+            executions,
+        }
+    }
+
+    /// Answers one function URL request received at Unix time `now` (seconds).
+    pub async fn handle(
+        &self,
+        request: &LambdaFunctionUrlRequest,
+        now: i64,
+    ) -> LambdaFunctionUrlResponse {
+        let reply = match self.answer(request, now).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                if error.status() >= 500 {
+                    tracing::error!(error = %error, name = error.name(), "webhook request failed");
+                } else {
+                    tracing::warn!(error = %error, name = error.name(), "webhook request refused");
+                }
+                error.reply()
+            }
+        };
+        tracing::info!(status = reply.status, body = %reply.body, "webhook answer");
+        to_response(reply)
+    }
+
+    /// The reply to one request, or why it was refused.
+    pub async fn answer(
+        &self,
+        request: &LambdaFunctionUrlRequest,
+        now: i64,
+    ) -> Result<Reply, WebhookError> {
+        let method = request
+            .request_context
+            .http
+            .method
+            .as_deref()
+            .unwrap_or("POST");
+        if !method.eq_ignore_ascii_case("POST") {
+            return Err(WebhookError::MethodNotAllowed(method.to_owned()));
+        }
+        let body = decoded_body(request)?;
+        self.secret.verify(
+            header(&request.headers, TIMESTAMP_HEADER),
+            header(&request.headers, SIGNATURE_HEADER),
+            &body,
+            now,
+        )?;
+        let mut fields = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return Err(WebhookError::MalformedJson("expected an object".into())),
+            Err(e) => return Err(WebhookError::MalformedJson(e.to_string())),
+        };
+        let action = match fields.remove("Action") {
+            Some(Value::String(action)) => action,
+            Some(other) => return Err(WebhookError::UnknownAction(other.to_string())),
+            None => return Err(WebhookError::MissingAction),
+        };
+        match action.as_str() {
+            "start" => self.start(fields).await,
+            "status" => self.status(fields).await,
+            "cancel" => self.cancel(fields).await,
+            _ => Err(WebhookError::UnknownAction(action)),
+        }
+    }
+
+    async fn start(&self, input: Map<String, Value>) -> Result<Reply, WebhookError> {
+        let ticket = required_text(&input, "TicketId")?;
+        required_text(&input, "RequestedBy")?;
+        let dry_run = match input.get("DryRun") {
+            Some(Value::Bool(b)) => *b,
+            _ => {
+                return Err(WebhookError::InvalidInput(
+                    "DryRun (true or false) is required".into(),
+                ))
+            }
+        };
+        let input = Value::Object(input);
+        let request = DecommissionRequest::from_input(&input)
+            .map_err(|e| WebhookError::InvalidInput(e.to_string()))?;
+        let store = request.custom_key_store_id.clone();
+        let mode = RunMode::from_dry_run(dry_run);
+        let name = ticket_execution_name(&ticket, mode);
+
+        // A redelivery of a request already started is answered without asking KMS again.
+        if let Some(existing) = self
+            .executions
+            .describe_named(self.executions.state_machine_arn(), &name)
+            .await?
+        {
+            return started_reply(StartOutcome::from_existing(existing, &input), &name, mode);
+        }
+        let summary = match store::describe(&self.kms, &self.pacing, &store).await {
+            Ok(summary) => summary,
+            Err(e) if e.kms_code() == Some("CustomKeyStoreNotFoundException") => {
+                return Err(WebhookError::CustomKeyStoreNotFound(store))
+            }
+            Err(e) => return Err(AwsCallError::from(e).into()),
+        };
+        if let Err(mismatch) = request.confirm_store_name(&summary.custom_key_store_name) {
+            return Err(WebhookError::ConfirmationMismatch(mismatch.to_string()));
+        }
+        let outcome = self
+            .executions
+            .start_exclusive(&ExecutionRequest {
+                name: name.clone(),
+                input,
+                store_id: store,
+                mode,
+            })
+            .await?;
+        started_reply(outcome, &name, mode)
+    }
+
+    async fn status(&self, fields: Map<String, Value>) -> Result<Reply, WebhookError> {
+        let ticket = ticket_only(&fields, &["TicketId"])?;
+        let execution = self.ticket_execution(&ticket).await?;
+        let state = self.executions.current_state(&execution.arn).await?;
+        let (phase, document) = match state {
+            Some((phase, document)) => (Some(phase), document),
+            None => (None, None),
+        };
+        let document = document.or_else(|| execution.output.clone());
+        let progress = Progress::from_document(document.as_ref());
+        Ok(Reply::new(
+            200,
+            json!({
+                "Result": "Status",
+                "TicketId": ticket,
+                "ExecutionArn": execution.arn,
+                "DryRun": execution.mode() == RunMode::DryRun,
+                "CustomKeyStoreId": execution.store_id(),
+                "Status": execution.status.as_str(),
+                "Phase": phase,
+                "KeysPending": progress.keys_pending,
+                "NextDeadline": progress.next_deadline,
+                "StartDate": rfc3339(&execution.start_date),
+                "StopDate": execution.stop_date.as_ref().map(rfc3339),
+                "Error": execution.error,
+                "Cause": execution.cause,
+            }),
+        ))
+    }
+
+    async fn cancel(&self, fields: Map<String, Value>) -> Result<Reply, WebhookError> {
+        let ticket = ticket_only(&fields, &["TicketId", "RequestedBy", "Reason"])?;
+        let requested_by = required_text(&fields, "RequestedBy")?;
+        if fields.contains_key("Reason") {
+            required_text(&fields, "Reason")?;
+        }
+        let machine = self.executions.state_machine_arn().to_owned();
+        let decommission = self
+            .executions
+            .describe_named(
+                &machine,
+                &ticket_execution_name(&ticket, RunMode::Decommission),
+            )
+            .await?;
+        let Some(decommission) = decommission else {
+            return self.cancel_dry_run(&machine, &ticket).await;
+        };
+        if decommission.status == ExecutionStatus::Succeeded {
+            return Ok(Reply::new(
+                200,
+                json!({
+                    "Result": "NothingToCancel",
+                    "ExecutionArn": decommission.arn,
+                    "Status": decommission.status.as_str(),
+                    "Message": "the decommission completed: its keys and the store are deleted and cannot come back",
+                }),
+            ));
+        }
+        let stopped_now = decommission.is_running();
+        if stopped_now {
+            let cause = format!("cancelled by ticket {ticket}, requested by {requested_by}");
+            self.executions
+                .stop(&decommission.arn, CANCEL_STOP_ERROR, &cause)
+                .await?;
+        }
+        let Some(cancel_machine) = self
+            .executions
+            .cancel_state_machine_arn()
+            .map(str::to_owned)
+        else {
+            return Ok(Reply::new(
+                if stopped_now { 202 } else { 200 },
+                json!({
+                    "Result": "DecommissionStopped",
+                    "ExecutionArn": decommission.arn,
+                    "StoppedNow": stopped_now,
+                    "CancelExecutionArn": null,
+                    "KeysRestored": false,
+                    "Message": "no cancel workflow is configured (CANCEL_STATE_MACHINE_ARN): keys this execution scheduled stay pending deletion; restore them with CancelKeyDeletion and EnableKey (keys tagged kms-decommission:execution with this ARN)",
+                }),
+            ));
+        };
+        let mut cancel_input = json!({
+            "CustomKeyStoreId": decommission.store_id(),
+            "DecommissionExecutionArn": decommission.arn,
+            "TicketId": ticket,
+            "RequestedBy": requested_by,
+        });
+        if let (Some(reason), Some(map)) = (fields.get("Reason"), cancel_input.as_object_mut()) {
+            map.insert("Reason".into(), reason.clone());
+        }
+        let outcome = self
+            .executions
+            .start_named(
+                &cancel_machine,
+                &cancel_execution_name(&ticket),
+                &cancel_input,
+            )
+            .await?;
+        let (status, cancel) = match outcome {
+            StartOutcome::Started { arn } => (
+                202,
+                json!({"CancelExecutionArn": arn, "CancelStatus": "RUNNING"}),
+            ),
+            StartOutcome::AlreadyRunning(e)
+            | StartOutcome::AlreadyFinished(e)
+            | StartOutcome::NameTaken(e)
+            | StartOutcome::StoreBusy(e) => (
+                if stopped_now { 202 } else { 200 },
+                json!({"CancelExecutionArn": e.arn, "CancelStatus": e.status.as_str()}),
+            ),
+        };
+        let mut body = json!({
+            "Result": "CancelStarted",
+            "ExecutionArn": decommission.arn,
+            "StoppedNow": stopped_now,
+        });
+        if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), cancel) {
+            map.extend(extra);
+        }
+        Ok(Reply::new(status, body))
+    }
+
+    async fn cancel_dry_run(&self, machine: &str, ticket: &str) -> Result<Reply, WebhookError> {
+        let dry_run = self
+            .executions
+            .describe_named(machine, &ticket_execution_name(ticket, RunMode::DryRun))
+            .await?
+            .ok_or_else(|| WebhookError::UnknownTicket(ticket.to_owned()))?;
+        if dry_run.is_running() {
+            let cause = format!("dry run cancelled by ticket {ticket}");
+            self.executions
+                .stop(&dry_run.arn, CANCEL_STOP_ERROR, &cause)
+                .await?;
+            return Ok(Reply::new(
+                202,
+                json!({"Result": "DryRunStopped", "ExecutionArn": dry_run.arn}),
+            ));
+        }
+        Ok(Reply::new(
+            200,
+            json!({
+                "Result": "NothingToCancel",
+                "ExecutionArn": dry_run.arn,
+                "Status": dry_run.status.as_str(),
+                "Message": "the ticket only ran a dry run, which changes nothing",
+            }),
+        ))
+    }
+
+    /// The ticket's decommission execution, else its dry run.
+    async fn ticket_execution(&self, ticket: &str) -> Result<ExecutionInfo, WebhookError> {
+        let machine = self.executions.state_machine_arn().to_owned();
+        for mode in [RunMode::Decommission, RunMode::DryRun] {
+            if let Some(execution) = self
+                .executions
+                .describe_named(&machine, &ticket_execution_name(ticket, mode))
+                .await?
+            {
+                return Ok(execution);
+            }
+        }
+        Err(WebhookError::UnknownTicket(ticket.to_owned()))
+    }
+}
+
+fn started_reply(outcome: StartOutcome, name: &str, mode: RunMode) -> Result<Reply, WebhookError> {
+    let dry_run = mode == RunMode::DryRun;
+    match outcome {
+        StartOutcome::Started { arn } => Ok(Reply::new(
+            202,
+            json!({"Result": "Started", "ExecutionArn": arn, "ExecutionName": name, "DryRun": dry_run}),
+        )),
+        StartOutcome::AlreadyRunning(e) => Ok(Reply::new(
+            200,
+            json!({"Result": "AlreadyRunning", "ExecutionArn": e.arn, "ExecutionName": name, "DryRun": dry_run}),
+        )),
+        StartOutcome::AlreadyFinished(e) => Ok(Reply::new(
+            200,
+            json!({"Result": "AlreadyFinished", "ExecutionArn": e.arn, "ExecutionName": name,
+                   "DryRun": dry_run, "Status": e.status.as_str()}),
+        )),
+        StartOutcome::StoreBusy(e) => Err(WebhookError::StoreBusy(e.arn)),
+        StartOutcome::NameTaken(e) => Err(WebhookError::TicketConflict(e.arn)),
+    }
+}
+
+/// What the status answer reports from a state document (workflow-contract.md field names).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Progress {
+    /// Keys still pending deletion: the last check's count, else the number scheduled.
+    pub keys_pending: Option<u64>,
+    /// When the last scheduled key's waiting period ends (`Scheduling.WaitUntil`), while keys
+    /// are pending.
+    pub next_deadline: Option<String>,
+}
+
+impl Progress {
+    /// Reads a state document (or `None` before the first state).
+    pub fn from_document(document: Option<&Value>) -> Self {
+        let Some(doc) = document else {
+            return Self::default();
+        };
+        let number = |pointer: &str| doc.pointer(pointer).and_then(Value::as_u64);
+        let keys_pending = number("/Deletion/KeysPending").or_else(|| {
+            let scheduled = number("/Scheduling/KeysScheduled")?;
+            Some(scheduled + number("/Scheduling/KeysAlreadyPending").unwrap_or(0))
+        });
+        let next_deadline = match keys_pending {
+            Some(0) | None => None,
+            Some(_) => doc
+                .pointer("/Scheduling/WaitUntil")
+                .or_else(|| doc.pointer("/Scheduling/LatestDeletionDate"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        Self {
+            keys_pending,
+            next_deadline,
+        }
+    }
+}
+
+fn decoded_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, WebhookError> {
+    let raw = request.body.as_deref().unwrap_or_default();
+    if !request.is_base64_encoded {
+        if raw.len() > MAX_BODY_BYTES {
+            return Err(WebhookError::PayloadTooLarge);
+        }
+        return Ok(raw.as_bytes().to_vec());
+    }
+    if raw.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
+        return Err(WebhookError::PayloadTooLarge);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| WebhookError::MalformedBody)?;
+    if decoded.len() > MAX_BODY_BYTES {
+        return Err(WebhookError::PayloadTooLarge);
+    }
+    Ok(decoded)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn required_text(fields: &Map<String, Value>, field: &str) -> Result<String, WebhookError> {
+    match fields.get(field) {
+        Some(Value::String(text)) if !text.trim().is_empty() && text.chars().count() <= 256 => {
+            Ok(text.clone())
+        }
+        _ => Err(WebhookError::InvalidInput(format!(
+            "{field} (a non-empty string of at most 256 characters) is required"
+        ))),
+    }
+}
+
+/// The `TicketId` of a status or cancel request, whose fields must be among `allowed`.
+fn ticket_only(fields: &Map<String, Value>, allowed: &[&str]) -> Result<String, WebhookError> {
+    if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(WebhookError::InvalidInput(format!(
+            "unknown field {unknown:?}; this action takes {}",
+            allowed.join(", ")
+        )));
+    }
+    required_text(fields, "TicketId")
+}
+
+fn rfc3339(date: &aws_smithy_types::DateTime) -> Option<String> {
+    date.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
+}
+
+fn to_response(reply: Reply) -> LambdaFunctionUrlResponse {
+    let mut response = LambdaFunctionUrlResponse::default();
+    response.status_code = i64::from(reply.status);
+    response
+        .headers
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response.body = Some(reply.body.to_string());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triggers::mocks::{FakeKms, FakeSfn, CANCEL_MACHINE, MACHINE};
+
+    const NOW: i64 = 1_795_860_000;
+    const SECRET: &[u8] = b"test-webhook-secret-0123456789abcdef";
+    const STORE: &str = "cks-1234567890abcdef0";
+    const STORE_NAME: &str = "ExampleCloudHsmStore";
+
+    struct World {
+        kms: FakeKms,
+        sfn: FakeSfn,
+        webhook: Webhook,
+    }
+
+    fn world(cancel_machine: bool) -> World {
+        let kms = FakeKms::default();
+        kms.store(STORE, STORE_NAME, Some("cluster-1a23b4cdefg"));
+        let sfn = FakeSfn::default();
+        let executions = Executions::new(
+            sfn.client(),
+            MACHINE,
+            cancel_machine.then(|| CANCEL_MACHINE.to_owned()),
+        );
+        let webhook = Webhook::new(
+            WebhookSecret::new(SECRET).unwrap(),
+            kms.client(),
+            executions,
+        );
+        World { kms, sfn, webhook }
+    }
+
+    /// A function URL request as Lambda delivers it, with `headers` and a plain-text body.
+    fn url_request(
+        method: &str,
+        headers: &[(&str, String)],
+        body: &str,
+        base64: bool,
+    ) -> LambdaFunctionUrlRequest {
+        let headers: Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect();
+        serde_json::from_value(json!({
+            "version": "2.0", "rawPath": "/", "rawQueryString": "", "headers": headers,
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "abcdefghij", "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
+                "domainPrefix": "abcdefghij", "requestId": "r-1", "routeKey": "$default", "stage": "$default",
+                "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": NOW * 1000,
+                "http": {"method": method, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "ticketing/1.0"}
+            },
+            "body": body, "isBase64Encoded": base64
+        }))
+        .unwrap()
+    }
+
+    fn signed(body: &Value) -> LambdaFunctionUrlRequest {
+        signed_text(&body.to_string(), NOW, SECRET)
+    }
+
+    fn signed_text(body: &str, at: i64, secret: &[u8]) -> LambdaFunctionUrlRequest {
+        let ts = at.to_string();
+        let signature = WebhookSecret::new(secret)
+            .unwrap()
+            .sign(&ts, body.as_bytes());
+        url_request(
+            "POST",
+            &[
+                ("x-signature-timestamp", ts),
+                ("x-signature", signature),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+            false,
+        )
+    }
+
+    fn start_body(ticket: &str, dry_run: bool) -> Value {
+        let mut body = json!({
+            "Action": "start", "TicketId": ticket, "CustomKeyStoreId": STORE, "PendingWindowInDays": 30,
+            "DryRun": dry_run, "RequestedBy": "alice@example.com", "Reason": "retire HSM",
+        });
+        if !dry_run {
+            body["ConfirmCustomKeyStoreName"] = json!(STORE_NAME);
+        }
+        body
+    }
+
+    async fn call(w: &World, request: &LambdaFunctionUrlRequest) -> (u16, Value) {
+        let response = w.webhook.handle(request, NOW).await;
+        assert_eq!(
+            response.headers.get("content-type").unwrap(),
+            "application/json"
+        );
+        let body = serde_json::from_str(response.body.as_deref().unwrap()).unwrap();
+        (u16::try_from(response.status_code).unwrap(), body)
+    }
+
+    #[tokio::test]
+    async fn a_signed_start_delivered_three_times_starts_once() {
+        let w = world(false);
+        let request = signed(&start_body("CHG-1234", false));
+        let (status, first) = call(&w, &request).await;
+        assert_eq!(status, 202, "{first}");
+        assert_eq!(first["Result"], "Started");
+        assert_eq!(first["ExecutionName"], "decom-CHG-1234");
+        for _ in 0..2 {
+            let (status, again) = call(&w, &request).await;
+            assert_eq!(status, 200, "{again}");
+            assert_eq!(again["Result"], "AlreadyRunning");
+            assert_eq!(again["ExecutionArn"], first["ExecutionArn"]);
+        }
+        assert_eq!(w.sfn.count(Some("StartExecution")), 1);
+        let input: Value =
+            serde_json::from_str(&w.sfn.get("decom-CHG-1234").unwrap().input).unwrap();
+        assert_eq!(input["ConfirmCustomKeyStoreName"], STORE_NAME);
+        assert_eq!(input["TicketId"], "CHG-1234");
+        assert!(
+            input.get("Action").is_none(),
+            "the action is not part of the execution input"
+        );
+    }
+
+    async fn assert_refused_untouched(
+        w: &World,
+        request: &LambdaFunctionUrlRequest,
+        status: u16,
+        error: &str,
+    ) {
+        let (got, body) = call(w, request).await;
+        assert_eq!(
+            (got, body["Error"].as_str().unwrap()),
+            (status, error),
+            "{body}"
+        );
+        assert!(!body["Message"].as_str().unwrap().is_empty());
+        assert_eq!(w.sfn.count(None), 0, "no Step Functions call for {error}");
+        assert_eq!(w.kms.call_count(), 0, "no KMS call for {error}");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_their_status_and_change_nothing() {
+        let w = world(true);
+        let body = start_body("CHG-1", false).to_string();
+        let good = signed_text(&body, NOW, SECRET);
+
+        let wrong_secret = signed_text(&body, NOW, b"another-secret-entirely-0123456789ab");
+        assert_refused_untouched(&w, &wrong_secret, 401, "SignatureMismatch").await;
+
+        let mut unsigned = good.clone();
+        unsigned.headers.remove("x-signature");
+        assert_refused_untouched(&w, &unsigned, 401, "MissingSignature").await;
+
+        let mut no_timestamp = good.clone();
+        no_timestamp.headers.remove("x-signature-timestamp");
+        assert_refused_untouched(&w, &no_timestamp, 401, "MissingTimestamp").await;
+
+        let stale = signed_text(&body, NOW - 301, SECRET);
+        assert_refused_untouched(&w, &stale, 401, "StaleTimestamp").await;
+
+        let future = signed_text(&body, NOW + 600, SECRET);
+        assert_refused_untouched(&w, &future, 401, "FutureTimestamp").await;
+
+        let mut tampered = good.clone();
+        tampered.body = Some(body.replace("\"DryRun\":false", "\"DryRun\":true "));
+        assert_refused_untouched(&w, &tampered, 401, "SignatureMismatch").await;
+
+        assert_refused_untouched(
+            &w,
+            &signed_text("{\"Action\": \"start\",", NOW, SECRET),
+            400,
+            "MalformedJson",
+        )
+        .await;
+        assert_refused_untouched(
+            &w,
+            &signed_text("[1, 2]", NOW, SECRET),
+            400,
+            "MalformedJson",
+        )
+        .await;
+        assert_refused_untouched(
+            &w,
+            &signed(&json!({"Action": "delete", "TicketId": "CHG-1"})),
+            400,
+            "UnknownAction",
+        )
+        .await;
+        assert_refused_untouched(&w, &signed(&json!({"Action": 7})), 400, "UnknownAction").await;
+        assert_refused_untouched(
+            &w,
+            &signed(&json!({"TicketId": "CHG-1"})),
+            400,
+            "MissingAction",
+        )
+        .await;
+
+        let oversized = format!(
+            "{{\"Action\":\"status\",\"TicketId\":\"{}\"}}",
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        assert_refused_untouched(
+            &w,
+            &signed_text(&oversized, NOW, SECRET),
+            413,
+            "PayloadTooLarge",
+        )
+        .await;
+        let oversized_b64 = base64::engine::general_purpose::STANDARD.encode(oversized.as_bytes());
+        let mut oversized_b64_request = signed_text(&oversized, NOW, SECRET);
+        oversized_b64_request.body = Some(oversized_b64);
+        oversized_b64_request.is_base64_encoded = true;
+        assert_refused_untouched(&w, &oversized_b64_request, 413, "PayloadTooLarge").await;
+
+        let mut not_base64 = good.clone();
+        not_base64.is_base64_encoded = true;
+        assert_refused_untouched(&w, &not_base64, 400, "MalformedBody").await;
+
+        let mut get = good.clone();
+        get.request_context.http.method = Some("GET".into());
+        assert_refused_untouched(&w, &get, 405, "MethodNotAllowed").await;
+    }
+
+    #[tokio::test]
+    async fn missing_or_unknown_fields_are_named_before_any_call() {
+        let w = world(false);
+        let mut no_dry_run = start_body("CHG-1", false);
+        no_dry_run.as_object_mut().unwrap().remove("DryRun");
+        assert_refused_untouched(&w, &signed(&no_dry_run), 400, "InvalidInput").await;
+        let mut no_ticket = start_body("CHG-1", true);
+        no_ticket["TicketId"] = json!("  ");
+        assert_refused_untouched(&w, &signed(&no_ticket), 400, "InvalidInput").await;
+        let mut no_requester = start_body("CHG-1", true);
+        no_requester.as_object_mut().unwrap().remove("RequestedBy");
+        assert_refused_untouched(&w, &signed(&no_requester), 400, "InvalidInput").await;
+        assert_refused_untouched(
+            &w,
+            &signed(&json!({"Action": "status", "TicketId": "CHG-1", "Verbose": true})),
+            400,
+            "InvalidInput",
+        )
+        .await;
+        assert_refused_untouched(
+            &w,
+            &signed(&json!({"Action": "cancel", "TicketId": "CHG-1"})),
+            400,
+            "InvalidInput",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
+        let w = world(false);
+        let body = start_body("CHG-B64", true).to_string();
+        let mut request = signed_text(&body, NOW, SECRET);
+        request.body = Some(base64::engine::general_purpose::STANDARD.encode(body.as_bytes()));
+        request.is_base64_encoded = true;
+        let (status, reply) = call(&w, &request).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(reply["ExecutionName"], "dryrun-CHG-B64");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_confirmation_or_unknown_store_starts_nothing() {
+        let w = world(false);
+        let mut wrong = start_body("CHG-1", false);
+        wrong["ConfirmCustomKeyStoreName"] = json!("examplecloudhsmstore");
+        let (status, body) = call(&w, &signed(&wrong)).await;
+        assert_eq!(
+            (status, body["Error"].as_str().unwrap()),
+            (400, "ConfirmationMismatch")
+        );
+        let mut unknown = start_body("CHG-2", true);
+        unknown["CustomKeyStoreId"] = json!("cks-00000000000000000");
+        let (status, body) = call(&w, &signed(&unknown)).await;
+        assert_eq!(
+            (status, body["Error"].as_str().unwrap()),
+            (400, "CustomKeyStoreNotFound")
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_decommission_of_a_busy_store_is_a_conflict() {
+        let w = world(false);
+        let (status, first) = call(&w, &signed(&start_body("CHG-1", false))).await;
+        assert_eq!(status, 202);
+        let (status, other_ticket) = call(&w, &signed(&start_body("CHG-2", false))).await;
+        assert_eq!(
+            (status, other_ticket["Error"].as_str().unwrap()),
+            (409, "StoreBusy"),
+            "{other_ticket}"
+        );
+        assert_eq!(other_ticket["ExecutionArn"], first["ExecutionArn"]);
+        let (status, dry) = call(&w, &signed(&start_body("CHG-3", true))).await;
+        assert_eq!(
+            (status, dry["Error"].as_str().unwrap()),
+            (409, "StoreBusy"),
+            "{dry}"
+        );
+        let mut changed = start_body("CHG-1", false);
+        changed["PendingWindowInDays"] = json!(7);
+        let (status, conflict) = call(&w, &signed(&changed)).await;
+        assert_eq!(
+            (status, conflict["Error"].as_str().unwrap()),
+            (409, "TicketConflict"),
+            "{conflict}"
+        );
+        assert_eq!(w.sfn.count(Some("StartExecution")), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_then_the_decommission_can_share_a_ticket() {
+        let w = world(false);
+        assert_eq!(call(&w, &signed(&start_body("CHG-9", true))).await.0, 202);
+        let (status, real) = call(&w, &signed(&start_body("CHG-9", false))).await;
+        assert_eq!(
+            status, 202,
+            "a running dry run does not block the real decommission: {real}"
+        );
+        assert_eq!(real["ExecutionName"], "decom-CHG-9");
+    }
+
+    #[tokio::test]
+    async fn status_reports_phase_keys_pending_and_deadline() {
+        let w = world(false);
+        let (status, missing) = call(
+            &w,
+            &signed(&json!({"Action": "status", "TicketId": "CHG-404"})),
+        )
+        .await;
+        assert_eq!(
+            (status, missing["Error"].as_str().unwrap()),
+            (404, "UnknownTicket")
+        );
+
+        call(&w, &signed(&start_body("CHG-1", false))).await;
+        let document = json!({
+            "Request": {"CustomKeyStoreId": STORE, "DryRun": false},
+            "Scheduling": {"Done": true, "KeysScheduled": 11, "KeysAlreadyPending": 1,
+                           "LatestDeletionDate": "2026-12-28T10:00:00Z", "WaitUntil": "2026-12-28T10:00:00Z", "WaitRequired": true}
+        });
+        w.sfn.executions.lock().unwrap()[0].current_state =
+            Some(("WaitForDeletionDate".into(), document.to_string()));
+        let (status, body) = call(
+            &w,
+            &signed(&json!({"Action": "status", "TicketId": "CHG-1"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["Status"], "RUNNING");
+        assert_eq!(body["Phase"], "WaitForDeletionDate");
+        assert_eq!(body["KeysPending"], 12);
+        assert_eq!(body["NextDeadline"], "2026-12-28T10:00:00Z");
+        assert_eq!(body["CustomKeyStoreId"], STORE);
+        assert_eq!(
+            w.sfn.count(Some("StartExecution")),
+            1,
+            "status starts nothing"
+        );
+    }
+
+    #[test]
+    fn progress_prefers_the_last_deletion_check() {
+        let doc = json!({"Scheduling": {"KeysScheduled": 5, "WaitUntil": "2026-12-28T10:00:00Z"},
+                         "Deletion": {"KeysPending": 0, "AllDeleted": true}});
+        assert_eq!(
+            Progress::from_document(Some(&doc)),
+            Progress {
+                keys_pending: Some(0),
+                next_deadline: None
+            }
+        );
+        let planning = json!({"Plan": {"KeysInStore": 3}});
+        assert_eq!(
+            Progress::from_document(Some(&planning)),
+            Progress::default()
+        );
+        assert_eq!(Progress::from_document(None), Progress::default());
+    }
+
+    fn cancel(ticket: &str) -> LambdaFunctionUrlRequest {
+        signed(
+            &json!({"Action": "cancel", "TicketId": ticket, "RequestedBy": "bob@example.com", "Reason": "change rejected"}),
+        )
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_decommission_and_starts_the_cancel_workflow_once() {
+        let w = world(true);
+        call(&w, &signed(&start_body("CHG-1", false))).await;
+        let (status, body) = call(&w, &cancel("CHG-1")).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["Result"], "CancelStarted");
+        assert_eq!(body["StoppedNow"], true);
+        let decommission = w.sfn.get("decom-CHG-1").unwrap();
+        assert_eq!(decommission.status, ExecutionStatus::Aborted);
+        assert_eq!(decommission.stop_error.as_deref(), Some(CANCEL_STOP_ERROR));
+        let cancel_run = w.sfn.get("cancel-CHG-1").unwrap();
+        assert_eq!(cancel_run.machine, CANCEL_MACHINE);
+        let input: Value = serde_json::from_str(&cancel_run.input).unwrap();
+        assert_eq!(input["CustomKeyStoreId"], STORE);
+        assert_eq!(input["DecommissionExecutionArn"], decommission.arn.as_str());
+
+        let (status, again) = call(&w, &cancel("CHG-1")).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["CancelExecutionArn"], body["CancelExecutionArn"]);
+        assert_eq!(again["StoppedNow"], false);
+        assert_eq!(w.sfn.count(Some("StopExecution")), 1);
+        assert_eq!(
+            w.sfn
+                .executions
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.machine == CANCEL_MACHINE)
+                .count(),
+            1
+        );
+
+        // While the cancel runs, the store takes no new decommission.
+        let (status, busy) = call(&w, &signed(&start_body("CHG-2", false))).await;
+        assert_eq!(
+            (status, busy["Error"].as_str().unwrap()),
+            (409, "StoreBusy"),
+            "{busy}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_without_a_cancel_workflow_says_keys_stay_pending() {
+        let w = world(false);
+        call(&w, &signed(&start_body("CHG-1", false))).await;
+        let (status, body) = call(&w, &cancel("CHG-1")).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["Result"], "DecommissionStopped");
+        assert_eq!(body["KeysRestored"], false);
+        assert!(body["Message"]
+            .as_str()
+            .unwrap()
+            .contains("pending deletion"));
+    }
+
+    #[tokio::test]
+    async fn cancel_after_completion_or_of_a_dry_run_or_unknown_ticket() {
+        let w = world(true);
+        let input = json!({"CustomKeyStoreId": STORE, "DryRun": false}).to_string();
+        w.sfn
+            .insert(MACHINE, "decom-CHG-OLD", &input, ExecutionStatus::Succeeded);
+        let (status, done) = call(&w, &cancel("CHG-OLD")).await;
+        assert_eq!(status, 200);
+        assert_eq!(done["Result"], "NothingToCancel");
+        assert!(done["Message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot come back"));
+
+        call(&w, &signed(&start_body("CHG-DRY", true))).await;
+        let (status, dry) = call(&w, &cancel("CHG-DRY")).await;
+        assert_eq!(
+            (status, dry["Result"].as_str().unwrap()),
+            (202, "DryRunStopped")
+        );
+
+        let (status, unknown) = call(&w, &cancel("CHG-NONE")).await;
+        assert_eq!(
+            (status, unknown["Error"].as_str().unwrap()),
+            (404, "UnknownTicket")
+        );
+        assert_eq!(
+            w.sfn
+                .executions
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.machine == CANCEL_MACHINE)
+                .count(),
+            0
+        );
+    }
+}

@@ -19,3 +19,4 @@ pub mod request;
 pub mod state;
 pub mod steps;
 pub mod store;
+pub mod triggers;

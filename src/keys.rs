@@ -560,4 +560,171 @@ mod tests {
 
         assert_eq!(Markers::from_tags(&[]), Markers::default());
     }
+
+    mod with_mocked_kms {
+        use super::super::*;
+        use crate::pacing::Pacing;
+        use crate::test_support::*;
+        use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+        use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
+        use aws_sdk_kms::operation::schedule_key_deletion::{
+            ScheduleKeyDeletionError, ScheduleKeyDeletionOutput,
+        };
+        use aws_sdk_kms::operation::tag_resource::{TagResourceError, TagResourceOutput};
+        use aws_sdk_kms::types::error::KmsInvalidStateException;
+        use aws_sdk_kms::types::KeyState;
+        use aws_smithy_mocks::mock;
+
+        fn markers_for() -> MarkerContext<'static> {
+            MarkerContext {
+                execution: EXECUTION,
+                ticket: Some("CHG-1"),
+                store_id: STORE_ID,
+            }
+        }
+
+        fn our_tags(prior: &'static str) -> ListResourceTagsOutput {
+            ListResourceTagsOutput::builder()
+                .tags(tag(MARKER_EXECUTION, EXECUTION).unwrap())
+                .tags(tag(MARKER_PRIOR_STATE, prior).unwrap())
+                .tags(tag(MARKER_TICKET, "CHG-1").unwrap())
+                .build()
+        }
+
+        fn pacing() -> Pacing {
+            Pacing::new(&crate::config::PacingConfig::default())
+        }
+
+        fn invalid_state() -> ScheduleKeyDeletionError {
+            ScheduleKeyDeletionError::KmsInvalidStateException(
+                KmsInvalidStateException::builder()
+                    .meta(kms_error(
+                        "KMSInvalidStateException",
+                        "key/k1 is pending deletion",
+                    ))
+                    .build(),
+            )
+        }
+
+        #[tokio::test]
+        async fn an_already_pending_answer_is_done_once_describe_key_confirms_it() {
+            let tags = mock!(Client::list_resource_tags).then_output(|| our_tags("Enabled"));
+            let tag_resource =
+                mock!(Client::tag_resource).then_output(|| TagResourceOutput::builder().build());
+            let schedule = mock!(Client::schedule_key_deletion).then_error(invalid_state);
+            let describe = mock!(Client::describe_key).then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(store_key_metadata("k1", KeyState::PendingDeletion))
+                    .build()
+            });
+            let kms = mock_kms(&[&tags, &tag_resource, &schedule, &describe]);
+            let key = store_key("k1", KeyState::Enabled);
+            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                KeyOutcome::ScheduledByThisExecution {
+                    deletion_date: None
+                }
+            );
+            assert_eq!(tag_resource.num_calls(), 0, "markers were already ours");
+            assert_eq!(describe.num_calls(), 1);
+        }
+
+        #[tokio::test]
+        async fn an_invalid_state_answer_on_a_key_that_is_not_pending_is_an_error() {
+            let tags = mock!(Client::list_resource_tags).then_output(|| our_tags("Enabled"));
+            let schedule = mock!(Client::schedule_key_deletion).then_error(invalid_state);
+            let describe = mock!(Client::describe_key).then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(store_key_metadata("k1", KeyState::Enabled))
+                    .build()
+            });
+            let kms = mock_kms(&[&tags, &schedule, &describe]);
+            let key = store_key("k1", KeyState::Enabled);
+            let err = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
+                .await
+                .unwrap_err();
+            assert_eq!(err.error_type(), "KMSInvalidStateException");
+        }
+
+        #[tokio::test]
+        async fn markers_go_on_before_scheduling_and_a_failed_tag_schedules_nothing() {
+            let tags = mock!(Client::list_resource_tags)
+                .then_output(|| ListResourceTagsOutput::builder().build());
+            let tag_resource = mock!(Client::tag_resource).then_error(|| {
+                TagResourceError::generic(kms_error("ThrottlingException", "Rate exceeded"))
+            });
+            let schedule = mock!(Client::schedule_key_deletion)
+                .then_output(|| ScheduleKeyDeletionOutput::builder().build());
+            let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
+            let key = store_key("k1", KeyState::Disabled);
+            let err = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
+                .await
+                .unwrap_err();
+            assert_eq!(err.error_type(), "ThrottlingException");
+            assert_eq!(schedule.num_calls(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_fresh_key_gets_markers_with_its_state_then_is_scheduled() {
+            let tags = mock!(Client::list_resource_tags)
+                .then_output(|| ListResourceTagsOutput::builder().build());
+            let tag_resource = mock!(Client::tag_resource)
+                .match_requests(|req| {
+                    let tags = req.tags();
+                    tags.iter()
+                        .any(|t| t.tag_key() == MARKER_PRIOR_STATE && t.tag_value() == "Disabled")
+                        && tags
+                            .iter()
+                            .any(|t| t.tag_key() == MARKER_EXECUTION && t.tag_value() == EXECUTION)
+                        && tags
+                            .iter()
+                            .any(|t| t.tag_key() == MARKER_TICKET && t.tag_value() == "CHG-1")
+                })
+                .then_output(|| TagResourceOutput::builder().build());
+            let schedule = mock!(Client::schedule_key_deletion)
+                .match_requests(|req| req.pending_window_in_days() == Some(7))
+                .then_output(|| {
+                    ScheduleKeyDeletionOutput::builder()
+                        .deletion_date(aws_smithy_types::DateTime::from_secs(1_798_452_000))
+                        .build()
+                });
+            let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
+            let key = store_key("k1", KeyState::Disabled);
+            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
+            assert_eq!(tag_resource.num_calls(), 1);
+            assert_eq!(
+                outcome,
+                KeyOutcome::ScheduledByThisExecution {
+                    deletion_date: Some(from_kms(&aws_smithy_types::DateTime::from_secs(
+                        1_798_452_000
+                    )))
+                }
+            );
+        }
+
+        #[tokio::test]
+        async fn a_pending_key_without_our_markers_was_already_pending() {
+            let tags = mock!(Client::list_resource_tags)
+                .then_output(|| ListResourceTagsOutput::builder().build());
+            let schedule = mock!(Client::schedule_key_deletion)
+                .then_output(|| ScheduleKeyDeletionOutput::builder().build());
+            let kms = mock_kms(&[&tags, &schedule]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                KeyOutcome::AlreadyPending {
+                    deletion_date: None
+                }
+            );
+            assert_eq!(schedule.num_calls(), 0);
+        }
+    }
 }

@@ -19,4 +19,5 @@ pub mod request;
 pub mod state;
 pub mod steps;
 pub mod store;
-pub mod triggers;
+#[cfg(test)]
+mod test_support;

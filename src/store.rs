@@ -182,3 +182,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod mocked_tests {
+    use super::*;
+    use crate::config::PacingConfig;
+    use crate::test_support::*;
+    use aws_sdk_kms::operation::describe_custom_key_stores::{
+        DescribeCustomKeyStoresError, DescribeCustomKeyStoresOutput,
+    };
+    use aws_smithy_mocks::mock;
+
+    #[tokio::test]
+    async fn an_answer_without_the_store_is_not_found() {
+        let describe = mock!(Client::describe_custom_key_stores)
+            .then_output(|| DescribeCustomKeyStoresOutput::builder().build());
+        let kms = mock_kms(&[&describe]);
+        let err = describe_store(&kms).await.unwrap_err();
+        assert_eq!(err.error_type(), "CustomKeyStoreNotFoundException");
+    }
+
+    #[tokio::test]
+    async fn throttling_keeps_its_name() {
+        let describe = mock!(Client::describe_custom_key_stores).then_error(|| {
+            DescribeCustomKeyStoresError::generic(kms_error(
+                "ThrottlingException",
+                "You have exceeded the rate at which you may call KMS.",
+            ))
+        });
+        let kms = mock_kms(&[&describe]);
+        let err = describe_store(&kms).await.unwrap_err();
+        assert_eq!(err.error_type(), "ThrottlingException");
+        assert!(err.is_transient());
+    }
+
+    async fn describe_store(kms: &Client) -> Result<StoreSummary, DecommissionError> {
+        describe(kms, &Pacing::new(&PacingConfig::default()), STORE_ID).await
+    }
+}

@@ -102,3 +102,95 @@ pub async fn run(
     state.disconnect = Some(status);
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Step;
+    use crate::test_support::*;
+    use aws_sdk_kms::operation::describe_custom_key_stores::DescribeCustomKeyStoresOutput;
+    use aws_sdk_kms::operation::disconnect_custom_key_store::DisconnectCustomKeyStoreError;
+    use aws_sdk_kms::types::error::CustomKeyStoreInvalidStateException;
+    use aws_sdk_kms::types::ConnectionStateType;
+    use aws_sdk_kms::Client;
+    use aws_smithy_mocks::mock;
+    use std::time::Duration;
+
+    fn described(state: ConnectionStateType) -> DescribeCustomKeyStoresOutput {
+        DescribeCustomKeyStoresOutput::builder()
+            .custom_key_stores(cloudhsm_store(state))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_invalid_state_answer_after_a_race_is_re_described_not_fatal() {
+        let describe = mock!(Client::describe_custom_key_stores)
+            .sequence()
+            .output(|| described(ConnectionStateType::Connected))
+            .output(|| described(ConnectionStateType::Disconnected))
+            .build();
+        let disconnect = mock!(Client::disconnect_custom_key_store).then_error(|| {
+            DisconnectCustomKeyStoreError::CustomKeyStoreInvalidStateException(
+                CustomKeyStoreInvalidStateException::builder()
+                    .meta(kms_error(
+                        "CustomKeyStoreInvalidStateException",
+                        "already disconnected",
+                    ))
+                    .build(),
+            )
+        });
+        let ctx = context(mock_kms(&[&describe, &disconnect]));
+        let state = run(
+            &ctx,
+            state_before(Step::DisconnectStore),
+            Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        let status = state.disconnect.unwrap();
+        assert!(status.disconnected);
+        assert_eq!(status.disconnect_attempts, 0);
+        assert_eq!(disconnect.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_state_answer_on_a_store_still_connected_is_an_error() {
+        let describe = mock!(Client::describe_custom_key_stores)
+            .then_output(|| described(ConnectionStateType::Connected));
+        let disconnect = mock!(Client::disconnect_custom_key_store).then_error(|| {
+            DisconnectCustomKeyStoreError::CustomKeyStoreInvalidStateException(
+                CustomKeyStoreInvalidStateException::builder()
+                    .meta(kms_error("CustomKeyStoreInvalidStateException", "invalid"))
+                    .build(),
+            )
+        });
+        let ctx = context(mock_kms(&[&describe, &disconnect]));
+        let err = run(
+            &ctx,
+            state_before(Step::DisconnectStore),
+            Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type(), "CustomKeyStoreInvalidStateException");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_disconnected_before_every_key_is_deleted() {
+        let describe = mock!(Client::describe_custom_key_stores)
+            .then_output(|| described(ConnectionStateType::Connected));
+        let disconnect = mock!(Client::disconnect_custom_key_store).then_output(|| {
+            aws_sdk_kms::operation::disconnect_custom_key_store::DisconnectCustomKeyStoreOutput::builder().build()
+        });
+        let ctx = context(mock_kms(&[&describe, &disconnect]));
+        let err = run(
+            &ctx,
+            state_before(Step::CheckKeysDeleted),
+            Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidStateDocument");
+        assert_eq!(disconnect.num_calls(), 0);
+    }
+}

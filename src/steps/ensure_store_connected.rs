@@ -180,3 +180,74 @@ fn fail_or_accept(
         attempts: status.connect_attempts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::Step;
+    use crate::test_support::*;
+    use aws_sdk_kms::operation::connect_custom_key_store::ConnectCustomKeyStoreError;
+    use aws_sdk_kms::operation::describe_custom_key_stores::DescribeCustomKeyStoresOutput;
+    use aws_sdk_kms::types::error::CloudHsmClusterNotActiveException;
+    use aws_sdk_kms::types::ConnectionStateType;
+    use aws_sdk_kms::Client;
+    use aws_smithy_mocks::{mock, Rule};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn rules() -> (Rule, Rule) {
+        let describe = mock!(Client::describe_custom_key_stores).then_output(|| {
+            DescribeCustomKeyStoresOutput::builder()
+                .custom_key_stores(cloudhsm_store(ConnectionStateType::Disconnected))
+                .build()
+        });
+        let connect = mock!(Client::connect_custom_key_store).then_error(|| {
+            ConnectCustomKeyStoreError::CloudHsmClusterNotActiveException(
+                CloudHsmClusterNotActiveException::builder()
+                    .meta(kms_error(
+                        "CloudHsmClusterNotActiveException",
+                        "cluster not active",
+                    ))
+                    .build(),
+            )
+        });
+        (describe, connect)
+    }
+
+    #[tokio::test]
+    async fn a_connect_refused_at_once_is_connection_failed_with_kms_reason() {
+        let (describe, connect) = rules();
+        let ctx = context(mock_kms(&[&describe, &connect]));
+        let err = run(
+            &ctx,
+            state_before(Step::EnsureStoreConnected),
+            Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type(), "ConnectionFailed");
+        assert!(err
+            .to_string()
+            .contains("CloudHsmClusterNotActiveException"));
+    }
+
+    #[tokio::test]
+    async fn allowing_orphaned_key_material_goes_on_and_records_it() {
+        let (describe, connect) = rules();
+        let ctx = context(mock_kms(&[&describe, &connect]));
+        let mut state = state_before(Step::EnsureStoreConnected);
+        state.input["AllowOrphanedKeyMaterial"] = json!(true);
+        state.request =
+            Some(crate::request::DecommissionRequest::from_input(&state.input).unwrap());
+        let state = run(&ctx, state, Deadline::after(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let connection = state.connection.unwrap();
+        assert!(connection.ready);
+        assert!(connection.orphaned_key_material_accepted);
+        assert_eq!(
+            connection.connection_error_code.as_deref(),
+            Some("CloudHsmClusterNotActiveException")
+        );
+    }
+}

@@ -1,0 +1,985 @@
+//! Static checks of the decommission state machine (`statemachine/decommission.asl.json`) against
+//! the handlers' error names, the SAM template, the workflow contract and the documented diagram.
+//!
+//! A mistake here is silent at deploy time and shows up weeks into a decommission: a misspelled
+//! error name never matches its Retry, a missing substitution breaks the deploy, a diagram that
+//! drifted from the ASL misleads the operator. Each test names what it protects.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+
+use kms_decommission::error::ERROR_TYPES;
+use kms_decommission::state::DecommissionState;
+use serde_json::Value;
+
+const ASL_PATH: &str = "statemachine/decommission.asl.json";
+
+/// KMS and product errors the contract says the state machine retries.
+const RETRIED_BY_NAME: &[&str] = &[
+    "KMSInternalException",
+    "ThrottlingException",
+    "DependencyTimeoutException",
+    "KmsUnavailable",
+];
+
+/// Lambda's transient invocation errors (Step Functions best practice, plus throttling).
+const LAMBDA_TRANSIENT: &[&str] = &[
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+/// Upper bound for a retrier's MaxAttempts: retries are bounded, not "until it works".
+const MAX_RETRY_ATTEMPTS: u64 = 20;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn asl() -> Value {
+    serde_json::from_str(&read(ASL_PATH)).expect("the ASL file is valid JSON")
+}
+
+fn states(asl: &Value) -> &serde_json::Map<String, Value> {
+    asl["States"].as_object().expect("States is an object")
+}
+
+fn tasks(asl: &Value) -> Vec<(&String, &Value)> {
+    let tasks: Vec<_> = states(asl)
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .collect();
+    assert!(!tasks.is_empty(), "the state machine has Tasks");
+    tasks
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn retriers(task: &Value) -> Vec<&Value> {
+    task["Retry"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn catchers(task: &Value) -> Vec<&Value> {
+    task["Catch"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The retrier of `task` whose ErrorEquals lists `error`, if any.
+fn retrier_for<'a>(task: &'a Value, error: &str) -> Option<&'a Value> {
+    retriers(task)
+        .into_iter()
+        .find(|r| strings(&r["ErrorEquals"]).contains(&error))
+}
+
+fn assert_bounded_full_jitter(state: &str, error: &str, retrier: &Value) {
+    let attempts = retrier["MaxAttempts"].as_u64().unwrap_or(3);
+    assert!(
+        (1..=MAX_RETRY_ATTEMPTS).contains(&attempts),
+        "{state}: retrier for {error} has MaxAttempts {attempts}, want 1..={MAX_RETRY_ATTEMPTS}"
+    );
+    assert_eq!(
+        retrier["JitterStrategy"], "FULL",
+        "{state}: retrier for {error} must use JitterStrategy FULL"
+    );
+    let backoff = retrier["BackoffRate"].as_f64().unwrap_or(2.0);
+    assert!(
+        backoff > 1.0,
+        "{state}: retrier for {error} must back off exponentially (BackoffRate {backoff})"
+    );
+    let max_delay = retrier["MaxDelaySeconds"].as_u64();
+    assert!(
+        matches!(max_delay, Some(1..=900)),
+        "{state}: retrier for {error} needs MaxDelaySeconds in 1..=900, has {max_delay:?}"
+    );
+}
+
+#[test]
+fn the_state_machine_is_jsonpath() {
+    let asl = asl();
+    for (where_, value) in std::iter::once(("top level", &asl["QueryLanguage"])).chain(
+        states(&asl)
+            .iter()
+            .map(|(name, s)| (name.as_str(), &s["QueryLanguage"])),
+    ) {
+        assert!(
+            value.is_null() || value == "JSONPath",
+            "{where_}: QueryLanguage {value} (moto 5.2.5 cannot evaluate JSONata)"
+        );
+    }
+}
+
+#[test]
+fn every_task_invokes_its_function_with_the_whole_document() {
+    let asl = asl();
+    for (name, task) in tasks(&asl) {
+        assert_eq!(
+            task["Resource"], "arn:aws:states:::lambda:invoke",
+            "{name}: optimized Lambda integration"
+        );
+        assert_eq!(
+            task["Parameters"]["Payload.$"], "$",
+            "{name}: the handler receives the whole state document"
+        );
+        assert_eq!(
+            task["OutputPath"], "$.Payload",
+            "{name}: the handler's answer becomes the state document"
+        );
+        let function = task["Parameters"]["FunctionName"].as_str().unwrap_or("");
+        assert!(
+            function.starts_with("${") && function.ends_with("FunctionArn}"),
+            "{name}: FunctionName must be a ${{...FunctionArn}} substitution, is {function:?}"
+        );
+        assert!(
+            task["ResultPath"].is_null() && task["InputPath"].is_null(),
+            "{name}: ResultPath/InputPath would reshape the document the handlers own"
+        );
+    }
+}
+
+#[test]
+fn every_task_retries_kms_transient_errors_with_bounded_full_jitter_backoff() {
+    let asl = asl();
+    for (name, task) in tasks(&asl) {
+        for error in RETRIED_BY_NAME {
+            let retrier = retrier_for(task, error)
+                .unwrap_or_else(|| panic!("{name}: no retrier for {error}"));
+            assert_bounded_full_jitter(name, error, retrier);
+        }
+    }
+}
+
+#[test]
+fn every_task_retries_lambda_transient_errors() {
+    let asl = asl();
+    for (name, task) in tasks(&asl) {
+        for error in LAMBDA_TRANSIENT {
+            let retrier = retrier_for(task, error)
+                .unwrap_or_else(|| panic!("{name}: no retrier for {error}"));
+            assert_bounded_full_jitter(name, error, retrier);
+        }
+    }
+}
+
+#[test]
+fn no_task_retries_an_error_that_cannot_heal() {
+    let asl = asl();
+    for (name, task) in tasks(&asl) {
+        for retrier in retriers(task) {
+            for error in strings(&retrier["ErrorEquals"]) {
+                assert!(
+                    error != "States.ALL" && error != "States.TaskFailed",
+                    "{name}: retrying {error} would retry ConfirmationMismatch, KeysNotPendingDeletion, ..."
+                );
+                assert!(
+                    !ERROR_TYPES.contains(&error) || RETRIED_BY_NAME.contains(&error),
+                    "{name}: {error} is not transient and must not be retried (contract: error names)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_error_name_in_the_asl_is_one_the_handlers_or_step_functions_emit() {
+    // A misspelled name ("KMSInternalExeption") silently never matches.
+    let asl = asl();
+    for (name, task) in tasks(&asl) {
+        for rule in retriers(task).into_iter().chain(catchers(task)) {
+            for error in strings(&rule["ErrorEquals"]) {
+                let known = ERROR_TYPES.contains(&error)
+                    || error.starts_with("States.")
+                    || error.starts_with("Lambda.")
+                    || error.starts_with("Sandbox.");
+                assert!(
+                    known,
+                    "{name}: {error} is neither in kms_decommission::error::ERROR_TYPES nor a Step Functions / Lambda error"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_error_type_the_handlers_emit_is_retried_or_caught_by_every_task() {
+    let asl = asl();
+    assert!(!ERROR_TYPES.is_empty(), "the library lists its error types");
+    for (name, task) in tasks(&asl) {
+        for error in ERROR_TYPES {
+            let retried = retrier_for(task, error).is_some();
+            let caught = catchers(task).iter().any(|c| {
+                let names = strings(&c["ErrorEquals"]);
+                names.contains(error) || names.contains(&"States.ALL")
+            });
+            assert!(
+                retried || caught,
+                "{name}: {error} is neither retried nor caught"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_task_catches_everything_into_a_fail_that_keeps_error_and_cause() {
+    let asl = asl();
+    let all = states(&asl);
+    for (name, task) in tasks(&asl) {
+        let catches = catchers(task);
+        let last = catches.last().unwrap_or_else(|| panic!("{name}: no Catch"));
+        assert_eq!(
+            strings(&last["ErrorEquals"]),
+            ["States.ALL"],
+            "{name}: the last catcher must be States.ALL alone"
+        );
+        let result_path = last["ResultPath"].as_str().unwrap_or_else(|| {
+            panic!("{name}: the catch-all needs a ResultPath to keep the document")
+        });
+        let target = last["Next"].as_str().unwrap_or("");
+        let fail = &all[target];
+        assert_eq!(
+            fail["Type"], "Fail",
+            "{name}: catch-all must end in a Fail state"
+        );
+        assert_eq!(
+            fail["ErrorPath"],
+            format!("{result_path}.Error"),
+            "{name}: the Fail state must keep the error name"
+        );
+        assert_eq!(
+            fail["CausePath"],
+            format!("{result_path}.Cause"),
+            "{name}: the Fail state must keep the cause"
+        );
+    }
+}
+
+#[test]
+fn delete_store_goes_back_to_checking_keys_when_kms_still_counts_keys() {
+    let asl = asl();
+    let all = states(&asl);
+    let delete = &all["DeleteStore"];
+    let catches = catchers(delete);
+    let has_cmks = catches
+        .iter()
+        .position(|c| strings(&c["ErrorEquals"]).contains(&"CustomKeyStoreHasCMKsException"))
+        .expect("DeleteStore catches CustomKeyStoreHasCMKsException");
+    let catch_all = catches
+        .iter()
+        .position(|c| strings(&c["ErrorEquals"]).contains(&"States.ALL"))
+        .expect("DeleteStore has a catch-all");
+    assert!(
+        has_cmks < catch_all,
+        "the specific catcher must come before States.ALL"
+    );
+    let catcher = catches[has_cmks];
+    assert!(
+        catcher.get("ResultPath") == Some(&Value::Null),
+        "ResultPath null keeps the state document unchanged for CheckKeysDeleted"
+    );
+    let wait = &all[catcher["Next"].as_str().unwrap_or("")];
+    assert_eq!(wait["Type"], "Wait", "wait before checking keys again");
+    assert_eq!(wait["Next"], "CheckKeysDeleted");
+}
+
+#[test]
+fn task_timeouts_are_a_little_above_their_function_timeouts() {
+    let asl = asl();
+    let template = Template::load();
+    for (name, task) in tasks(&asl) {
+        let substitution = substitution_name(task);
+        let logical_id = template
+            .substitutions
+            .get(&substitution)
+            .unwrap_or_else(|| {
+                panic!("{name}: ${{{substitution}}} not in DefinitionSubstitutions")
+            });
+        let function_timeout = template.function_timeout(logical_id);
+        let task_timeout = task["TimeoutSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: no TimeoutSeconds"));
+        assert!(
+            task_timeout > function_timeout && task_timeout <= function_timeout + 120,
+            "{name}: TimeoutSeconds {task_timeout} should be a little above {logical_id}'s Timeout {function_timeout}"
+        );
+    }
+}
+
+#[test]
+fn every_substitution_is_defined_and_names_a_function_with_a_binary() {
+    let asl_text = read(ASL_PATH);
+    let template = Template::load();
+    let used: BTreeSet<String> = placeholders(&asl_text);
+    let defined: BTreeSet<String> = template.substitutions.keys().cloned().collect();
+    assert_eq!(
+        used, defined,
+        "the ASL's ${{...}} placeholders and template.yaml's DefinitionSubstitutions must match"
+    );
+    for (substitution, logical_id) in &template.substitutions {
+        assert!(
+            substitution.ends_with("FunctionArn"),
+            "{substitution}: only function ARNs are substituted"
+        );
+        let binary = template
+            .binaries
+            .get(logical_id)
+            .unwrap_or_else(|| panic!("{substitution} -> {logical_id}: not an AWS::Serverless::Function with BuildProperties.Binary"));
+        let source = repo_root().join("src/bin").join(format!("{binary}.rs"));
+        assert!(
+            source.is_file(),
+            "{logical_id} builds binary {binary}, but {} does not exist",
+            source.display()
+        );
+    }
+    assert_eq!(
+        template.definition_uri.as_deref(),
+        Some(ASL_PATH),
+        "the template deploys this ASL file"
+    );
+}
+
+#[test]
+fn every_transition_targets_a_state_and_every_state_is_reachable() {
+    let asl = asl();
+    let all = states(&asl);
+    let start = asl["StartAt"].as_str().expect("StartAt");
+    assert!(all.contains_key(start), "StartAt {start} exists");
+    for (name, state) in all {
+        let kind = state["Type"].as_str().unwrap_or("");
+        let terminal = matches!(kind, "Succeed" | "Fail") || state["End"] == true;
+        if kind == "Choice" {
+            assert!(
+                !state["Choices"].as_array().is_none_or(Vec::is_empty),
+                "{name}: a Choice needs rules"
+            );
+        } else {
+            assert!(
+                terminal ^ state.get("Next").is_some(),
+                "{name}: exactly one of Next / End"
+            );
+        }
+        for (target, _) in transitions(state) {
+            assert!(
+                all.contains_key(&target),
+                "{name}: transition to missing state {target}"
+            );
+        }
+    }
+    let mut seen = BTreeSet::from([start.to_string()]);
+    let mut queue = VecDeque::from([start.to_string()]);
+    while let Some(name) = queue.pop_front() {
+        for (target, _) in transitions(&all[&name]) {
+            if seen.insert(target.clone()) {
+                queue.push_back(target);
+            }
+        }
+    }
+    let unreachable: Vec<_> = all.keys().filter(|n| !seen.contains(*n)).collect();
+    assert!(
+        unreachable.is_empty(),
+        "unreachable states: {unreachable:?}"
+    );
+}
+
+#[test]
+fn wait_states_use_exactly_one_duration() {
+    let asl = asl();
+    for (name, state) in states(&asl) {
+        if state["Type"] != "Wait" {
+            continue;
+        }
+        let fields = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"];
+        let present: Vec<_> = fields.iter().filter(|f| state.get(**f).is_some()).collect();
+        assert_eq!(present.len(), 1, "{name}: Wait with {present:?}");
+    }
+}
+
+#[test]
+fn choice_and_wait_states_read_exactly_the_fields_the_contract_lists() {
+    let asl = asl();
+    let mut read_paths = BTreeSet::new();
+    for (name, state) in states(&asl) {
+        let mut paths = Vec::new();
+        match state["Type"].as_str().unwrap_or("") {
+            "Choice" => {
+                for rule in state["Choices"].as_array().into_iter().flatten() {
+                    choice_variables(rule, &mut paths);
+                }
+            }
+            "Wait" => {
+                paths.extend(
+                    ["SecondsPath", "TimestampPath"]
+                        .iter()
+                        .filter_map(|f| state[*f].as_str()),
+                );
+            }
+            "Succeed" => paths.extend(state["OutputPath"].as_str()),
+            _ => {}
+        }
+        for path in paths {
+            let field = path.strip_prefix("$.").unwrap_or_else(|| {
+                panic!("{name}: {path} is not a $. path into the state document")
+            });
+            read_paths.insert(field.to_string());
+        }
+    }
+    let contract = contract_fields();
+    assert_eq!(
+        read_paths, contract,
+        "the fields Choice/Wait/Succeed states read must be exactly docs/workflow-contract.md's list"
+    );
+}
+
+#[test]
+fn the_diagram_in_docs_matches_the_asl() {
+    assert_diagram_matches("docs/state-machine.md");
+}
+
+#[test]
+fn the_diagram_in_the_readme_matches_the_asl() {
+    assert_diagram_matches("README.md");
+}
+
+#[test]
+fn there_is_a_sample_event_for_every_function_and_entry_point() {
+    let template = Template::load();
+    for (logical_id, binary) in &template.binaries {
+        let path = format!("events/{binary}.json");
+        let event: Value = serde_json::from_str(&read(&path))
+            .unwrap_or_else(|e| panic!("{path} ({logical_id}) is not JSON: {e}"));
+        assert!(
+            event["Input"].is_object() && event["Execution"]["Id"].is_string(),
+            "{path}: a step receives the state document (Input, Execution, ...)"
+        );
+    }
+    for (file, dry_run) in [
+        ("events/execution-dry-run.json", true),
+        ("events/execution-decommission-cloudhsm.json", false),
+        ("events/execution-decommission-xks.json", false),
+    ] {
+        let input: Value = serde_json::from_str(&read(file)).expect("execution input is JSON");
+        assert!(
+            input["CustomKeyStoreId"].is_string(),
+            "{file}: CustomKeyStoreId"
+        );
+        assert_eq!(input["DryRun"], dry_run, "{file}: DryRun");
+        if !dry_run {
+            assert!(
+                input["ConfirmCustomKeyStoreName"].is_string(),
+                "{file}: a real decommission needs ConfirmCustomKeyStoreName"
+            );
+        }
+    }
+}
+
+#[test]
+fn step_events_are_state_documents_the_handlers_read_without_losing_fields() {
+    // A field in a sample that the handlers' type does not know (a typo, a stale name) would be
+    // silently ignored by the handler: every field must survive a round trip through the type.
+    let template = Template::load();
+    for binary in template.binaries.values() {
+        let path = format!("events/{binary}.json");
+        let event: Value = serde_json::from_str(&read(&path)).expect("event is JSON");
+        let state: DecommissionState = serde_json::from_value(event.clone())
+            .unwrap_or_else(|e| panic!("{path} is not a DecommissionState: {e}"));
+        let round_trip = serde_json::to_value(&state).expect("state serializes");
+        if let Err(field) = contained_in(&event, &round_trip, "$") {
+            panic!("{path}: {field} does not survive a round trip through DecommissionState");
+        }
+    }
+}
+
+/// Ok when every field of `sample` is in `full` with the same value (a null may be absent).
+fn contained_in(sample: &Value, full: &Value, at: &str) -> Result<(), String> {
+    match (sample, full) {
+        (Value::Object(sample), Value::Object(full)) => {
+            for (key, value) in sample {
+                let here = format!("{at}.{key}");
+                match full.get(key) {
+                    Some(other) => contained_in(value, other, &here)?,
+                    None if value.is_null() => {}
+                    None => return Err(here),
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(sample), Value::Array(full)) if sample.len() == full.len() => sample
+            .iter()
+            .zip(full)
+            .enumerate()
+            .try_for_each(|(i, (s, f))| contained_in(s, f, &format!("{at}[{i}]"))),
+        (Value::Object(sample), Value::Null) if sample.is_empty() => Ok(()),
+        _ if sample == full => Ok(()),
+        _ => Err(at.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ASL helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Every transition out of `state`: (target, label), labelled as in the Mermaid diagram.
+fn transitions(state: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for rule in state["Choices"].as_array().into_iter().flatten() {
+        out.push((
+            rule["Next"].as_str().unwrap_or("").to_string(),
+            condition_label(rule),
+        ));
+    }
+    if let Some(default) = state["Default"].as_str() {
+        out.push((default.to_string(), "otherwise".to_string()));
+    }
+    if let Some(next) = state["Next"].as_str() {
+        out.push((next.to_string(), String::new()));
+    }
+    for catcher in catchers(state) {
+        out.push((
+            catcher["Next"].as_str().unwrap_or("").to_string(),
+            strings(&catcher["ErrorEquals"]).join(", "),
+        ));
+    }
+    out
+}
+
+/// A Choice rule as the diagram labels it: `Plan.Done == false`, `Scheduling.Done present`,
+/// rules joined with `and` / `or`, `not (...)`.
+fn condition_label(rule: &Value) -> String {
+    if let Some(rules) = rule["And"].as_array() {
+        return rules
+            .iter()
+            .map(condition_label)
+            .collect::<Vec<_>>()
+            .join(" and ");
+    }
+    if let Some(rules) = rule["Or"].as_array() {
+        return rules
+            .iter()
+            .map(condition_label)
+            .collect::<Vec<_>>()
+            .join(" or ");
+    }
+    if rule["Not"].is_object() {
+        return format!("not ({})", condition_label(&rule["Not"]));
+    }
+    let variable = rule["Variable"].as_str().unwrap_or("?");
+    let variable = variable.strip_prefix("$.").unwrap_or(variable);
+    if let Some(value) = rule["BooleanEquals"].as_bool() {
+        return format!("{variable} == {value}");
+    }
+    if let Some(present) = rule["IsPresent"].as_bool() {
+        return format!("{variable} {}", if present { "present" } else { "absent" });
+    }
+    panic!("condition_label: add a label for Choice rule {rule}");
+}
+
+fn choice_variables<'a>(rule: &'a Value, out: &mut Vec<&'a str>) {
+    for key in ["And", "Or"] {
+        for sub in rule[key].as_array().into_iter().flatten() {
+            choice_variables(sub, out);
+        }
+    }
+    if rule["Not"].is_object() {
+        choice_variables(&rule["Not"], out);
+    }
+    out.extend(rule["Variable"].as_str());
+}
+
+fn substitution_name(task: &Value) -> String {
+    let function = task["Parameters"]["FunctionName"].as_str().unwrap_or("");
+    function
+        .trim_start_matches("${")
+        .trim_end_matches('}')
+        .to_string()
+}
+
+/// The `${Name}` placeholders of a text.
+fn placeholders(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("placeholder closed");
+        found.insert(after[..end].to_string());
+        rest = &after[end..];
+    }
+    found
+}
+
+/// The backticked field names under "## Fields the state machine reads" in the contract.
+fn contract_fields() -> BTreeSet<String> {
+    let contract = read("docs/workflow-contract.md");
+    let section = contract
+        .split("## Fields the state machine reads")
+        .nth(1)
+        .expect("the contract lists the fields the state machine reads");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let fields: BTreeSet<String> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !fields.is_empty(),
+        "the contract section lists fields in backticks"
+    );
+    fields
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mermaid diagram
+// ---------------------------------------------------------------------------------------------
+
+type Edge = (String, String, String);
+
+fn assert_diagram_matches(relative: &str) {
+    let text = read(relative);
+    let blocks = mermaid_blocks(&text);
+    assert_eq!(
+        blocks.len(),
+        1,
+        "{relative} must hold exactly one ```mermaid block (copy it from docs/state-machine.md)"
+    );
+    let (nodes, mut edges) = parse_flowchart(&blocks[0]);
+
+    let asl = asl();
+    let all = states(&asl);
+    let mut expected: Vec<Edge> = all
+        .iter()
+        .flat_map(|(from, state)| {
+            transitions(state)
+                .into_iter()
+                .map(move |(to, label)| (from.clone(), to, label))
+        })
+        .collect();
+    expected.sort();
+    edges.sort();
+    let missing: Vec<_> = expected.iter().filter(|e| !edges.contains(e)).collect();
+    let extra: Vec<_> = edges.iter().filter(|e| !expected.contains(e)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && edges.len() == expected.len(),
+        "{relative}: diagram edges differ from the ASL.\n missing: {missing:?}\n extra: {extra:?}"
+    );
+    let state_names: BTreeSet<String> = all.keys().cloned().collect();
+    assert_eq!(
+        nodes, state_names,
+        "{relative}: diagram nodes must be exactly the ASL's states"
+    );
+}
+
+fn mermaid_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim();
+        match &mut current {
+            None if trimmed == "```mermaid" => current = Some(String::new()),
+            Some(block) if trimmed == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+fn node_id(text: &str) -> String {
+    text.trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Nodes and edges of a `flowchart` with `A --> B` and `A -->|label| B` edges (labels may be
+/// quoted) and `Id[...]`-style node declarations.
+fn parse_flowchart(block: &str) -> (BTreeSet<String>, Vec<Edge>) {
+    let mut nodes = BTreeSet::new();
+    let mut edges = Vec::new();
+    for line in block.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("%%") || line.starts_with("flowchart") {
+            continue;
+        }
+        if let Some((from, rest)) = line.split_once("-->") {
+            let rest = rest.trim_start();
+            let (label, to) = match rest.strip_prefix('|') {
+                Some(labelled) => {
+                    let (label, to) = labelled
+                        .split_once('|')
+                        .unwrap_or_else(|| panic!("unterminated edge label: {line}"));
+                    (label.trim().trim_matches('"').to_string(), to)
+                }
+                None => (String::new(), rest),
+            };
+            let (from, to) = (node_id(from), node_id(to));
+            nodes.insert(from.clone());
+            nodes.insert(to.clone());
+            edges.push((from, to, label));
+        } else {
+            let id = node_id(line);
+            assert!(!id.is_empty(), "unrecognised diagram line: {line}");
+            nodes.insert(id);
+        }
+    }
+    (nodes, edges)
+}
+
+// ---------------------------------------------------------------------------------------------
+// template.yaml, read with a small line scanner (no YAML crate in the package)
+// ---------------------------------------------------------------------------------------------
+
+/// What these checks need from template.yaml.
+struct Template {
+    /// DefinitionSubstitutions name -> logical id of the `!GetAtt <id>.Arn` it maps to.
+    substitutions: BTreeMap<String, String>,
+    /// Function logical id -> `Metadata.BuildProperties.Binary`.
+    binaries: BTreeMap<String, String>,
+    /// Function logical id -> its own `Properties.Timeout`.
+    timeouts: BTreeMap<String, u64>,
+    /// `Globals.Function.Timeout`.
+    global_timeout: Option<u64>,
+    /// The state machine's `DefinitionUri`.
+    definition_uri: Option<String>,
+}
+
+impl Template {
+    fn load() -> Self {
+        Self::parse(&read("template.yaml"))
+    }
+
+    fn parse(text: &str) -> Self {
+        let entries = yaml_entries(text);
+        let get = |path: &[&str]| {
+            entries
+                .iter()
+                .find(|(p, _)| p.iter().map(String::as_str).eq(path.iter().copied()))
+                .map(|(_, v)| v.clone())
+        };
+        let function_ids: Vec<String> = entries
+            .iter()
+            .filter(|(p, v)| {
+                p.len() == 3
+                    && p[0] == "Resources"
+                    && p[2] == "Type"
+                    && v == "AWS::Serverless::Function"
+            })
+            .map(|(p, _)| p[1].clone())
+            .collect();
+        let mut binaries = BTreeMap::new();
+        let mut timeouts = BTreeMap::new();
+        for id in &function_ids {
+            if let Some(binary) = get(&["Resources", id, "Metadata", "BuildProperties", "Binary"]) {
+                binaries.insert(id.clone(), binary);
+            }
+            if let Some(timeout) = get(&["Resources", id, "Properties", "Timeout"]) {
+                timeouts.insert(id.clone(), timeout.parse().expect("numeric Timeout"));
+            }
+        }
+        let machine = entries
+            .iter()
+            .find(|(p, v)| {
+                p.len() == 3
+                    && p[0] == "Resources"
+                    && p[2] == "Type"
+                    && v == "AWS::Serverless::StateMachine"
+            })
+            .map(|(p, _)| p[1].clone())
+            .expect("template.yaml declares an AWS::Serverless::StateMachine");
+        let mut substitutions = BTreeMap::new();
+        for (path, value) in &entries {
+            if path.len() == 5
+                && path[..4].iter().map(String::as_str).eq([
+                    "Resources",
+                    machine.as_str(),
+                    "Properties",
+                    "DefinitionSubstitutions",
+                ])
+            {
+                let target = value
+                    .strip_prefix("!GetAtt ")
+                    .and_then(|t| t.strip_suffix(".Arn"))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: expected `!GetAtt <Function>.Arn`, got {value:?}",
+                            path[4]
+                        )
+                    });
+                substitutions.insert(path[4].clone(), target.to_string());
+            }
+        }
+        Template {
+            substitutions,
+            binaries,
+            timeouts,
+            global_timeout: get(&["Globals", "Function", "Timeout"])
+                .map(|t| t.parse().expect("numeric Timeout")),
+            definition_uri: get(&["Resources", &machine, "Properties", "DefinitionUri"]),
+        }
+    }
+
+    fn function_timeout(&self, logical_id: &str) -> u64 {
+        self.timeouts
+            .get(logical_id)
+            .copied()
+            .or(self.global_timeout)
+            .unwrap_or(3)
+    }
+}
+
+/// Every `key: value` (or `key:`) line of a block-style YAML document with the keys above it.
+/// List items add a `-` path segment; folded and literal block scalars are skipped; values are
+/// unquoted. Enough for template.yaml, which uses no flow mappings across lines or anchors.
+fn yaml_entries(text: &str) -> Vec<(Vec<String>, String)> {
+    let mut entries = Vec::new();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut block_scalar_parent: Option<usize> = None;
+    for raw in text.lines() {
+        let line = strip_comment(raw);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut indent = line.len() - line.trim_start().len();
+        if let Some(parent) = block_scalar_parent {
+            if indent > parent {
+                continue;
+            }
+            block_scalar_parent = None;
+        }
+        let mut content = line.trim();
+        while let Some(item) = content
+            .strip_prefix("- ")
+            .or_else(|| (content == "-").then_some(""))
+        {
+            stack.retain(|(i, _)| *i < indent);
+            stack.push((indent, "-".to_string()));
+            indent += 2;
+            content = item.trim_start();
+        }
+        if content.is_empty() {
+            continue;
+        }
+        stack.retain(|(i, _)| *i < indent);
+        let split = content
+            .find(": ")
+            .map(|i| (&content[..i], &content[i + 2..]))
+            .or_else(|| content.strip_suffix(':').map(|k| (k, "")));
+        let Some((key, value)) = split else { continue };
+        let key = unquote(key.trim());
+        let value = value.trim();
+        if matches!(value, ">" | ">-" | ">+" | "|" | "|-" | "|+") {
+            block_scalar_parent = Some(indent);
+        }
+        let mut path: Vec<String> = stack.iter().map(|(_, k)| k.clone()).collect();
+        path.push(key.clone());
+        entries.push((path, unquote(value)));
+        stack.push((indent, key));
+    }
+    entries
+}
+
+/// The line without a trailing ` # comment` (a `#` outside quotes that starts a line or
+/// follows a space).
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' && previous.is_whitespace() => return &line[..i],
+            None => {}
+        }
+        previous = c;
+    }
+    line
+}
+
+fn unquote(value: &str) -> String {
+    let v = value.trim();
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    v.to_string()
+}
+
+#[test]
+fn the_template_scanner_reads_nested_keys_lists_and_skips_folded_text() {
+    let text = "\
+Globals:
+  Function:
+    Timeout: 300 # seconds
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: \"plan-decommission\"
+    Properties:
+      Description: >-
+        Text: that looks like a key
+      Policies:
+        - Statement:
+            - Sid: A
+              Resource: \"arn:#not-a-comment\"
+      Timeout: 60
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: statemachine/x.asl.json
+      DefinitionSubstitutions:
+        FnArn: !GetAtt Fn.Arn
+";
+    let template = Template::parse(text);
+    assert_eq!(template.binaries["Fn"], "plan-decommission");
+    assert_eq!(template.timeouts["Fn"], 60);
+    assert_eq!(template.global_timeout, Some(300));
+    assert_eq!(template.substitutions["FnArn"], "Fn");
+    assert_eq!(
+        template.definition_uri.as_deref(),
+        Some("statemachine/x.asl.json")
+    );
+    let entries = yaml_entries(text);
+    assert!(entries.iter().any(
+        |(p, v)| p.last().map(String::as_str) == Some("Resource") && v == "arn:#not-a-comment"
+    ));
+    assert!(!entries
+        .iter()
+        .any(|(p, _)| p.last().map(String::as_str) == Some("Text")));
+}
+
+#[test]
+fn the_diagram_parser_reads_labelled_and_plain_edges() {
+    let (nodes, edges) = parse_flowchart(
+        "flowchart TD\n    A[A]\n    A -->|\"x == true\"| B\n    B --> C\n    %% comment\n",
+    );
+    assert_eq!(nodes, BTreeSet::from(["A".into(), "B".into(), "C".into()]));
+    assert_eq!(
+        edges,
+        vec![
+            ("A".into(), "B".into(), "x == true".into()),
+            ("B".into(), "C".into(), String::new())
+        ]
+    );
+}

@@ -21,3 +21,4 @@ pub mod steps;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod triggers;

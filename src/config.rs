@@ -62,6 +62,9 @@ pub struct Config {
     /// A batch step returns its cursor this long before the invocation deadline
     /// (`DEADLINE_MARGIN_MS`).
     pub deadline_margin: Duration,
+    /// Time an invocation may take when Lambda's deadline is not in the future, as under
+    /// `cargo lambda watch` (`INVOCATION_BUDGET_SECONDS`; set it to the function's timeout).
+    pub invocation_budget: Duration,
     /// ListKeys page size, 1-1000 (`KMS_LIST_KEYS_PAGE_SIZE`).
     pub list_keys_page_size: i32,
     /// Request pacing.
@@ -79,6 +82,7 @@ impl Default for Config {
             disconnect_timeout_seconds: 3600,
             max_connect_attempts: 3,
             deadline_margin: Duration::from_millis(10_000),
+            invocation_budget: Duration::from_secs(300),
             list_keys_page_size: 100,
             pacing: PacingConfig::default(),
         }
@@ -149,6 +153,13 @@ impl Config {
                 d.deadline_margin.as_millis() as u64,
                 0,
                 900_000,
+            )?),
+            invocation_budget: Duration::from_secs(integer(
+                &lookup,
+                "INVOCATION_BUDGET_SECONDS",
+                d.invocation_budget.as_secs(),
+                1,
+                900,
             )?),
             list_keys_page_size: integer(
                 &lookup,

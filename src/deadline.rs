@@ -9,12 +9,14 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    /// A deadline given as wall-clock time (Lambda's `Context::deadline()`).
-    pub fn at_system_time(deadline: SystemTime) -> Self {
-        let remaining = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Self::after(remaining)
+    /// The deadline of an invocation: Lambda's, or `budget` from now when Lambda's is not in
+    /// the future (`cargo lambda watch` sends a constant deadline in 1970; real Lambda never
+    /// starts an invocation past its deadline).
+    pub fn for_invocation(lambda_deadline: SystemTime, budget: Duration) -> Self {
+        match lambda_deadline.duration_since(SystemTime::now()) {
+            Ok(remaining) if !remaining.is_zero() => Self::after(remaining),
+            _ => Self::after(budget),
+        }
     }
 
     /// A deadline `remaining` from now.
@@ -43,9 +45,23 @@ mod tests {
 
     #[test]
     fn a_past_deadline_has_nothing_left() {
-        let past = Deadline::at_system_time(SystemTime::now() - Duration::from_secs(5));
+        let past = Deadline::after(Duration::ZERO);
         assert_eq!(past.remaining(), Duration::ZERO);
         assert!(!past.allows(Duration::ZERO, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_past_lambda_deadline_falls_back_to_the_budget() {
+        let local = Deadline::for_invocation(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(600_000),
+            Duration::from_secs(300),
+        );
+        assert!(local.remaining() > Duration::from_secs(290));
+        let real = Deadline::for_invocation(
+            SystemTime::now() + Duration::from_secs(30),
+            Duration::from_secs(300),
+        );
+        assert!(real.remaining() <= Duration::from_secs(30));
     }
 
     #[test]

@@ -36,10 +36,11 @@ pub async fn handle(
     step: Step,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
-    let deadline = Deadline::at_system_time(event.context.deadline());
+    let lambda_deadline = event.context.deadline();
     let request_id = event.context.request_id.clone();
     let result = async {
         let context = context.as_ref().map_err(Clone::clone)?;
+        let deadline = Deadline::for_invocation(lambda_deadline, context.config.invocation_budget);
         let state = DecommissionState::from_value(event.payload)?;
         let span = tracing::info_span!(
             "step",

@@ -449,6 +449,99 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::mocks::{FakeSfn, MACHINE};
+    use serde_json::json;
+
+    const STORE: &str = "cks-1234567890abcdef0";
+
+    #[tokio::test]
+    async fn a_decommission_that_raced_past_a_stale_listing_stops_itself() {
+        let sfn = FakeSfn::default();
+        let input =
+            |ticket: &str| json!({"CustomKeyStoreId": STORE, "DryRun": false, "TicketId": ticket});
+        let earlier = sfn.insert(
+            MACHINE,
+            "decom-CHG-A",
+            &input("CHG-A").to_string(),
+            ExecutionStatus::Running,
+        );
+        *sfn.stale_listings.lock().unwrap() = 1;
+        let executions = Executions::new(sfn.client(), MACHINE, None);
+        let request = ExecutionRequest {
+            name: "decom-CHG-B".into(),
+            input: input("CHG-B"),
+            store_id: STORE.into(),
+            mode: RunMode::Decommission,
+        };
+        let outcome = executions.start_exclusive(&request).await.unwrap();
+        assert!(
+            matches!(&outcome, StartOutcome::StoreBusy(winner) if winner.arn == earlier),
+            "{outcome:?}"
+        );
+        let late = sfn.get("decom-CHG-B").unwrap();
+        assert_eq!(late.status, ExecutionStatus::Aborted);
+        assert_eq!(late.stop_error.as_deref(), Some(DUPLICATE_STOP_ERROR));
+        assert_eq!(
+            sfn.get("decom-CHG-A").unwrap().status,
+            ExecutionStatus::Running
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_is_not_settled_against_other_dry_runs() {
+        let sfn = FakeSfn::default();
+        let dry =
+            |ticket: &str| json!({"CustomKeyStoreId": STORE, "DryRun": true, "TicketId": ticket});
+        sfn.insert(
+            MACHINE,
+            "dryrun-CHG-A",
+            &dry("CHG-A").to_string(),
+            ExecutionStatus::Running,
+        );
+        let executions = Executions::new(sfn.client(), MACHINE, None);
+        let request = ExecutionRequest {
+            name: "dryrun-CHG-B".into(),
+            input: dry("CHG-B"),
+            store_id: STORE.into(),
+            mode: RunMode::DryRun,
+        };
+        assert!(matches!(
+            executions.start_exclusive(&request).await.unwrap(),
+            StartOutcome::Started { .. }
+        ));
+        assert_eq!(sfn.count(Some("StopExecution")), 0);
+    }
+
+    #[test]
+    fn an_input_without_dry_run_counts_as_a_real_decommission() {
+        let info = |input: Value| ExecutionInfo {
+            arn: "a".into(),
+            name: "n".into(),
+            status: ExecutionStatus::Running,
+            start_date: DateTime::from_secs(0),
+            stop_date: None,
+            input: Some(input),
+            output: None,
+            error: None,
+            cause: None,
+        };
+        assert_eq!(
+            info(json!({"CustomKeyStoreId": STORE})).mode(),
+            RunMode::Decommission
+        );
+        assert_eq!(
+            info(json!({"CustomKeyStoreId": STORE, "DryRun": "yes"})).mode(),
+            RunMode::Decommission
+        );
+        assert_eq!(
+            info(json!({"CustomKeyStoreId": STORE, "DryRun": true})).mode(),
+            RunMode::DryRun
+        );
+        assert_eq!(
+            info(json!({"CustomKeyStoreId": STORE})).store_id(),
+            Some(STORE)
+        );
+    }
 
     #[test]
     fn execution_arns_are_derived_from_the_state_machine() {

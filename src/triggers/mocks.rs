@@ -65,6 +65,9 @@ pub(crate) struct FakeExecution {
 pub(crate) struct FakeSfn {
     pub executions: Arc<Mutex<Vec<FakeExecution>>>,
     pub calls: Arc<Mutex<Vec<&'static str>>>,
+    /// How many of the next ListExecutions calls answer with nothing (an eventually
+    /// consistent listing that has not caught up yet).
+    pub stale_listings: Arc<Mutex<u32>>,
     clock: Arc<Mutex<i64>>,
 }
 
@@ -135,11 +138,18 @@ impl FakeSfn {
         );
         let list = mock!(aws_sdk_sfn::Client::list_executions).then_compute_response(move |req| {
             me1.record("ListExecutions");
+            let stale = {
+                let mut stale = me1.stale_listings.lock().unwrap();
+                let was = *stale > 0;
+                *stale = stale.saturating_sub(1);
+                was
+            };
             let items = me1
                 .executions
                 .lock()
                 .unwrap()
                 .iter()
+                .filter(|_| !stale)
                 .filter(|e| Some(e.machine.as_str()) == req.state_machine_arn())
                 .filter(|e| req.status_filter().is_none_or(|s| *s == e.status))
                 .map(|e| {

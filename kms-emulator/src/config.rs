@@ -1,0 +1,172 @@
+//! Emulator settings: time scale, delays, quotas, identity.
+
+use serde::{Deserialize, Serialize};
+
+/// Emulated seconds in one day.
+pub const SECONDS_PER_DAY: f64 = 86_400.0;
+
+/// Settings of one emulator instance. Every duration is in emulated units and scales with
+/// `day_seconds` (emulated seconds * day_seconds / 86400 = wall seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmulatorConfig {
+    /// Wall seconds one emulated day lasts (86400 = real time).
+    pub day_seconds: f64,
+    /// Emulated hours between a key's DeletionDate and its real deletion (KMS: up to 24).
+    pub deletion_lag_hours: f64,
+    /// Emulated CONNECTING duration of CloudHSM key stores (KMS: up to 20 minutes).
+    pub cloudhsm_connect_minutes: f64,
+    /// Emulated CONNECTING duration of external key stores (KMS: about 5 minutes).
+    pub xks_connect_minutes: f64,
+    /// Emulated DISCONNECTING duration (KMS: about 5 minutes).
+    pub disconnect_minutes: f64,
+    /// Whether the documented per-operation request quotas are enforced.
+    pub quotas: bool,
+    /// Milliseconds of latency added to every KMS call.
+    pub latency_ms: u64,
+    /// The AWS account id in ARNs.
+    pub account_id: String,
+    /// The AWS Region in ARNs.
+    pub region: String,
+    /// AWS managed keys (KeyManager AWS) seeded at start and after reset.
+    pub aws_managed_keys: usize,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            day_seconds: SECONDS_PER_DAY,
+            deletion_lag_hours: 6.0,
+            cloudhsm_connect_minutes: 20.0,
+            xks_connect_minutes: 5.0,
+            disconnect_minutes: 5.0,
+            quotas: true,
+            latency_ms: 0,
+            account_id: "123456789012".to_string(),
+            region: "us-east-1".to_string(),
+            aws_managed_keys: 3,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Settings for tests: one emulated day lasts one wall second, everything else as `Default`.
+    pub fn fast() -> Self {
+        Self {
+            day_seconds: 1.0,
+            ..Self::default()
+        }
+    }
+
+    /// Wall seconds that `emulated_seconds` last under this time scale.
+    pub fn wall_seconds(&self, emulated_seconds: f64) -> f64 {
+        emulated_seconds * self.day_seconds / SECONDS_PER_DAY
+    }
+
+    /// Checks the settings; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.day_seconds.is_finite() && self.day_seconds > 0.0) {
+            return Err("day_seconds must be a positive number".into());
+        }
+        for (name, value) in [
+            ("deletion_lag_hours", self.deletion_lag_hours),
+            ("cloudhsm_connect_minutes", self.cloudhsm_connect_minutes),
+            ("xks_connect_minutes", self.xks_connect_minutes),
+            ("disconnect_minutes", self.disconnect_minutes),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} must be a non-negative number"));
+            }
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("account_id must be 12 digits".into());
+        }
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(
+                "region must be lowercase letters, digits and dashes, e.g. us-east-1".into(),
+            );
+        }
+        if self.aws_managed_keys > 1000 {
+            return Err("aws_managed_keys must be at most 1000".into());
+        }
+        Ok(())
+    }
+}
+
+/// A partial update of [`EmulatorConfig`] (the body of `POST /_emulator/config`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    /// See [`EmulatorConfig::day_seconds`].
+    pub day_seconds: Option<f64>,
+    /// See [`EmulatorConfig::deletion_lag_hours`].
+    pub deletion_lag_hours: Option<f64>,
+    /// See [`EmulatorConfig::cloudhsm_connect_minutes`].
+    pub cloudhsm_connect_minutes: Option<f64>,
+    /// See [`EmulatorConfig::xks_connect_minutes`].
+    pub xks_connect_minutes: Option<f64>,
+    /// See [`EmulatorConfig::disconnect_minutes`].
+    pub disconnect_minutes: Option<f64>,
+    /// See [`EmulatorConfig::quotas`].
+    pub quotas: Option<bool>,
+    /// See [`EmulatorConfig::latency_ms`].
+    pub latency_ms: Option<u64>,
+    /// See [`EmulatorConfig::account_id`].
+    pub account_id: Option<String>,
+    /// See [`EmulatorConfig::region`].
+    pub region: Option<String>,
+    /// See [`EmulatorConfig::aws_managed_keys`].
+    pub aws_managed_keys: Option<usize>,
+}
+
+impl ConfigPatch {
+    /// The configuration with this patch applied, validated.
+    pub fn apply_to(&self, config: &EmulatorConfig) -> Result<EmulatorConfig, String> {
+        let mut next = config.clone();
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { next.$field = v.clone(); } )* };
+        }
+        set!(
+            day_seconds,
+            deletion_lag_hours,
+            cloudhsm_connect_minutes,
+            xks_connect_minutes,
+            disconnect_minutes,
+            quotas,
+            latency_ms,
+            account_id,
+            region,
+            aws_managed_keys
+        );
+        next.validate()?;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_scales_a_day_to_one_second() {
+        let config = EmulatorConfig::fast();
+        assert_eq!(config.wall_seconds(7.0 * SECONDS_PER_DAY), 7.0);
+        assert_eq!(EmulatorConfig::default().wall_seconds(60.0), 60.0);
+    }
+
+    #[test]
+    fn patch_changes_only_given_fields_and_validates() {
+        let base = EmulatorConfig::fast();
+        let patch: ConfigPatch = serde_json::from_str(r#"{"quotas": false}"#).unwrap();
+        let next = patch.apply_to(&base).unwrap();
+        assert!(!next.quotas);
+        assert_eq!(next.day_seconds, 1.0);
+        let bad: ConfigPatch = serde_json::from_str(r#"{"day_seconds": 0}"#).unwrap();
+        assert!(bad.apply_to(&base).unwrap_err().contains("day_seconds"));
+        assert!(serde_json::from_str::<ConfigPatch>(r#"{"nope": 1}"#).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! KMS operations: names, quotas, and dispatch to the handlers.
+
+mod aliases;
+mod keys;
+mod stores;
+mod tags;
+
+use serde_json::Value;
+
+use crate::error::{ErrorCode, KmsError};
+use crate::state::State;
+use crate::wire::Input;
+
+macro_rules! operations {
+    ($($variant:ident => $quota:literal, $rate:expr;)*) => {
+        /// The KMS operations the emulator serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Operation { $(#[doc = stringify!($variant)] $variant,)* }
+
+        impl Operation {
+            /// Every operation.
+            pub const ALL: &'static [Operation] = &[$(Operation::$variant,)*];
+
+            /// The operation name (the part of X-Amz-Target after `TrentService.`).
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => stringify!($variant),)* }
+            }
+
+            /// The operation for a name.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $(stringify!($variant) => Some(Self::$variant),)* _ => None }
+            }
+
+            /// The request quota this operation counts against: its name and requests per second.
+            pub fn quota(self) -> (&'static str, f64) {
+                match self { $(Self::$variant => ($quota, $rate as f64),)* }
+            }
+        }
+    };
+}
+
+// Rates from the KMS developer guide, "Request quotas" (kms-facts.md section 8).
+operations! {
+    CreateCustomKeyStore => "CreateCustomKeyStore", 5;
+    DescribeCustomKeyStores => "DescribeCustomKeyStores", 5;
+    ConnectCustomKeyStore => "ConnectCustomKeyStore", 5;
+    DisconnectCustomKeyStore => "DisconnectCustomKeyStore", 5;
+    UpdateCustomKeyStore => "UpdateCustomKeyStore", 5;
+    DeleteCustomKeyStore => "DeleteCustomKeyStore", 5;
+    CreateKey => "CreateKey", 5;
+    DescribeKey => "DescribeKey", 2000;
+    ListKeys => "ListKeys", 500;
+    ScheduleKeyDeletion => "ScheduleKeyDeletion", 15;
+    CancelKeyDeletion => "CancelKeyDeletion", 5;
+    EnableKey => "EnableKey", 5;
+    DisableKey => "DisableKey", 5;
+    TagResource => "TagResource", 10;
+    UntagResource => "UntagResource", 5;
+    ListResourceTags => "ListResourceTags", 2000;
+    CreateAlias => "CreateAlias", 5;
+    ListAliases => "ListAliases", 100;
+}
+
+/// A successful operation: the response body (None for operations without output) and the key it
+/// created, for the call log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Response body; `None` sends an empty body.
+    pub body: Option<Value>,
+    /// The key the operation created (CreateKey), for the call log.
+    pub created_key_id: Option<String>,
+}
+
+impl Outcome {
+    fn body(body: Value) -> Self {
+        Self {
+            body: Some(body),
+            created_key_id: None,
+        }
+    }
+
+    fn empty() -> Self {
+        Self::default()
+    }
+}
+
+/// Per-request context.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The x-amzn-RequestId of the call.
+    pub request_id: String,
+}
+
+/// Runs one operation against the state. The state is settled before and unchanged on error.
+pub fn execute(
+    state: &mut State,
+    operation: Operation,
+    input: &Input,
+    ctx: &RequestContext,
+) -> Result<Outcome, KmsError> {
+    let _ = ctx;
+    use Operation::*;
+    match operation {
+        CreateCustomKeyStore => stores::create(state, input),
+        DescribeCustomKeyStores => stores::describe(state, input),
+        ConnectCustomKeyStore => stores::connect(state, input),
+        DisconnectCustomKeyStore => stores::disconnect(state, input),
+        UpdateCustomKeyStore => stores::update(state, input),
+        DeleteCustomKeyStore => stores::delete(state, input),
+        CreateKey => keys::create(state, input),
+        DescribeKey => keys::describe(state, input),
+        ListKeys => keys::list(state, input),
+        ScheduleKeyDeletion => keys::schedule_deletion(state, input),
+        CancelKeyDeletion => keys::cancel_deletion(state, input),
+        EnableKey => keys::set_enabled(state, input, true),
+        DisableKey => keys::set_enabled(state, input, false),
+        TagResource => tags::tag(state, input),
+        UntagResource => tags::untag(state, input),
+        ListResourceTags => tags::list(state, input),
+        CreateAlias => aliases::create(state, input),
+        ListAliases => aliases::list(state, input),
+    }
+}
+
+// ----- helpers shared by the handlers -----
+
+const MARKER_PREFIX: &str = "kmsemu-";
+
+/// The opaque pagination marker for the item with ordering number `seq`.
+fn marker_for(seq: u64) -> String {
+    format!("{MARKER_PREFIX}{seq}")
+}
+
+/// The ordering number a `Marker` member points at, or InvalidMarkerException.
+fn marker_start(input: &Input) -> Result<u64, KmsError> {
+    match input.string("Marker", 1, 1024)? {
+        None => Ok(0),
+        Some(m) => m
+            .strip_prefix(MARKER_PREFIX)
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                KmsError::new(
+                    ErrorCode::InvalidMarker,
+                    format!(
+                        "Marker '{m}' is not valid. Use the NextMarker of a previous response."
+                    ),
+                )
+            }),
+    }
+}
+
+/// Pages items ordered by sequence number: at most `limit` from the iterator, and the marker of
+/// the next one when there are more.
+fn paginate<T>(
+    mut items: impl Iterator<Item = (u64, T)>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let page: Vec<T> = items.by_ref().take(limit).map(|(_, item)| item).collect();
+    let next = items.next().map(|(seq, _)| marker_for(seq));
+    (page, next)
+}
+
+/// Adds `Truncated` and (when truncated) `NextMarker` to a list response.
+fn with_page_fields(mut body: Value, next: Option<String>) -> Value {
+    body["Truncated"] = Value::Bool(next.is_some());
+    if let Some(marker) = next {
+        body["NextMarker"] = Value::String(marker);
+    }
+    body
+}

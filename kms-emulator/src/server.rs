@@ -1,0 +1,188 @@
+//! The HTTP server: the KMS endpoint (`POST /`), the admin API, and in-process start/stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxumState;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::EmulatorConfig;
+use crate::dispatch::handle_call;
+use crate::error::{ErrorCode, KmsError};
+use crate::ops::RequestContext;
+use crate::state::State;
+
+/// The content type of awsJson1_1.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// The state shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// Locks the state (a poisoned lock is recovered: no handler panics while holding it).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn respond(status: u16, request_id: &str, body: Option<String>) -> Response {
+    let mut response = Response::new(Body::from(body.unwrap_or_default()));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-RequestId", id);
+    }
+    response
+}
+
+fn error_response(error: &KmsError, request_id: &str) -> Response {
+    respond(
+        error.code.http_status(),
+        request_id,
+        Some(error.body().to_string()),
+    )
+}
+
+async fn kms(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let latency_ms = {
+        let state = shared.lock();
+        state
+            .config
+            .latency_ms
+            .saturating_add(state.faults.latency_ms)
+    };
+    if latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+    };
+    let result = {
+        let mut state = shared.lock();
+        state.settle();
+        handle_call(&mut state, target, &body, &ctx)
+    };
+    match result {
+        Ok(outcome) => {
+            tracing::debug!(target = target.unwrap_or(""), "ok");
+            respond(200, &request_id, outcome.body.map(|b| b.to_string()))
+        }
+        Err(error) => {
+            tracing::debug!(target = target.unwrap_or(""), error = %error, "error");
+            error_response(&error, &request_id)
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    let error = KmsError::new(
+        ErrorCode::UnknownOperation,
+        "KMS requests are POST / with X-Amz-Target: TrentService.<Operation>; the admin API is under /_emulator/",
+    );
+    let mut response = error_response(&error, &uuid::Uuid::new_v4().to_string());
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+/// The whole application: KMS endpoint and admin API over one shared state.
+pub fn router(config: EmulatorConfig) -> Router {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new(config)),
+    });
+    Router::new()
+        .route("/", post(kms))
+        .merge(crate::admin::routes())
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+fn check_config(config: &EmulatorConfig) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Serves the emulator on `listener` until `shutdown` completes.
+pub async fn serve_until(
+    listener: TcpListener,
+    config: EmulatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    check_config(&config)?;
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the emulator on `listener` forever.
+pub async fn serve(listener: TcpListener, config: EmulatorConfig) -> std::io::Result<()> {
+    serve_until(listener, config, std::future::pending()).await
+}
+
+/// An emulator running in the current tokio runtime; dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl RunningEmulator {
+    /// The endpoint URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts an emulator on 127.0.0.1 with a free port, in the current tokio runtime.
+pub async fn spawn(config: EmulatorConfig) -> std::io::Result<RunningEmulator> {
+    check_config(&config)?;
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(e) = serve_until(listener, config, shutdown).await {
+            tracing::error!(error = %e, "kms-emulator stopped");
+        }
+    });
+    Ok(RunningEmulator {
+        addr,
+        shutdown: Some(tx),
+    })
+}

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -228,13 +229,29 @@ class LocalStack:
         """Invoke every function once with an empty document, so `cargo lambda watch` starts its
         instance now rather than during the first execution. Each handler must reject it as bad
         input without calling KMS; any answer from the handler (result or error) means it runs."""
-        for function in sorted(self.functions.values(), key=lambda f: f.binary):
+        problems: list[str] = []
+
+        def warm(function: tpl.LocalFunction) -> None:
             started = time.monotonic()
             answer = adapter.handle(Request("POST", f"/2015-03-31/functions/{function.binary}/invocations", [("Content-Type", "application/json")], b"{}"))
             if answer.status != 200:
-                raise StackError(f"function {function.binary} did not start: HTTP {answer.status} {answer.body[:500]!r}")
-            outcome = "error " + json.loads(answer.body).get("errorType", "?") if answer.header("X-Amz-Function-Error") else "result"
+                problems.append(f"function {function.binary} did not start: HTTP {answer.status} {answer.body[:500]!r}")
+                return
+            outcome = "result"
+            if answer.header("X-Amz-Function-Error"):
+                try:
+                    outcome = "error " + str(json.loads(answer.body).get("errorType"))
+                except ValueError:
+                    outcome = "an unreadable error"
             say(f"function {function.binary} ready in {time.monotonic() - started:.1f} s (warm-up answered with {outcome})")
+
+        threads = [threading.Thread(target=warm, args=(function,), daemon=True) for function in self.functions.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if problems:
+            raise StackError("\n".join(problems))
 
     def stop(self) -> None:
         """Stop the router and every process the stack started (in reverse order)."""

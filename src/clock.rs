@@ -55,9 +55,23 @@ pub fn epoch_seconds_ceil(time: SystemTime) -> i64 {
     }
 }
 
-/// `time` as RFC 3339 in UTC, whole seconds rounded up (`2026-12-28T10:00:00Z`).
+/// `time` as RFC 3339 in UTC, whole seconds rounded up (`2026-12-28T10:00:00Z`): for instants
+/// to wait for (a Wait never ends before the instant it stands for).
 pub fn to_rfc3339(time: SystemTime) -> String {
-    let seconds = epoch_seconds_ceil(time);
+    format_epoch_seconds(epoch_seconds_ceil(time))
+}
+
+/// `time` as RFC 3339 in UTC, whole seconds rounded down: for instants already passed
+/// (when something started).
+pub fn to_rfc3339_floor(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    format_epoch_seconds(seconds)
+}
+
+fn format_epoch_seconds(seconds: i64) -> String {
     DateTime::from_secs(seconds)
         .fmt(Format::DateTime)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
@@ -106,6 +120,7 @@ mod tests {
         assert_eq!(to_rfc3339(exact), "2026-12-28T10:00:00Z");
         let fractional = exact + Duration::from_millis(1);
         assert_eq!(to_rfc3339(fractional), "2026-12-28T10:00:01Z");
+        assert_eq!(to_rfc3339_floor(fractional), "2026-12-28T10:00:00Z");
     }
 
     #[test]

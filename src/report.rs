@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::to_rfc3339;
+use crate::clock::to_rfc3339_floor;
 use crate::error::DecommissionError;
 use crate::state::{DecommissionState, KeySample, StoreSummary, StoreType};
 
@@ -224,7 +224,7 @@ impl Report {
             orphaned_key_material_accepted: orphaned,
             follow_ups,
             started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
-            finished_at: to_rfc3339(now),
+            finished_at: to_rfc3339_floor(now),
         })
     }
 }

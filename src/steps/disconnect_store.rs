@@ -1,7 +1,7 @@
 //! disconnect-store: once every key is gone, disconnect the store (already DISCONNECTED or
 //! DISCONNECTING is not an error) and poll until DISCONNECTED. One action per invocation.
 
-use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339};
+use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::{DecommissionState, DisconnectStatus};
@@ -27,7 +27,7 @@ pub async fn run(
     let mut status = match state.disconnect.take() {
         Some(previous) if !previous.disconnected => previous,
         _ => DisconnectStatus {
-            since: Some(to_rfc3339(now)),
+            since: Some(to_rfc3339_floor(now)),
             ..DisconnectStatus::default()
         },
     };

@@ -2,7 +2,7 @@
 //! store is disconnected first, as KMS requires); an external key store is left as it is.
 //! One action per invocation; the state machine waits `PollAfterSeconds` between invocations.
 
-use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339};
+use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, TRANSIENT_KMS_CODES};
 use crate::state::{ConnectionStatus, DecommissionState, StoreType};
@@ -27,7 +27,7 @@ pub async fn run(
     let mut status = match state.connection.take() {
         Some(previous) if !previous.ready => previous,
         _ => ConnectionStatus {
-            since: Some(to_rfc3339(now)),
+            since: Some(to_rfc3339_floor(now)),
             ..ConnectionStatus::default()
         },
     };

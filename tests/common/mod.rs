@@ -1,0 +1,477 @@
+//! Shared setup for the integration tests: an in-process KMS emulator, the real aws-sdk-kms
+//! client over HTTP to it, store and key fixtures, the emulator's call log, and a driver that
+//! runs steps the way the state machine does.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::types::{
+    CustomKeyStoreType, KeyMetadata, OriginType, XksProxyAuthenticationCredentialType,
+    XksProxyConnectivityType,
+};
+use aws_sdk_kms::Client;
+use aws_smithy_types::retry::RetryConfig;
+use kms_decommission::clock::Clock;
+use kms_decommission::config::Config;
+use kms_decommission::deadline::Deadline;
+use kms_decommission::error::DecommissionError;
+use kms_decommission::keys::{MARKER_EXECUTION, MARKER_PRIOR_STATE, MARKER_TICKET};
+use kms_decommission::state::DecommissionState;
+use kms_decommission::steps::{Step, StepContext};
+use kms_emulator::{EmulatorConfig, RunningEmulator};
+use serde_json::{json, Value};
+
+pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:decommission:run-1";
+
+/// KMS operations that change something.
+pub const MUTATING_OPERATIONS: &[&str] = &[
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "EnableKey",
+    "DisableKey",
+    "ConnectCustomKeyStore",
+    "DisconnectCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "UpdateCustomKeyStore",
+    "CreateKey",
+    "CreateCustomKeyStore",
+];
+
+/// One call from the emulator's call log.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub operation: String,
+    pub key_id: Option<String>,
+    pub custom_key_store_id: Option<String>,
+    pub outcome: String,
+}
+
+impl Call {
+    pub fn is_mutating(&self) -> bool {
+        MUTATING_OPERATIONS.contains(&self.operation.as_str())
+    }
+}
+
+/// An emulator and a KMS client pointed at it.
+pub struct Env {
+    pub emulator: RunningEmulator,
+    pub kms: Client,
+    http: reqwest::Client,
+}
+
+/// Handler configuration for tests: short polls, one key per ListKeys page unless changed.
+pub fn test_config() -> Config {
+    Config {
+        key_deletion_poll_seconds: 1,
+        store_poll_seconds: 1,
+        list_keys_page_size: 4,
+        deadline_margin: Duration::from_millis(500),
+        ..Config::default()
+    }
+}
+
+/// A deadline far enough away for a whole step.
+pub fn far_deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(600))
+}
+
+/// A deadline already inside the margin: a batch step does one page and returns its cursor.
+pub fn near_deadline() -> Deadline {
+    Deadline::after(Duration::ZERO)
+}
+
+impl Env {
+    /// Starts an emulator with fast time (an emulated day lasts one second) and without
+    /// request quotas (fixtures create keys faster than CreateKey's 5/s); the tests that are
+    /// about quotas turn them on.
+    pub async fn start() -> Self {
+        Self::start_with(EmulatorConfig {
+            quotas: false,
+            ..EmulatorConfig::fast()
+        })
+        .await
+    }
+
+    pub async fn start_with(config: EmulatorConfig) -> Self {
+        let emulator = kms_emulator::spawn(config).await.expect("emulator starts");
+        let kms_config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .endpoint_url(emulator.endpoint())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(5)),
+            )
+            .build();
+        Self {
+            kms: Client::from_conf(kms_config),
+            emulator,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A step context on this emulator (its clock follows the emulator's).
+    pub async fn context(&self, config: Config) -> StepContext {
+        let mut ctx = StepContext::new(self.kms.clone(), config);
+        ctx.clock = self.clock().await;
+        ctx
+    }
+
+    /// A clock shifted like the emulator's (after `advance`).
+    pub async fn clock(&self) -> Clock {
+        let clock = self.admin_get("/_emulator/clock").await;
+        let now = clock["now"].as_f64().expect("clock now");
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        Clock::shifted((now - system).round() as i64)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.emulator.endpoint()))
+            .send()
+            .await
+            .expect("admin GET");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("admin JSON")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.emulator.endpoint()))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin POST");
+        let status = response.status();
+        let value: Value = response.json().await.expect("admin JSON");
+        assert!(status.is_success(), "POST {path}: {status} {value}");
+        value
+    }
+
+    pub async fn admin_delete(&self, path: &str) {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.emulator.endpoint()))
+            .send()
+            .await
+            .expect("admin DELETE");
+        assert!(response.status().is_success(), "DELETE {path}");
+    }
+
+    /// Moves emulated time forward by `seconds`.
+    pub async fn advance(&self, seconds: f64) {
+        self.admin_post("/_emulator/clock", json!({"advance_seconds": seconds}))
+            .await;
+    }
+
+    /// Makes the next `count` calls of `operation` fail with `error`.
+    pub async fn fault(&self, operation: &str, error: &str, count: u32) {
+        self.admin_post(
+            "/_emulator/faults",
+            json!({"operation": operation, "error": error, "count": count}),
+        )
+        .await;
+    }
+
+    pub async fn force_state(&self, store_id: &str, body: Value) {
+        self.admin_post(
+            &format!("/_emulator/stores/{store_id}/connection-state"),
+            body,
+        )
+        .await;
+    }
+
+    pub async fn set_config(&self, body: Value) {
+        self.admin_post("/_emulator/config", body).await;
+    }
+
+    /// Every call logged so far.
+    pub async fn calls(&self) -> Vec<Call> {
+        let log = self.admin_get("/_emulator/calls").await;
+        log["calls"]
+            .as_array()
+            .expect("calls array")
+            .iter()
+            .map(|c| Call {
+                operation: c["operation"].as_str().unwrap_or_default().to_string(),
+                key_id: c["key_id"].as_str().map(str::to_string),
+                custom_key_store_id: c["custom_key_store_id"].as_str().map(str::to_string),
+                outcome: c["outcome"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect()
+    }
+
+    pub async fn clear_calls(&self) {
+        self.admin_delete("/_emulator/calls").await;
+    }
+
+    /// Mutating calls logged since the last clear.
+    pub async fn mutating_calls(&self) -> Vec<Call> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter(Call::is_mutating)
+            .collect()
+    }
+
+    /// Successful calls of `operation` since the last clear.
+    pub async fn count_ok(&self, operation: &str) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|c| c.operation == operation && c.outcome == "OK")
+            .count()
+    }
+
+    /// Creates a CloudHSM store and connects it.
+    pub async fn cloudhsm_store(&self, name: &str) -> String {
+        let id = self
+            .kms
+            .create_custom_key_store()
+            .custom_key_store_name(name)
+            .custom_key_store_type(CustomKeyStoreType::AwsCloudhsm)
+            .cloud_hsm_cluster_id(cluster_id_for(name))
+            .trust_anchor_certificate("-----BEGIN CERTIFICATE-----test-----END CERTIFICATE-----")
+            .key_store_password("kmsuser-password")
+            .send()
+            .await
+            .expect("CreateCustomKeyStore")
+            .custom_key_store_id
+            .expect("store id");
+        self.connect(&id).await;
+        id
+    }
+
+    /// Creates an external key store and connects it.
+    pub async fn xks_store(&self, name: &str) -> String {
+        let id = self
+            .kms
+            .create_custom_key_store()
+            .custom_key_store_name(name)
+            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_uri_endpoint("https://xks.example.com")
+            .xks_proxy_uri_path("/kms/xks/v1")
+            .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+            .xks_proxy_authentication_credential(
+                XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id("ABCDEFGHIJKLMNOPQRST")
+                    .raw_secret_access_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+                    .build()
+                    .expect("credential"),
+            )
+            .send()
+            .await
+            .expect("CreateCustomKeyStore")
+            .custom_key_store_id
+            .expect("store id");
+        self.connect(&id).await;
+        id
+    }
+
+    /// Connects a store and waits until CONNECTED.
+    pub async fn connect(&self, store_id: &str) {
+        self.kms
+            .connect_custom_key_store()
+            .custom_key_store_id(store_id)
+            .send()
+            .await
+            .expect("ConnectCustomKeyStore");
+        self.wait_for_state(store_id, "CONNECTED").await;
+    }
+
+    /// Polls until the store reaches `state` (emulated delays are milliseconds under fast time).
+    pub async fn wait_for_state(&self, store_id: &str, state: &str) {
+        for _ in 0..500 {
+            if self.store_state(store_id).await == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("store {store_id} never reached {state}");
+    }
+
+    pub async fn store_state(&self, store_id: &str) -> String {
+        let out = self
+            .kms
+            .describe_custom_key_stores()
+            .custom_key_store_id(store_id)
+            .send()
+            .await
+            .expect("DescribeCustomKeyStores");
+        out.custom_key_stores()[0]
+            .connection_state()
+            .expect("state")
+            .as_str()
+            .to_string()
+    }
+
+    /// Creates a key in a custom key store (XKS keys get external key id `ext-<n>`).
+    pub async fn store_key(&self, store_id: &str, origin: OriginType, n: usize) -> String {
+        let mut create = self
+            .kms
+            .create_key()
+            .custom_key_store_id(store_id)
+            .origin(origin.clone());
+        if origin == OriginType::ExternalKeyStore {
+            create = create.xks_key_id(format!("ext-{n}"));
+        }
+        create
+            .send()
+            .await
+            .expect("CreateKey in store")
+            .key_metadata
+            .expect("metadata")
+            .key_id
+    }
+
+    /// Creates an ordinary AWS_KMS key.
+    pub async fn plain_key(&self) -> String {
+        self.kms
+            .create_key()
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata
+            .expect("metadata")
+            .key_id
+    }
+
+    pub async fn describe_key(&self, key_id: &str) -> Option<KeyMetadata> {
+        match self.kms.describe_key().key_id(key_id).send().await {
+            Ok(out) => out.key_metadata,
+            Err(e) => {
+                let err = DecommissionError::from_sdk("DescribeKey", e);
+                assert_eq!(err.error_type(), "NotFoundException", "{err}");
+                None
+            }
+        }
+    }
+
+    pub async fn key_state(&self, key_id: &str) -> String {
+        self.describe_key(key_id)
+            .await
+            .and_then(|m| m.key_state.map(|s| s.as_str().to_string()))
+            .unwrap_or_else(|| "Deleted".to_string())
+    }
+
+    /// The key's decommission markers: (execution, prior state, ticket).
+    pub async fn markers(&self, key_id: &str) -> (Option<String>, Option<String>, Option<String>) {
+        let out = self
+            .kms
+            .list_resource_tags()
+            .key_id(key_id)
+            .send()
+            .await
+            .expect("ListResourceTags");
+        let find = |k: &str| {
+            out.tags()
+                .iter()
+                .find(|t| t.tag_key() == k)
+                .map(|t| t.tag_value().to_string())
+        };
+        (
+            find(MARKER_EXECUTION),
+            find(MARKER_PRIOR_STATE),
+            find(MARKER_TICKET),
+        )
+    }
+
+    pub async fn disable(&self, key_id: &str) {
+        self.kms
+            .disable_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .expect("DisableKey");
+    }
+}
+
+/// A cluster id unique to a store name (a cluster backs one store at a time), e.g. "Prod" ->
+/// `cluster-prodxxxxxxx`.
+pub fn cluster_id_for(name: &str) -> String {
+    let letters: String = name
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_lowercase())
+        .chain(std::iter::repeat('x'))
+        .take(11)
+        .collect();
+    format!("cluster-{letters}")
+}
+
+/// Asserts that no mutating call named any of `keys` (by key id).
+pub fn assert_untouched(calls: &[Call], keys: &[String]) {
+    let keys: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let touched: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.is_mutating() && c.key_id.as_deref().is_some_and(|k| keys.contains(k)))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "mutating calls on foreign keys: {touched:?}"
+    );
+}
+
+/// The document the Initialize state writes for `input`.
+pub fn initial_state(input: Value) -> DecommissionState {
+    DecommissionState::from_value(json!({
+        "Input": input,
+        "Execution": {"Id": EXECUTION, "Name": "run-1", "StartTime": "2026-11-28T10:00:00Z"}
+    }))
+    .expect("document")
+}
+
+/// Input for a real run of `store_id` named `name`.
+pub fn real_input(store_id: &str, name: &str) -> Value {
+    json!({
+        "CustomKeyStoreId": store_id,
+        "ConfirmCustomKeyStoreName": name,
+        "PendingWindowInDays": 7,
+        "RequestedBy": "alice",
+        "Reason": "retire the store",
+        "TicketId": "CHG-42"
+    })
+}
+
+/// Runs `step` until its loop field says done, one invocation at a time, like the state
+/// machine's Choice loops (waits are skipped: tests move the emulator clock instead).
+pub async fn run_until_done(
+    ctx: &StepContext,
+    step: Step,
+    mut state: DecommissionState,
+    deadline: fn() -> Deadline,
+) -> Result<(DecommissionState, usize), DecommissionError> {
+    for invocation in 1..=1000 {
+        state = step.run(ctx, state, deadline()).await?;
+        let done = match step {
+            Step::PlanDecommission => state.plan.as_ref().is_some_and(|p| p.done),
+            Step::EnsureStoreConnected => state.connection.as_ref().is_some_and(|c| c.ready),
+            Step::ScheduleKeyDeletion => state.scheduling.as_ref().is_some_and(|s| s.done),
+            Step::CheckKeysDeleted => state.deletion.as_ref().is_some_and(|d| d.scan_done),
+            Step::DisconnectStore => state.disconnect.as_ref().is_some_and(|d| d.disconnected),
+            Step::DeleteStore => state.report.is_some(),
+        };
+        if done {
+            return Ok((state, invocation));
+        }
+        if matches!(step, Step::EnsureStoreConnected | Step::DisconnectStore) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("{step:?} never finished");
+}

@@ -12,7 +12,14 @@ async fn decommission_path_through_the_sdk() {
     h.connect(&store).await;
     let key = h.cloudhsm_key(&store).await;
     assert_eq!(h.key_state(&key).await, "Enabled");
-    let out = h.kms.schedule_key_deletion().key_id(&key).pending_window_in_days(7).send().await.unwrap();
+    let out = h
+        .kms
+        .schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.pending_window_in_days, Some(7));
     assert!(out.deletion_date.is_some());
     assert_eq!(h.key_state(&key).await, "PendingDeletion");
@@ -20,7 +27,18 @@ async fn decommission_path_through_the_sdk() {
     let err = h.kms.describe_key().key_id(&key).send().await.unwrap_err();
     assert_eq!(code(&err), "NotFoundException");
     h.disconnect(&store).await;
-    h.kms.delete_custom_key_store().custom_key_store_id(&store).send().await.unwrap();
-    let err = h.kms.describe_custom_key_stores().custom_key_store_id(&store).send().await.unwrap_err();
+    h.kms
+        .delete_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let err = h
+        .kms
+        .describe_custom_key_stores()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), "CustomKeyStoreNotFoundException");
 }

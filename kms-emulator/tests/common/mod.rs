@@ -28,9 +28,10 @@ pub fn client(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
-/// A fast emulator (a day lasts one second) with quotas off, so functional tests never throttle.
+/// An emulator on the real-time scale, driven by the admin clock (so wall time passing between
+/// calls changes nothing), with quotas off so functional tests never throttle.
 pub async fn harness() -> Harness {
-    let mut config = EmulatorConfig::fast();
+    let mut config = EmulatorConfig::default();
     config.quotas = false;
     harness_with(config).await
 }
@@ -46,7 +47,9 @@ pub async fn harness_with(config: EmulatorConfig) -> Harness {
 }
 
 /// The wire error name of an SDK error.
-pub fn code<E: ProvideErrorMetadata>(err: &aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>) -> String {
+pub fn code<E: ProvideErrorMetadata>(
+    err: &aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+) -> String {
     err.code().unwrap_or("<no code>").to_string()
 }
 
@@ -56,7 +59,11 @@ impl Harness {
     }
 
     /// A raw KMS call: (HTTP status, headers, parsed body or Null).
-    pub async fn raw(&self, operation: &str, body: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub async fn raw(
+        &self,
+        operation: &str,
+        body: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let response = self
             .http
             .post(self.url("/"))
@@ -76,7 +83,10 @@ impl Harness {
     /// A raw KMS call expected to fail: (HTTP status, __type).
     pub async fn raw_error(&self, operation: &str, body: Value) -> (u16, String) {
         let (status, _, value) = self.raw(operation, &body.to_string()).await;
-        (status, value["__type"].as_str().unwrap_or("<none>").to_string())
+        (
+            status,
+            value["__type"].as_str().unwrap_or("<none>").to_string(),
+        )
     }
 
     pub async fn admin_get(&self, path: &str) -> Value {
@@ -91,18 +101,32 @@ impl Harness {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(self.url(path)).json(&body).send().await.expect("admin post");
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin post");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn admin_delete(&self, path: &str) -> u16 {
-        self.http.delete(self.url(path)).send().await.expect("admin delete").status().as_u16()
+        self.http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("admin delete")
+            .status()
+            .as_u16()
     }
 
     /// Moves emulated time forward.
     pub async fn advance(&self, seconds: f64) {
-        let (status, body) = self.admin_post("/_emulator/clock", json!({"advance_seconds": seconds})).await;
+        let (status, body) = self
+            .admin_post("/_emulator/clock", json!({"advance_seconds": seconds}))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
 
@@ -113,7 +137,10 @@ impl Harness {
 
     /// Every call in the log.
     pub async fn calls(&self) -> Vec<Value> {
-        self.admin_get("/_emulator/calls").await["calls"].as_array().cloned().unwrap_or_default()
+        self.admin_get("/_emulator/calls").await["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Creates a DISCONNECTED CloudHSM store.
@@ -133,26 +160,9 @@ impl Harness {
 
     /// Creates a DISCONNECTED external key store with public endpoint connectivity.
     pub async fn xks_store(&self, name: &str, host: &str) -> String {
-        use aws_sdk_kms::types::{CustomKeyStoreType, XksProxyAuthenticationCredentialType, XksProxyConnectivityType};
-        self.kms
-            .create_custom_key_store()
-            .custom_key_store_name(name)
-            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
-            .xks_proxy_uri_endpoint(format!("https://{host}"))
-            .xks_proxy_uri_path("/example/kms/xks/v1")
-            .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
-            .xks_proxy_authentication_credential(
-                XksProxyAuthenticationCredentialType::builder()
-                    .access_key_id("ABCDE12345ABCDE12345")
-                    .raw_secret_access_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH")
-                    .build()
-                    .expect("credential"),
-            )
-            .send()
+        self.xks_store_result(name, host)
             .await
             .expect("create xks store")
-            .custom_key_store_id
-            .expect("store id")
     }
 
     /// The store's connection state.
@@ -172,14 +182,24 @@ impl Harness {
 
     /// Connects a store and moves the clock until it is CONNECTED.
     pub async fn connect(&self, id: &str) {
-        self.kms.connect_custom_key_store().custom_key_store_id(id).send().await.expect("connect");
+        self.kms
+            .connect_custom_key_store()
+            .custom_key_store_id(id)
+            .send()
+            .await
+            .expect("connect");
         self.advance(3600.0).await;
         assert_eq!(self.store_state(id).await, "CONNECTED");
     }
 
     /// Disconnects a store and moves the clock until it is DISCONNECTED.
     pub async fn disconnect(&self, id: &str) {
-        self.kms.disconnect_custom_key_store().custom_key_store_id(id).send().await.expect("disconnect");
+        self.kms
+            .disconnect_custom_key_store()
+            .custom_key_store_id(id)
+            .send()
+            .await
+            .expect("disconnect");
         self.advance(3600.0).await;
         assert_eq!(self.store_state(id).await, "DISCONNECTED");
     }
@@ -210,5 +230,32 @@ impl Harness {
             .and_then(|m| m.key_state)
             .map(|s| s.as_str().to_string())
             .unwrap_or_default()
+    }
+}
+
+impl Harness {
+    /// Creates an external key store; the error name on failure.
+    pub async fn xks_store_result(&self, name: &str, host: &str) -> Result<String, String> {
+        use aws_sdk_kms::types::{
+            CustomKeyStoreType, XksProxyAuthenticationCredentialType, XksProxyConnectivityType,
+        };
+        self.kms
+            .create_custom_key_store()
+            .custom_key_store_name(name)
+            .custom_key_store_type(CustomKeyStoreType::ExternalKeyStore)
+            .xks_proxy_uri_endpoint(format!("https://{host}"))
+            .xks_proxy_uri_path("/example/kms/xks/v1")
+            .xks_proxy_connectivity(XksProxyConnectivityType::PublicEndpoint)
+            .xks_proxy_authentication_credential(
+                XksProxyAuthenticationCredentialType::builder()
+                    .access_key_id("ABCDE23456ABCDE23456")
+                    .raw_secret_access_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH")
+                    .build()
+                    .expect("credential"),
+            )
+            .send()
+            .await
+            .map(|out| out.custom_key_store_id.unwrap_or_default())
+            .map_err(|e| code(&e))
     }
 }

@@ -401,6 +401,27 @@ impl Env {
     }
 }
 
+/// A CloudHSM store "Prod" with `n` keys (the first one disabled), a second CloudHSM store with
+/// two keys and two plain AWS_KMS keys; returns (store id, its keys, foreign keys).
+pub async fn cloudhsm_fixture(env: &Env, n: usize) -> (String, Vec<String>, Vec<String>) {
+    let store = env.cloudhsm_store("Prod").await;
+    let mut keys = Vec::new();
+    for i in 0..n {
+        keys.push(env.store_key(&store, OriginType::AwsCloudhsm, i).await);
+    }
+    if let Some(first) = keys.first() {
+        env.disable(first).await;
+    }
+    let other = env.cloudhsm_store("Other").await;
+    let mut foreign = vec![
+        env.store_key(&other, OriginType::AwsCloudhsm, 100).await,
+        env.store_key(&other, OriginType::AwsCloudhsm, 101).await,
+    ];
+    foreign.push(env.plain_key().await);
+    foreign.push(env.plain_key().await);
+    (store, keys, foreign)
+}
+
 /// A cluster id unique to a store name (a cluster backs one store at a time), e.g. "Prod" ->
 /// `cluster-prodxxxxxxx`.
 pub fn cluster_id_for(name: &str) -> String {

@@ -95,14 +95,22 @@ async fn kms(
     }
 }
 
-async fn not_found() -> Response {
+fn misrouted(status: StatusCode) -> Response {
     let error = KmsError::new(
         ErrorCode::UnknownOperation,
         "KMS requests are POST / with X-Amz-Target: TrentService.<Operation>; the admin API is under /_emulator/",
     );
     let mut response = error_response(&error, &uuid::Uuid::new_v4().to_string());
-    *response.status_mut() = StatusCode::NOT_FOUND;
+    *response.status_mut() = status;
     response
+}
+
+async fn not_found() -> Response {
+    misrouted(StatusCode::NOT_FOUND)
+}
+
+async fn method_not_allowed() -> Response {
+    misrouted(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// The whole application: KMS endpoint and admin API over one shared state.
@@ -111,7 +119,7 @@ pub fn router(config: EmulatorConfig) -> Router {
         state: Mutex::new(State::new(config)),
     });
     Router::new()
-        .route("/", post(kms))
+        .route("/", post(kms).fallback(method_not_allowed))
         .merge(crate::admin::routes())
         .fallback(not_found)
         .with_state(shared)

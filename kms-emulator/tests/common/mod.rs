@@ -31,9 +31,11 @@ pub fn client(endpoint: &str) -> Client {
 /// An emulator on the real-time scale, driven by the admin clock (so wall time passing between
 /// calls changes nothing), with quotas off so functional tests never throttle.
 pub async fn harness() -> Harness {
-    let mut config = EmulatorConfig::default();
-    config.quotas = false;
-    harness_with(config).await
+    harness_with(EmulatorConfig {
+        quotas: false,
+        ..EmulatorConfig::default()
+    })
+    .await
 }
 
 pub async fn harness_with(config: EmulatorConfig) -> Harness {

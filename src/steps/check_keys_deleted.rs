@@ -11,7 +11,7 @@ use crate::error::DecommissionError;
 use crate::inventory::{may_start_another_page, scan_page};
 use crate::keys::TargetStore;
 use crate::state::{push_capped, DecommissionState, DeletionCheck, StoreType, SAMPLE_CAP};
-use crate::steps::{max_time, min_time, next_check_time, require_planned_store, StepContext};
+use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
 use crate::store::{self, ConnectionState};
 
 /// Runs one batch of a check.
@@ -20,13 +20,9 @@ pub async fn run(
     mut state: DecommissionState,
     deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
+    Step::CheckKeysDeleted.check_document(&state)?;
     let request = state.require_real_run()?.clone();
     let store = require_planned_store(&state)?.clone();
-    if !state.scheduling.as_ref().is_some_and(|s| s.done) {
-        return Err(DecommissionError::invalid_state(
-            "Scheduling.Done is not true (schedule-key-deletion has not finished)",
-        ));
-    }
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let store_id = store.custom_key_store_id.clone();
     let target = TargetStore::new(&store);

@@ -7,7 +7,7 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::report::{Outcome, Report};
 use crate::state::DecommissionState;
-use crate::steps::{require_planned_store, StepContext};
+use crate::steps::{require_planned_store, Step, StepContext};
 use crate::store;
 
 /// Deletes the store.
@@ -16,13 +16,9 @@ pub async fn run(
     mut state: DecommissionState,
     _deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
+    Step::DeleteStore.check_document(&state)?;
     let request = state.require_real_run()?.clone();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
-    if !state.disconnect.as_ref().is_some_and(|d| d.disconnected) {
-        return Err(DecommissionError::invalid_state(
-            "Disconnect.Disconnected is not true (disconnect-store has not finished)",
-        ));
-    }
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let outcome = match store::delete(&ctx.kms, &ctx.pacing, &store_id).await {
         Ok(()) => Outcome::Deleted,

@@ -5,7 +5,7 @@ use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::{DecommissionState, DisconnectStatus};
-use crate::steps::{require_planned_store, StepContext};
+use crate::steps::{require_planned_store, Step, StepContext};
 use crate::store::{self, ConnectionState};
 
 /// Runs one poll of the disconnect.
@@ -14,14 +14,9 @@ pub async fn run(
     mut state: DecommissionState,
     _deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
+    Step::DisconnectStore.check_document(&state)?;
     let request = state.require_real_run()?.clone();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
-    if !state.deletion.as_ref().is_some_and(|d| d.all_deleted) {
-        return Err(DecommissionError::invalid_state(
-            "Deletion.AllDeleted is not true: the store is disconnected only after check-keys-deleted \
-             found every key deleted (disconnecting earlier orphans CloudHSM key material)",
-        ));
-    }
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let now = ctx.clock.now();
     let mut status = match state.disconnect.take() {

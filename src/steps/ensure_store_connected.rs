@@ -6,7 +6,7 @@ use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, TRANSIENT_KMS_CODES};
 use crate::state::{ConnectionStatus, DecommissionState, StoreType};
-use crate::steps::{require_planned_store, StepContext};
+use crate::steps::{require_planned_store, Step, StepContext};
 use crate::store::{self, ConnectionState};
 
 /// ConnectionErrorCodes KMS documents as transient: disconnect and connect again.
@@ -18,6 +18,7 @@ pub async fn run(
     mut state: DecommissionState,
     _deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
+    Step::EnsureStoreConnected.check_document(&state)?;
     let request = state.require_real_run()?.clone();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
     let execution = state.execution.as_ref().map(|e| e.id.clone());

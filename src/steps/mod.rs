@@ -85,6 +85,54 @@ impl Step {
         }
     }
 
+    /// Checks that `state` is a document this step may act on: a valid input for the plan; for
+    /// every later step a real run (never a dry run) of the planned store with every section the
+    /// steps before it in the flow write. `InvalidStateDocument` names what is missing.
+    pub fn check_document(self, state: &DecommissionState) -> Result<(), DecommissionError> {
+        if self == Step::PlanDecommission {
+            return crate::request::DecommissionRequest::from_input(&state.input).map(|_| ());
+        }
+        state.require_real_run()?;
+        require_planned_store(state)?;
+        let order = |step: Step| Step::ALL.iter().position(|s| *s == step);
+        let after = |step: Step| order(self) > order(step);
+        let require = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(DecommissionError::invalid_state(what))
+            }
+        };
+        if after(Step::EnsureStoreConnected) {
+            state.execution_id()?;
+            require(
+                state.connection.as_ref().is_some_and(|c| c.ready),
+                "Connection.Ready is not true (ensure-store-connected has not made the store ready)",
+            )?;
+        }
+        if after(Step::ScheduleKeyDeletion) {
+            require(
+                state.scheduling.as_ref().is_some_and(|s| s.done),
+                "Scheduling.Done is not true (schedule-key-deletion has not finished)",
+            )?;
+        }
+        if after(Step::CheckKeysDeleted) {
+            require(
+                state.deletion.as_ref().is_some_and(|d| d.all_deleted),
+                "Deletion.AllDeleted is not true: the store is disconnected only after \
+                 check-keys-deleted found every key deleted (disconnecting earlier orphans \
+                 CloudHSM key material)",
+            )?;
+        }
+        if after(Step::DisconnectStore) {
+            require(
+                state.disconnect.as_ref().is_some_and(|d| d.disconnected),
+                "Disconnect.Disconnected is not true (disconnect-store has not finished)",
+            )?;
+        }
+        Ok(())
+    }
+
     /// Runs the step on a state document.
     pub async fn run(
         self,

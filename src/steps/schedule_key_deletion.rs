@@ -12,7 +12,7 @@ use crate::error::DecommissionError;
 use crate::inventory::{may_start_another_page, scan_page};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
 use crate::state::{DecommissionState, SchedulingProgress, StoreType};
-use crate::steps::{max_time, min_time, next_check_time, require_planned_store, StepContext};
+use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
 use crate::store::{self, ConnectionState};
 
 /// A Wait shorter than this is skipped (never Wait on a timestamp about to pass).
@@ -24,14 +24,10 @@ pub async fn run(
     mut state: DecommissionState,
     deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
+    Step::ScheduleKeyDeletion.check_document(&state)?;
     let request = state.require_real_run()?.clone();
     let execution = state.execution_id()?.to_string();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
-    if !state.connection.as_ref().is_some_and(|c| c.ready) {
-        return Err(DecommissionError::invalid_state(
-            "Connection.Ready is not true (ensure-store-connected has not made the store ready)",
-        ));
-    }
 
     // The first irreversible step: look at the store again, by id, and re-check the name.
     let described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;

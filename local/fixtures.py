@@ -3,11 +3,13 @@ API (the same calls an operator makes), and snapshots of keys to prove what did 
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+CLUSTER_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # CloudHSM ids: cluster-[2-7a-zA-Z]{11,16}
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIBlocalstacktrustanchor\n-----END CERTIFICATE-----"
 XKS_CREDENTIAL = {"AccessKeyId": "ABCDEFGHIJKLMNOPQRST", "RawSecretAccessKey": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG="}
 
@@ -33,7 +35,7 @@ def _unique(prefix: str) -> str:
 def create_cloudhsm_store(kms: Any, name: str | None = None, cluster_id: str | None = None) -> Store:
     """CreateCustomKeyStore for a CloudHSM cluster (not yet connected)."""
     name = name or _unique("cloudhsm")
-    cluster_id = cluster_id or f"cluster-{uuid.uuid4().hex[:11]}"
+    cluster_id = cluster_id or "cluster-" + "".join(secrets.choice(CLUSTER_ID_ALPHABET) for _ in range(11))
     answer = kms.create_custom_key_store(
         CustomKeyStoreName=name,
         CloudHsmClusterId=cluster_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from local import fixtures, workflow
@@ -51,7 +52,7 @@ def assert_untouched(e2e: Any, snapshots: dict[str, dict[str, Any]]) -> None:
 
 def decommission_input(store: fixtures.Store, event_file: str, **overrides: Any) -> dict[str, Any]:
     """The console input of events/<event_file> for `store`."""
-    return workflow.execution_input(event_file, CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name, **overrides)
+    return workflow.execution_input(event_file, **{"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, **overrides})
 
 
 def failure(described: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -61,8 +62,6 @@ def failure(described: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def wait_for_state(e2e: Any, execution_arn: str, state: str, timeout: float = 120) -> list[dict[str, Any]]:
     """Wait until the execution has entered `state`; return the history so far."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         events = workflow.history(e2e.sfn, execution_arn)

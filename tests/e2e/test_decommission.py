@@ -28,11 +28,15 @@ def assert_decommissioned(e2e, store, described, events, snapshots, other):
     assert scheduled == set(store.keys), "exactly the store's keys are scheduled"
     touched = {c["key_id"] for c in mutating_calls(calls) if c.get("key_id")}
     assert touched <= set(store.keys), f"keys outside the store were changed: {touched - set(store.keys)}"
-    # The store was disconnected only once the workflow had seen every key gone (NotFoundException):
-    # a CloudHSM store stays connected until KMS has deleted the key material.
-    first_disconnect = min(c["seq"] for c in calls_of(calls, "DisconnectCustomKeyStore"))
+    # KMS really deleted every key before the store was disconnected; for a CloudHSM store that
+    # means it could delete the key material in the cluster (nothing orphaned).
+    deleted = {k["key_id"]: k for k in e2e.admin.state()["deleted_keys"]}
+    assert set(store.keys) <= set(deleted)
+    first_disconnect = min(c["time"] for c in calls_of(calls, "DisconnectCustomKeyStore"))
     for key in store.keys:
-        assert any(c["key_id"] == key and c["seq"] < first_disconnect for c in calls_of(calls, "DescribeKey", "NotFoundException")), f"disconnected before key {key} was seen deleted"
+        assert deleted[key]["deleted_at"] < first_disconnect, f"store disconnected before KMS deleted key {key}"
+        if store.kind == "AWS_CLOUDHSM":
+            assert deleted[key]["backing_key_deletion"] == "SUCCESS", f"key material of {key} orphaned in the cluster"
 
 
 def test_cloudhsm_store_waits_out_the_window_connected_then_is_deleted(e2e):

@@ -104,6 +104,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_payload_that_is_not_a_state_document_is_invalid_state_document() {
+        let context = Ok(crate::test_support::context(crate::test_support::mock_kms(
+            &[],
+        )));
+        for payload in [json!([1, 2]), json!({"Plan": {"Done": "yes"}})] {
+            let diagnostic = handle(&context, Step::ScheduleKeyDeletion, event(payload))
+                .await
+                .unwrap_err();
+            assert_eq!(diagnostic.error_type, "InvalidStateDocument");
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_input_is_reported_by_name_before_any_kms_call() {
+        let context = Ok(crate::test_support::context(crate::test_support::mock_kms(
+            &[],
+        )));
+        let payload = json!({
+            "Input": {"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": "yes"},
+            "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:sm:x"}
+        });
+        let diagnostic = handle(&context, Step::PlanDecommission, event(payload))
+            .await
+            .unwrap_err();
+        assert_eq!(diagnostic.error_type, "InvalidInput");
+        assert!(diagnostic.error_message.contains("DryRun"));
+    }
+
+    #[tokio::test]
     async fn a_bad_configuration_is_reported_by_name_on_every_invocation() {
         let context = Err(DecommissionError::InvalidConfiguration {
             variable: "STORE_POLL_SECONDS".into(),

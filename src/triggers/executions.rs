@@ -347,10 +347,13 @@ impl Executions {
             .send()
             .await
             .map_err(|e| AwsCallError::new("states:GetExecutionHistory", e))?;
+        // The newest event by id, whatever order the service lists them in.
         Ok(history
             .events()
             .iter()
-            .find_map(|event| event.state_entered_event_details())
+            .filter(|event| event.state_entered_event_details().is_some())
+            .max_by_key(|event| event.id())
+            .and_then(|event| event.state_entered_event_details())
             .map(|entered| {
                 let document = entered.input().and_then(|i| serde_json::from_str(i).ok());
                 (entered.name().to_owned(), document)

@@ -1,0 +1,579 @@
+//! The triggers on the local stack: the KMS emulator (real aws-sdk-kms over HTTP) for the store,
+//! key and cluster checks, moto's server for Step Functions and SSM, and the sample events of
+//! events/triggers/ as input. Run with `--nocapture` to see per-request timings.
+
+mod common;
+mod triggers_support;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_sdk_kms::types::{OriginType, Tag};
+use base64::Engine as _;
+use common::{cluster_id_for, Env};
+use kms_decommission::triggers::executions::Executions;
+use kms_decommission::triggers::secret::SecretSource;
+use kms_decommission::triggers::signature::WebhookSecret;
+use kms_decommission::triggers::tag::{
+    TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
+};
+use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
+use kms_decommission::triggers::RunMode;
+use serde_json::{json, Value};
+use triggers_support::Moto;
+
+/// The test secret the webhook samples are signed with (events/triggers/README.md).
+const TEST_SECRET: &str = "example-webhook-secret-not-for-production-0123";
+const SAMPLE_STORE_ID: &str = "cks-1234567890abcdef0";
+const SAMPLE_STORE_NAME: &str = "ExampleCloudHsmStore";
+
+fn sample(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("events/triggers")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn key_arn(env: &Env, key_id: &str) -> String {
+    env.describe_key(key_id).await.unwrap().arn.unwrap()
+}
+
+async fn tag(env: &Env, key_id: &str, tags: &[(&str, &str)]) {
+    let tags: Vec<Tag> = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().tag_key(*k).tag_value(*v).build().unwrap())
+        .collect();
+    env.kms
+        .tag_resource()
+        .key_id(key_id)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The KMS-key sample, about `resource`, with the tags the resource has after the change.
+fn key_event(sample_name: &str, resource: &str, tags: &[(&str, &str)]) -> Value {
+    let mut event = sample(sample_name);
+    event["resources"] = json!([resource]);
+    event["detail"]["tags"] = tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    event
+}
+
+struct Stack {
+    env: Env,
+    moto: Moto,
+    machine: String,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let (env, moto) = tokio::join!(Env::start(), Moto::start());
+        let machine = moto.create_state_machine("Decommission").await;
+        Self { env, moto, machine }
+    }
+
+    fn trigger(&self, mode: RunMode) -> TagTrigger {
+        let executions = Executions::new(self.moto.sfn(), self.machine.clone(), None);
+        TagTrigger::new(
+            self.env.kms.clone(),
+            executions,
+            TagTriggerConfig {
+                tag_key: DEFAULT_TAG_KEY.into(),
+                mode,
+            },
+        )
+    }
+
+    async fn executions(&self) -> Vec<(String, Value)> {
+        let sfn = self.moto.sfn();
+        let mut found = Vec::new();
+        for name in self.moto.execution_names(&self.machine).await {
+            let arn = kms_decommission::triggers::executions::execution_arn(&self.machine, &name)
+                .unwrap();
+            let described = sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            found.push((
+                name,
+                serde_json::from_str(described.input().unwrap()).unwrap(),
+            ));
+        }
+        found
+    }
+}
+
+fn refused(outcome: &TagOutcome) -> &str {
+    match outcome {
+        TagOutcome::Refused(r) => r.name(),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn tag_changes_start_one_dry_run_per_store_and_wrong_tags_start_nothing() {
+    let stack = Stack::start().await;
+    let env = &stack.env;
+    let store = env.cloudhsm_store("Prod").await;
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        keys.push(env.store_key(&store, OriginType::AwsCloudhsm, i).await);
+    }
+    let other = env.cloudhsm_store("Other").await;
+    let foreign = env.store_key(&other, OriginType::AwsCloudhsm, 9).await;
+    let plain = env.plain_key().await;
+    let trigger = stack.trigger(RunMode::DryRun);
+    let tagged = [(DEFAULT_TAG_KEY, store.as_str())];
+    env.clear_calls().await;
+
+    // An AWS_KMS-origin key, a key of another store, a value that is no store id, a removed tag.
+    tag(env, &plain, &tagged).await;
+    let outcome = trigger
+        .handle(&key_event(
+            "tag-change-kms-key.json",
+            &key_arn(env, &plain).await,
+            &tagged,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused(&outcome), "KeyNotInCustomKeyStore");
+    tag(env, &foreign, &tagged).await;
+    let outcome = trigger
+        .handle(&key_event(
+            "tag-change-kms-key.json",
+            &key_arn(env, &foreign).await,
+            &tagged,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused(&outcome), "KeyInOtherStore");
+    let wrong = [(DEFAULT_TAG_KEY, "Prod")];
+    tag(env, &keys[0], &wrong).await;
+    let outcome = trigger
+        .handle(&key_event(
+            "tag-change-kms-key.json",
+            &key_arn(env, &keys[0]).await,
+            &wrong,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused(&outcome), "InvalidTagValue");
+    let removed = key_event(
+        "tag-change-kms-key-removed.json",
+        &key_arn(env, &keys[0]).await,
+        &[("Owner", "platform-security")],
+    );
+    assert!(matches!(
+        trigger.handle(&removed).await.unwrap(),
+        TagOutcome::Ignored(_)
+    ));
+    assert!(stack.executions().await.is_empty(), "nothing started");
+
+    // Every key of the store tagged: one dry run.
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for key in &keys {
+        tag(env, key, &tagged).await;
+        let event = key_event("tag-change-kms-key.json", &key_arn(env, key).await, &tagged);
+        outcomes.push(trigger.handle(&event).await.unwrap());
+    }
+    eprintln!(
+        "tag trigger: {} events handled in {:?}",
+        keys.len(),
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            outcomes[0],
+            TagOutcome::Started {
+                mode: RunMode::DryRun,
+                ..
+            }
+        ),
+        "{}",
+        outcomes[0]
+    );
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, TagOutcome::AlreadyRunning { .. })),
+        "{outcomes:?}"
+    );
+
+    // The cluster behind the store: the same dry run; a cluster that backs another store: refused.
+    let mut cluster_event = sample("tag-change-cloudhsm-cluster.json");
+    cluster_event["detail"]["tags"][DEFAULT_TAG_KEY] = json!(store);
+    cluster_event["resources"] = json!([format!(
+        "arn:aws:cloudhsm:us-east-1:123456789012:cluster/{}",
+        cluster_id_for("Prod")
+    )]);
+    assert!(matches!(
+        trigger.handle(&cluster_event).await.unwrap(),
+        TagOutcome::AlreadyRunning { .. }
+    ));
+    cluster_event["resources"] = json!([format!(
+        "arn:aws:cloudhsm:us-east-1:123456789012:cluster/{}",
+        cluster_id_for("Other")
+    )]);
+    assert_eq!(
+        refused(&trigger.handle(&cluster_event).await.unwrap()),
+        "ClusterDoesNotBackStore"
+    );
+
+    let executions = stack.executions().await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    let (name, input) = &executions[0];
+    assert_eq!(name, &format!("tag-dryrun-{store}-1"));
+    assert_eq!(
+        (
+            input["CustomKeyStoreId"].as_str(),
+            input["DryRun"].as_bool()
+        ),
+        (Some(store.as_str()), Some(true))
+    );
+    // The only changes KMS saw are the six TagResource calls of this test: the trigger only reads.
+    let mutating: Vec<String> = env
+        .mutating_calls()
+        .await
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(mutating, vec!["TagResource"; 6]);
+}
+
+#[tokio::test]
+async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommission() {
+    let stack = Stack::start().await;
+    let env = &stack.env;
+    let store = env.cloudhsm_store("Prod").await;
+    let key = env.store_key(&store, OriginType::AwsCloudhsm, 0).await;
+    let second = env.store_key(&store, OriginType::AwsCloudhsm, 1).await;
+    let trigger = stack.trigger(RunMode::Decommission);
+    let arn = key_arn(env, &key).await;
+
+    let wrong = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "prod")];
+    tag(env, &key, &wrong).await;
+    let outcome = trigger
+        .handle(&key_event(
+            "tag-change-kms-key-confirmed.json",
+            &arn,
+            &wrong,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused(&outcome), "ConfirmationMismatch");
+    assert!(stack.executions().await.is_empty());
+
+    let right = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "Prod")];
+    tag(env, &key, &right).await;
+    let outcome = trigger
+        .handle(&key_event(
+            "tag-change-kms-key-confirmed.json",
+            &arn,
+            &right,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            TagOutcome::Started {
+                mode: RunMode::Decommission,
+                ..
+            }
+        ),
+        "{outcome}"
+    );
+    tag(env, &second, &right).await;
+    let again = trigger
+        .handle(&key_event(
+            "tag-change-kms-key.json",
+            &key_arn(env, &second).await,
+            &right,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, TagOutcome::AlreadyRunning { .. }),
+        "{again}"
+    );
+
+    let executions = stack.executions().await;
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].1["ConfirmCustomKeyStoreName"], "Prod");
+    assert_eq!(executions[0].1["DryRun"], false);
+    assert_eq!(
+        env.key_state(&key).await,
+        "Enabled",
+        "a trigger never changes a key"
+    );
+}
+
+/// A sample webhook request with `replace` applied to its body, signed again with `secret` at `at`.
+fn webhook_request(
+    sample_name: &str,
+    store: &str,
+    at: i64,
+    secret: &str,
+) -> LambdaFunctionUrlRequest {
+    let mut request: LambdaFunctionUrlRequest =
+        serde_json::from_value(sample(sample_name)).unwrap();
+    let raw = request.body.clone().unwrap();
+    let body = if request.is_base64_encoded {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        raw
+    };
+    let body = body.replace(SAMPLE_STORE_ID, store);
+    let timestamp = at.to_string();
+    let signature = WebhookSecret::new(secret.as_bytes())
+        .unwrap()
+        .sign(&timestamp, body.as_bytes());
+    request
+        .headers
+        .insert("x-signature-timestamp", timestamp.parse().unwrap());
+    request
+        .headers
+        .insert("x-signature", signature.parse().unwrap());
+    request.body = Some(if request.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD.encode(body.as_bytes())
+    } else {
+        body
+    });
+    request
+}
+
+async fn answer(
+    webhook: &Webhook,
+    request: &LambdaFunctionUrlRequest,
+    label: &str,
+) -> (i64, Value) {
+    let started = Instant::now();
+    let response = webhook.handle(request, now()).await;
+    eprintln!(
+        "webhook {label}: {} in {:?}",
+        response.status_code,
+        started.elapsed()
+    );
+    (
+        response.status_code,
+        serde_json::from_str(response.body.as_deref().unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_webhook_samples_start_once_report_status_and_cancel() {
+    let stack = Stack::start().await;
+    let env = &stack.env;
+    let cancel_machine = stack.moto.create_state_machine("Cancel").await;
+    let store = env.cloudhsm_store(SAMPLE_STORE_NAME).await;
+    let key = env.store_key(&store, OriginType::AwsCloudhsm, 0).await;
+
+    // The secret lives in moto's SSM as a SecureString and is read the way the function does.
+    let config = stack.moto.sdk_config().await;
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name("/kms-decommission/webhook-secret")
+        .value(TEST_SECRET)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let secret = SecretSource::SsmParameter("/kms-decommission/webhook-secret".into())
+        .load(&config)
+        .await
+        .unwrap();
+    let executions = Executions::new(
+        stack.moto.sfn(),
+        stack.machine.clone(),
+        Some(cancel_machine.clone()),
+    );
+    let webhook = Webhook::new(secret, env.kms.clone(), executions);
+    env.clear_calls().await;
+
+    // Refused requests: no KMS call at all, no execution.
+    let at = now();
+    let refusals: Vec<(&str, LambdaFunctionUrlRequest, i64, &str)> = vec![
+        (
+            "wrong secret",
+            webhook_request(
+                "webhook-start.json",
+                &store,
+                at,
+                "a-different-secret-0123456789abcdef",
+            ),
+            401,
+            "SignatureMismatch",
+        ),
+        (
+            "stale",
+            webhook_request("webhook-start.json", &store, at - 600, TEST_SECRET),
+            401,
+            "StaleTimestamp",
+        ),
+        (
+            "no signature",
+            {
+                let mut r = webhook_request("webhook-start.json", &store, at, TEST_SECRET);
+                r.headers.remove("x-signature");
+                r
+            },
+            401,
+            "MissingSignature",
+        ),
+        (
+            "malformed JSON",
+            {
+                let mut r = webhook_request("webhook-status.json", &store, at, TEST_SECRET);
+                let body = "{\"Action\":\"status\",".to_string();
+                let ts = at.to_string();
+                r.headers.insert(
+                    "x-signature",
+                    WebhookSecret::new(TEST_SECRET.as_bytes())
+                        .unwrap()
+                        .sign(&ts, body.as_bytes())
+                        .parse()
+                        .unwrap(),
+                );
+                r.body = Some(body);
+                r
+            },
+            400,
+            "MalformedJson",
+        ),
+        (
+            "unknown action",
+            {
+                let mut r = webhook_request("webhook-status.json", &store, at, TEST_SECRET);
+                let body = "{\"Action\":\"purge\",\"TicketId\":\"CHG-1234\"}".to_string();
+                r.headers.insert(
+                    "x-signature",
+                    WebhookSecret::new(TEST_SECRET.as_bytes())
+                        .unwrap()
+                        .sign(&at.to_string(), body.as_bytes())
+                        .parse()
+                        .unwrap(),
+                );
+                r.body = Some(body);
+                r
+            },
+            400,
+            "UnknownAction",
+        ),
+        (
+            "oversized",
+            {
+                let mut r = webhook_request("webhook-status.json", &store, at, TEST_SECRET);
+                r.body = Some(" ".repeat(MAX_BODY_BYTES + 1));
+                r
+            },
+            413,
+            "PayloadTooLarge",
+        ),
+    ];
+    for (label, request, status, error) in &refusals {
+        let (got, body) = answer(&webhook, request, label).await;
+        assert_eq!(
+            (got, body["Error"].as_str().unwrap()),
+            (*status, *error),
+            "{label}: {body}"
+        );
+    }
+    assert!(
+        env.calls().await.is_empty(),
+        "refused requests reach no KMS operation"
+    );
+    assert!(
+        stack.executions().await.is_empty(),
+        "refused requests start nothing"
+    );
+
+    // The dry run (base64 body), then the decommission delivered three times: one execution each.
+    let at = now();
+    let (status, dry) = answer(
+        &webhook,
+        &webhook_request("webhook-start-dry-run-base64.json", &store, at, TEST_SECRET),
+        "start dry run",
+    )
+    .await;
+    assert_eq!(status, 202, "{dry}");
+    let start = webhook_request("webhook-start.json", &store, at, TEST_SECRET);
+    let (status, first) = answer(&webhook, &start, "start").await;
+    assert_eq!(status, 202, "{first}");
+    for delivery in ["start again", "start a third time"] {
+        let (status, again) = answer(&webhook, &start, delivery).await;
+        assert_eq!(
+            (status, &again["ExecutionArn"]),
+            (200, &first["ExecutionArn"]),
+            "{again}"
+        );
+    }
+    let names: Vec<String> = stack
+        .executions()
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["decom-CHG-1234", "dryrun-CHG-1234"]);
+
+    let (status, report) = answer(
+        &webhook,
+        &webhook_request("webhook-status.json", &store, now(), TEST_SECRET),
+        "status",
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["Status"].as_str(), report["ExecutionArn"].as_str()),
+        (Some("RUNNING"), first["ExecutionArn"].as_str())
+    );
+    assert_eq!(report["CustomKeyStoreId"], store.as_str());
+
+    for delivery in ["cancel", "cancel again"] {
+        let (status, cancelled) = answer(
+            &webhook,
+            &webhook_request("webhook-cancel.json", &store, now(), TEST_SECRET),
+            delivery,
+        )
+        .await;
+        assert!(status == 202 || status == 200, "{cancelled}");
+        assert_eq!(cancelled["Result"], "CancelStarted", "{cancelled}");
+    }
+    let sfn = stack.moto.sfn();
+    let decommission = sfn
+        .describe_execution()
+        .execution_arn(first["ExecutionArn"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decommission.status().as_str(), "ABORTED");
+    assert_eq!(
+        stack.moto.execution_names(&cancel_machine).await,
+        ["cancel-CHG-1234"]
+    );
+
+    assert!(
+        env.mutating_calls().await.is_empty(),
+        "the webhook itself never changes KMS"
+    );
+    assert_eq!(env.key_state(&key).await, "Enabled");
+}

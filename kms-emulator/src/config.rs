@@ -29,6 +29,11 @@ pub struct EmulatorConfig {
     pub region: String,
     /// AWS managed keys (KeyManager AWS) seeded at start and after reset.
     pub aws_managed_keys: usize,
+    /// Epoch seconds (emulated clock) from which key usage is tracked for GetKeyLastUsage; keys
+    /// created earlier report it as their TrackingStartDate, and use before it is not recorded.
+    /// `None`: tracking covers every key since its creation.
+    #[serde(default)]
+    pub tracking_start_date: Option<f64>,
 }
 
 impl Default for EmulatorConfig {
@@ -44,6 +49,7 @@ impl Default for EmulatorConfig {
             account_id: "123456789012".to_string(),
             region: "us-east-1".to_string(),
             aws_managed_keys: 3,
+            tracking_start_date: None,
         }
     }
 }
@@ -90,6 +96,12 @@ impl EmulatorConfig {
                 "region must be lowercase letters, digits and dashes, e.g. us-east-1".into(),
             );
         }
+        if self
+            .tracking_start_date
+            .is_some_and(|t| !t.is_finite() || t < 0.0)
+        {
+            return Err("tracking_start_date must be epoch seconds".into());
+        }
         if self.aws_managed_keys > 1000 {
             return Err("aws_managed_keys must be at most 1000".into());
         }
@@ -121,6 +133,14 @@ pub struct ConfigPatch {
     pub region: Option<String>,
     /// See [`EmulatorConfig::aws_managed_keys`].
     pub aws_managed_keys: Option<usize>,
+    /// See [`EmulatorConfig::tracking_start_date`]; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub tracking_start_date: Option<Option<f64>>,
+}
+
+/// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
 }
 
 impl ConfigPatch {
@@ -140,7 +160,8 @@ impl ConfigPatch {
             latency_ms,
             account_id,
             region,
-            aws_managed_keys
+            aws_managed_keys,
+            tracking_start_date
         );
         next.validate()?;
         Ok(next)
@@ -168,5 +189,18 @@ mod tests {
         let bad: ConfigPatch = serde_json::from_str(r#"{"day_seconds": 0}"#).unwrap();
         assert!(bad.apply_to(&base).unwrap_err().contains("day_seconds"));
         assert!(serde_json::from_str::<ConfigPatch>(r#"{"nope": 1}"#).is_err());
+        let set: ConfigPatch = serde_json::from_str(r#"{"tracking_start_date": 5.0}"#).unwrap();
+        let with_date = set.apply_to(&base).unwrap();
+        assert_eq!(with_date.tracking_start_date, Some(5.0));
+        let cleared: ConfigPatch =
+            serde_json::from_str(r#"{"tracking_start_date": null}"#).unwrap();
+        assert_eq!(
+            cleared.apply_to(&with_date).unwrap().tracking_start_date,
+            None
+        );
+        assert_eq!(
+            patch.apply_to(&with_date).unwrap().tracking_start_date,
+            Some(5.0)
+        );
     }
 }

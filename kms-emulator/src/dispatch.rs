@@ -68,7 +68,7 @@ fn run(
         })?;
     let input = parsed?;
     if state.config.quotas {
-        let (quota, rate) = operation.quota();
+        let (quota, rate) = operation.quota(&state.config.region);
         if !state.quotas.try_acquire(quota, rate, Instant::now()) {
             return Err(KmsError::throttling());
         }

@@ -47,6 +47,9 @@ struct Args {
     /// AWS managed keys seeded at start and after reset.
     #[arg(long, env = "KMS_EMULATOR_AWS_MANAGED_KEYS", default_value_t = 3)]
     aws_managed_keys: usize,
+    /// Epoch seconds from which GetKeyLastUsage tracks use (default: every key since creation).
+    #[arg(long, env = "KMS_EMULATOR_TRACKING_START_DATE")]
+    tracking_start_date: Option<f64>,
 }
 
 async fn shutdown_signal() {
@@ -91,6 +94,7 @@ async fn main() -> std::process::ExitCode {
         account_id: args.account_id,
         region: args.region,
         aws_managed_keys: args.aws_managed_keys,
+        tracking_start_date: args.tracking_start_date,
     };
     if let Err(e) = config.validate() {
         eprintln!("kms-emulator: invalid settings: {e}");

@@ -213,6 +213,49 @@ impl Input {
         }
     }
 
+    /// An optional blob member (base64 on the wire), its decoded length checked.
+    pub fn blob(&self, member: &str, min: usize, max: usize) -> Result<Option<Vec<u8>>, KmsError> {
+        use base64::Engine;
+        let Some(encoded) = self.string(member, 0, usize::MAX)? else {
+            return Ok(None);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| {
+                KmsError::new(
+                    ErrorCode::Serialization,
+                    format!("Member '{member}' is not valid base64"),
+                )
+            })?;
+        if bytes.len() < min || bytes.len() > max {
+            return Err(KmsError::validation(
+                "'java.nio.HeapByteBuffer'",
+                &wire_member(member),
+                &format!("Member must have length between {min} and {max} bytes"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// An optional map member of strings to strings.
+    pub fn string_map(
+        &self,
+        member: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, KmsError> {
+        match self.get(member) {
+            None => Ok(None),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    other => Err(wrong_type(member, other, "a String")),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(other) => Err(wrong_type(member, other, "a Map")),
+        }
+    }
+
     /// The raw string value of a member, without checks (for the call log).
     pub fn raw_string(&self, member: &str) -> Option<&str> {
         self.get(member).and_then(Value::as_str)
@@ -258,6 +301,27 @@ mod tests {
             .required_string("CustomKeyStoreId", 1, 64)
             .unwrap_err();
         assert!(missing.message.contains("'customKeyStoreId'"));
+    }
+
+    #[test]
+    fn blobs_are_base64_with_length_limits() {
+        let input =
+            Input::parse(br#"{"B": "aGVsbG8=", "Bad": "!!", "M": {"a": "b"}, "N": {"a": 1}}"#)
+                .unwrap();
+        assert_eq!(input.blob("B", 1, 10).unwrap().unwrap(), b"hello");
+        assert_eq!(
+            input.blob("B", 6, 10).unwrap_err().code,
+            ErrorCode::Validation
+        );
+        assert_eq!(
+            input.blob("Bad", 1, 10).unwrap_err().code,
+            ErrorCode::Serialization
+        );
+        assert_eq!(input.string_map("M").unwrap().unwrap()["a"], "b");
+        assert_eq!(
+            input.string_map("N").unwrap_err().code,
+            ErrorCode::Serialization
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! KMS operations: names, quotas, and dispatch to the handlers.
 
 mod aliases;
+mod crypto;
 mod keys;
 mod stores;
 mod tags;
@@ -31,34 +32,54 @@ macro_rules! operations {
                 match name { $(stringify!($variant) => Some(Self::$variant),)* _ => None }
             }
 
-            /// The request quota this operation counts against: its name and requests per second.
-            pub fn quota(self) -> (&'static str, f64) {
-                match self { $(Self::$variant => ($quota, $rate as f64),)* }
+            /// The request quota this operation counts against in `region`: its name and
+            /// requests per second.
+            pub fn quota(self, region: &str) -> (&'static str, f64) {
+                match self { $(Self::$variant => ($quota, ($rate)(region) as f64),)* }
             }
         }
     };
 }
 
-// Rates from the KMS developer guide, "Request quotas" (kms-facts.md section 8).
+/// The shared quota of cryptographic operations with symmetric keys, by Region.
+fn symmetric_crypto_rate(region: &str) -> u32 {
+    match region {
+        "us-east-1" | "us-west-2" | "eu-west-1" => 100_000,
+        "us-east-2" | "ap-southeast-1" | "ap-southeast-2" | "ap-northeast-1" | "eu-central-1"
+        | "eu-west-2" => 20_000,
+        _ => 10_000,
+    }
+}
+
+const fn rate<const N: u32>(_: &str) -> u32 {
+    N
+}
+
+// Rates from the KMS developer guide, "Request quotas" (kms-facts.md section 8; GetKeyLastUsage,
+// ListAliases and the cryptographic operations from the current page).
 operations! {
-    CreateCustomKeyStore => "CreateCustomKeyStore", 5;
-    DescribeCustomKeyStores => "DescribeCustomKeyStores", 5;
-    ConnectCustomKeyStore => "ConnectCustomKeyStore", 5;
-    DisconnectCustomKeyStore => "DisconnectCustomKeyStore", 5;
-    UpdateCustomKeyStore => "UpdateCustomKeyStore", 5;
-    DeleteCustomKeyStore => "DeleteCustomKeyStore", 5;
-    CreateKey => "CreateKey", 5;
-    DescribeKey => "DescribeKey", 2000;
-    ListKeys => "ListKeys", 500;
-    ScheduleKeyDeletion => "ScheduleKeyDeletion", 15;
-    CancelKeyDeletion => "CancelKeyDeletion", 5;
-    EnableKey => "EnableKey", 5;
-    DisableKey => "DisableKey", 5;
-    TagResource => "TagResource", 10;
-    UntagResource => "UntagResource", 5;
-    ListResourceTags => "ListResourceTags", 2000;
-    CreateAlias => "CreateAlias", 5;
-    ListAliases => "ListAliases", 100;
+    CreateCustomKeyStore => "CreateCustomKeyStore", rate::<5>;
+    DescribeCustomKeyStores => "DescribeCustomKeyStores", rate::<5>;
+    ConnectCustomKeyStore => "ConnectCustomKeyStore", rate::<5>;
+    DisconnectCustomKeyStore => "DisconnectCustomKeyStore", rate::<5>;
+    UpdateCustomKeyStore => "UpdateCustomKeyStore", rate::<5>;
+    DeleteCustomKeyStore => "DeleteCustomKeyStore", rate::<5>;
+    CreateKey => "CreateKey", rate::<5>;
+    DescribeKey => "DescribeKey", rate::<2000>;
+    ListKeys => "ListKeys", rate::<500>;
+    ScheduleKeyDeletion => "ScheduleKeyDeletion", rate::<15>;
+    CancelKeyDeletion => "CancelKeyDeletion", rate::<5>;
+    EnableKey => "EnableKey", rate::<5>;
+    DisableKey => "DisableKey", rate::<5>;
+    TagResource => "TagResource", rate::<10>;
+    UntagResource => "UntagResource", rate::<5>;
+    ListResourceTags => "ListResourceTags", rate::<2000>;
+    CreateAlias => "CreateAlias", rate::<5>;
+    ListAliases => "ListAliases", rate::<500>;
+    GetKeyLastUsage => "GetKeyLastUsage", rate::<5>;
+    Encrypt => "CryptographicOperationsSymmetric", symmetric_crypto_rate;
+    Decrypt => "CryptographicOperationsSymmetric", symmetric_crypto_rate;
+    GenerateDataKey => "CryptographicOperationsSymmetric", symmetric_crypto_rate;
 }
 
 /// A successful operation: the response body (None for operations without output) and the key it
@@ -98,7 +119,6 @@ pub fn execute(
     input: &Input,
     ctx: &RequestContext,
 ) -> Result<Outcome, KmsError> {
-    let _ = ctx;
     use Operation::*;
     match operation {
         CreateCustomKeyStore => stores::create(state, input),
@@ -119,6 +139,10 @@ pub fn execute(
         ListResourceTags => tags::list(state, input),
         CreateAlias => aliases::create(state, input),
         ListAliases => aliases::list(state, input),
+        GetKeyLastUsage => crypto::get_key_last_usage(state, input),
+        Encrypt => crypto::encrypt(state, input, ctx),
+        Decrypt => crypto::decrypt(state, input, ctx),
+        GenerateDataKey => crypto::generate_data_key(state, input, ctx),
     }
 }
 

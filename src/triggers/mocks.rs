@@ -1,4 +1,6 @@
-//! Test helpers: SDK clients answered by `aws-smithy-mocks` rules, without retries.
+//! Test helpers: SDK clients answered by `aws-smithy-mocks` rules, without retries, for the
+//! services besides KMS (`crate::test_support::mock_kms` builds the KMS one), and small stateful
+//! models of the Step Functions and KMS calls the triggers make.
 
 /// A client of SDK crate `$sdk` whose calls are answered by `$rules` (matched in any order).
 macro_rules! mocked {
@@ -479,6 +481,6 @@ impl FakeKms {
                 }
             },
         );
-        mocked!(aws_sdk_kms, [&describe_key, &tags, &stores])
+        crate::test_support::mock_kms(&[&describe_key, &tags, &stores])
     }
 }

@@ -47,13 +47,24 @@ async fn a_cloudhsm_store_is_disconnected_polled_and_deleted_with_a_report() {
     let state = all_keys_deleted(&env, &mut ctx, &store, "Prod").await;
     env.clear_calls().await;
 
+    // A first invocation whose result is lost, then the retry with the same document.
+    Step::DisconnectStore
+        .run(&ctx, state.clone(), far_deadline())
+        .await
+        .unwrap();
     let (state, _) = run_until_done(&ctx, Step::DisconnectStore, state, far_deadline)
         .await
         .unwrap();
-    let disconnect = state.disconnect.as_ref().unwrap();
-    assert!(disconnect.disconnected);
-    assert_eq!(disconnect.disconnect_attempts, 1);
+    assert!(state.disconnect.as_ref().unwrap().disconnected);
+    assert_eq!(env.count_ok("DisconnectCustomKeyStore").await, 1);
     assert_eq!(env.store_state(&store).await, "DISCONNECTED");
+    // Running it again once disconnected changes nothing.
+    let again = Step::DisconnectStore
+        .run(&ctx, state.clone(), far_deadline())
+        .await
+        .unwrap();
+    assert!(again.disconnect.unwrap().disconnected);
+    assert_eq!(env.count_ok("DisconnectCustomKeyStore").await, 1);
 
     let deleted = Step::DeleteStore
         .run(&ctx, state.clone(), far_deadline())

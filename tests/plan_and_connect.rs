@@ -271,13 +271,19 @@ async fn a_disconnected_cloudhsm_store_is_connected_and_polled_until_connected()
     .await
     .unwrap();
     env.clear_calls().await;
+    // The first invocation connects, then its result is lost (cut off before returning): the
+    // state machine retries with the same document, which must not connect twice.
+    let lost = Step::EnsureStoreConnected
+        .run(&ctx, planned.clone(), far_deadline())
+        .await
+        .unwrap();
+    assert_eq!(lost.connection.unwrap().connect_attempts, 1);
     let (state, _) = run_until_done(&ctx, Step::EnsureStoreConnected, planned, far_deadline)
         .await
         .unwrap();
     let connection = state.connection.as_ref().unwrap();
     assert!(connection.ready);
     assert_eq!(connection.connection_state, "CONNECTED");
-    assert_eq!(connection.connect_attempts, 1);
     assert!(!connection.orphaned_key_material_accepted);
     assert_eq!(env.count_ok("ConnectCustomKeyStore").await, 1);
     let mutating = env.mutating_calls().await;

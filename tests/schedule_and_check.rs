@@ -355,13 +355,19 @@ async fn checking_polls_while_keys_are_pending_and_finishes_when_all_are_deleted
     let (done, _) = run_until_done(&ctx, Step::CheckKeysDeleted, pending, far_deadline)
         .await
         .unwrap();
-    let check = done.deletion.unwrap();
+    let check = done.deletion.clone().unwrap();
     assert!(check.all_deleted);
     assert_eq!(check.keys_pending, 0);
     assert_eq!(check.checks, 2);
     for key in &keys {
         assert_eq!(env.key_state(key).await, "Deleted");
     }
+    // Checking again after it found everything deleted finds the same.
+    let again = Step::CheckKeysDeleted
+        .run(&ctx, done.clone(), far_deadline())
+        .await
+        .unwrap();
+    assert!(again.deletion.unwrap().all_deleted);
     assert!(
         env.mutating_calls().await.is_empty(),
         "checking changes nothing"

@@ -104,6 +104,8 @@ def _seconds_until(timestamp: str) -> str:
 
 def run_demo(stack: LocalStack) -> bool:
     """The demo proper, on a running stack. True when everything held."""
+    global STARTED
+    STARTED = time.monotonic()  # times below count from the end of the build and stack start
     kms, sfn = workflow.clients(stack.endpoint)
     machine = next(m for m in stack.state_machines if m.definition_path.name == "decommission.asl.json")
     ok = True

@@ -285,3 +285,23 @@ def test_boto3_error_codes_and_statuses(emu):
     client.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
     with pytest.raises(client.exceptions.KMSInvalidStateException):
         client.schedule_key_deletion(KeyId=key["KeyId"])
+
+
+def test_cli_and_boto3_cryptography_and_last_usage(emu):
+    key = kms(emu, "create-key")["KeyMetadata"]["KeyId"]
+    fresh = kms(emu, "get-key-last-usage", "--key-id", key)
+    assert fresh["KeyId"] == key and fresh["KeyLastUsage"] == {}
+    assert fresh["TrackingStartDate"] == fresh["KeyCreationDate"]
+    client = boto(emu)
+    sealed = client.encrypt(KeyId=key, Plaintext=b"secret", EncryptionContext={"app": "x"})
+    opened = client.decrypt(CiphertextBlob=sealed["CiphertextBlob"], EncryptionContext={"app": "x"})
+    assert opened["Plaintext"] == b"secret"
+    with pytest.raises(client.exceptions.InvalidCiphertextException):
+        client.decrypt(CiphertextBlob=sealed["CiphertextBlob"])
+    usage = kms(emu, "get-key-last-usage", "--key-id", key)["KeyLastUsage"]
+    assert usage["Operation"] == "Decrypt"
+    assert usage["KmsRequestId"] == opened["ResponseMetadata"]["RequestId"]
+    kms(emu, "disable-key", "--key-id", key)
+    with pytest.raises(client.exceptions.DisabledException):
+        client.generate_data_key(KeyId=key, KeySpec="AES_256")
+    assert cli_error(emu, "get-key-last-usage", "--key-id", "alias/aws/s3") == "NotFoundException"

@@ -6,6 +6,7 @@
 //! is a thin wrapper around [`handler::run_lambda`]. The interface between them, the state
 //! machine and the local stack is `docs/workflow-contract.md`.
 
+pub mod cancel;
 pub mod clock;
 pub mod config;
 pub mod deadline;

@@ -68,6 +68,10 @@ pub struct Pacing {
     pub describe_custom_key_stores: RateLimiter,
     /// Connect-, Disconnect- and DeleteCustomKeyStore (each its own quota; they are rare).
     pub change_custom_key_store: RateLimiter,
+    /// CancelKeyDeletion (quota 5/s, paced like the custom key store operations).
+    pub cancel_key_deletion: RateLimiter,
+    /// EnableKey (quota 5/s, paced like the custom key store operations).
+    pub enable_key: RateLimiter,
     /// KMS calls in flight at once.
     pub concurrency: usize,
 }
@@ -83,6 +87,8 @@ impl Pacing {
             schedule_key_deletion: RateLimiter::per_second(config.schedule_key_deletion_rps),
             describe_custom_key_stores: RateLimiter::per_second(config.custom_key_store_rps),
             change_custom_key_store: RateLimiter::per_second(config.custom_key_store_rps),
+            cancel_key_deletion: RateLimiter::per_second(config.custom_key_store_rps),
+            enable_key: RateLimiter::per_second(config.custom_key_store_rps),
             concurrency: config.concurrency.max(1),
         }
     }

@@ -12,6 +12,7 @@ use crate::error::DecommissionError;
 use crate::pacing::Pacing;
 use crate::state::DecommissionState;
 
+pub mod cancel_decommission;
 pub mod check_keys_deleted;
 pub mod delete_store;
 pub mod disconnect_store;

@@ -1,0 +1,431 @@
+//! Cancelling a decommission during its waiting period: the cancel request, its errors, and
+//! restoring one key that the decommission scheduled (CancelKeyDeletion, EnableKey where the
+//! key was Enabled before, then removal of the markers).
+//!
+//! A key is restored only when it is a key of the named store (a [`StoreKey`], proven by
+//! DescribeKey) whose `kms-decommission:execution` marker names the cancelled execution.
+//! Markers are removed last, so a restore cut off at any point is completed by the next scan.
+
+use aws_sdk_kms::Client;
+use serde_json::{Map, Value};
+
+use crate::error::DecommissionError;
+use crate::keys::{
+    describe_key, read_markers, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE,
+    MARKER_TICKET,
+};
+use crate::pacing::Pacing;
+use crate::request::validate_custom_key_store_id;
+use crate::triggers::aws_error::AwsCallError;
+
+/// Fields a cancel input may carry.
+const CANCEL_FIELDS: &[&str] = &[
+    "CustomKeyStoreId",
+    "DecommissionExecutionArn",
+    "TicketId",
+    "RequestedBy",
+    "Reason",
+];
+/// Longest free text field (and execution ARN: it is compared with a KMS tag value).
+const MAX_TEXT_CHARS: usize = 256;
+
+/// A validated cancel request (the cancel state machine's input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The store being decommissioned.
+    pub custom_key_store_id: String,
+    /// The decommission execution to stop and undo.
+    pub decommission_execution_arn: String,
+    /// Ticket id, when given.
+    pub ticket_id: Option<String>,
+    /// Who asked for the cancel.
+    pub requested_by: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+impl CancelRequest {
+    /// Validates a cancel input; `InvalidInput` names the offending field.
+    pub fn from_input(input: &Value) -> Result<Self, DecommissionError> {
+        let Value::Object(object) = input else {
+            return Err(DecommissionError::invalid_input(
+                "$",
+                "the cancel input must be a JSON object with CustomKeyStoreId and DecommissionExecutionArn",
+            ));
+        };
+        if let Some(unknown) = object.keys().find(|k| !CANCEL_FIELDS.contains(&k.as_str())) {
+            return Err(DecommissionError::invalid_input(
+                unknown.as_str(),
+                format!("unknown field; accepted: {}", CANCEL_FIELDS.join(", ")),
+            ));
+        }
+        let store = text(object, "CustomKeyStoreId")?
+            .ok_or_else(|| DecommissionError::invalid_input("CustomKeyStoreId", "required"))?;
+        validate_custom_key_store_id(&store)?;
+        let arn = text(object, "DecommissionExecutionArn")?.ok_or_else(|| {
+            DecommissionError::invalid_input("DecommissionExecutionArn", "required")
+        })?;
+        validate_execution_arn(&arn)?;
+        Ok(Self {
+            custom_key_store_id: store,
+            decommission_execution_arn: arn,
+            ticket_id: text(object, "TicketId")?,
+            requested_by: text(object, "RequestedBy")?,
+            reason: text(object, "Reason")?,
+        })
+    }
+
+    /// The cause given to StopExecution and the logs.
+    pub fn cause(&self) -> String {
+        let mut cause = format!(
+            "decommission of {} cancelled by {}",
+            self.custom_key_store_id,
+            self.requested_by.as_deref().unwrap_or("an operator")
+        );
+        if let Some(ticket) = &self.ticket_id {
+            cause.push_str(&format!(" (ticket {ticket})"));
+        }
+        if let Some(reason) = &self.reason {
+            cause.push_str(&format!(": {reason}"));
+        }
+        cause
+    }
+}
+
+/// An optional string field of at most 256 characters without control characters.
+fn text(object: &Map<String, Value>, field: &str) -> Result<Option<String>, DecommissionError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_TEXT_CHARS => {
+            Err(DecommissionError::invalid_input(
+                field,
+                format!("must be at most {MAX_TEXT_CHARS} characters"),
+            ))
+        }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(
+            DecommissionError::invalid_input(field, "must not contain control characters"),
+        ),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(DecommissionError::invalid_input(field, "must be a string")),
+    }
+}
+
+/// A Step Functions execution ARN: `arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`.
+fn validate_execution_arn(arn: &str) -> Result<(), DecommissionError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let valid = parts.len() == 8
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "states"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5] == "execution"
+        && !parts[6].is_empty()
+        && !parts[7].is_empty();
+    if valid {
+        Ok(())
+    } else {
+        Err(DecommissionError::invalid_input(
+            "DecommissionExecutionArn",
+            "must be a Step Functions execution ARN \
+             (arn:aws:states:<region>:<account>:execution:<state machine>:<name>)",
+        ))
+    }
+}
+
+/// Everything that can stop a cancel. Errors are named for Step Functions like the
+/// decommission's (`docs/cancel.md`).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CancelError {
+    /// Input, configuration, state document or KMS errors, under their contract names.
+    #[error(transparent)]
+    Decommission(#[from] DecommissionError),
+
+    /// The execution to cancel does not exist.
+    #[error(
+        "decommission execution {arn} does not exist (or not in this account and Region); \
+         nothing was changed. Give the ARN of the running decommission"
+    )]
+    DecommissionExecutionNotFound {
+        /// The ARN given.
+        arn: String,
+    },
+
+    /// A Step Functions call failed; its error code becomes the error name.
+    #[error("{0}; nothing was restored by this invocation, retry the cancel")]
+    StepFunctions(AwsCallError),
+}
+
+impl CancelError {
+    /// The Lambda `errorType` (and Step Functions error name).
+    pub fn error_type(&self) -> &str {
+        match self {
+            Self::Decommission(e) => e.error_type(),
+            Self::DecommissionExecutionNotFound { .. } => "DecommissionExecutionNotFound",
+            Self::StepFunctions(e) => &e.code,
+        }
+    }
+}
+
+impl From<CancelError> for lambda_runtime::Diagnostic {
+    fn from(err: CancelError) -> Self {
+        Self {
+            error_type: err.error_type().to_string(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// What EnableKey did for a restored key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reenable {
+    /// The key was not Enabled before scheduling (or already is): no EnableKey.
+    NotNeeded,
+    /// EnableKey made the key Enabled.
+    Enabled,
+    /// The key is Unavailable (store disconnected): EnableKey succeeded but takes effect when
+    /// the store is connected again.
+    OnReconnect,
+    /// The prior state was Unavailable: whether the key was enabled is unknown; left Disabled.
+    PriorStateUnknown,
+}
+
+/// A key this cancel restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredKey {
+    /// Key ARN.
+    pub arn: String,
+    /// State recorded before scheduling.
+    pub prior_state: String,
+    /// Whether CancelKeyDeletion was needed (it was still pending deletion).
+    pub deletion_cancelled: bool,
+    /// What EnableKey did.
+    pub reenable: Reenable,
+    /// Key state after the restore.
+    pub key_state: String,
+}
+
+/// What became of one key of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// Not scheduled by the cancelled execution: left alone.
+    NotOurs,
+    /// The key no longer exists.
+    Gone,
+    /// Restored and its markers removed.
+    Restored(RestoredKey),
+}
+
+/// Restores `key` if the markers show `execution` scheduled it: cancels its deletion, enables it
+/// when it was Enabled before, removes the markers. Safe to repeat after a crash at any point.
+pub async fn restore_key(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    target: &TargetStore,
+    execution: &str,
+) -> Result<RestoreOutcome, DecommissionError> {
+    let Some(markers) = read_markers(kms, pacing, key).await? else {
+        return Ok(RestoreOutcome::Gone);
+    };
+    if !markers.written_by(execution) {
+        return Ok(RestoreOutcome::NotOurs);
+    }
+    let prior_state = markers.prior_state.unwrap_or_else(|| "Unknown".to_string());
+    let mut state = key.state().to_string();
+    let mut deletion_cancelled = false;
+    if key.is_pending_deletion() {
+        pacing.cancel_key_deletion.acquire().await;
+        match kms.cancel_key_deletion().key_id(key.key_id()).send().await {
+            Ok(_) => deletion_cancelled = true,
+            Err(e) => {
+                let err = DecommissionError::from_sdk("CancelKeyDeletion", e);
+                match err.kms_code() {
+                    Some("NotFoundException") => return Ok(RestoreOutcome::Gone),
+                    // Cancelled meanwhile (a concurrent cancel): go on if DescribeKey agrees.
+                    Some("KMSInvalidStateException") => {}
+                    _ => return Err(err),
+                }
+            }
+        }
+        // CancelKeyDeletion answers only the key id: read the state it left.
+        match current_state(kms, pacing, key, target).await? {
+            Some(now) if now == "PendingDeletion" => {
+                return Err(DecommissionError::unexpected(
+                    "CancelKeyDeletion",
+                    format!(
+                        "key {} is still pending deletion after CancelKeyDeletion",
+                        key.arn()
+                    ),
+                ))
+            }
+            Some(now) => state = now,
+            None => return Ok(RestoreOutcome::Gone),
+        }
+    }
+    let reenable = match (prior_state.as_str(), state.as_str()) {
+        ("Enabled", "Disabled") => Reenable::Enabled,
+        ("Enabled", "Unavailable") => Reenable::OnReconnect,
+        ("Unavailable", "Disabled" | "Unavailable") => Reenable::PriorStateUnknown,
+        _ => Reenable::NotNeeded,
+    };
+    if matches!(reenable, Reenable::Enabled | Reenable::OnReconnect) {
+        pacing.enable_key.acquire().await;
+        if let Err(e) = kms.enable_key().key_id(key.key_id()).send().await {
+            let err = DecommissionError::from_sdk("EnableKey", e);
+            if err.kms_code() == Some("NotFoundException") {
+                return Ok(RestoreOutcome::Gone);
+            }
+            return Err(err);
+        }
+        if reenable == Reenable::Enabled {
+            state = "Enabled".to_string();
+        }
+    }
+    pacing.tag_resource.acquire().await;
+    let untagged = kms
+        .untag_resource()
+        .key_id(key.key_id())
+        .tag_keys(MARKER_EXECUTION)
+        .tag_keys(MARKER_PRIOR_STATE)
+        .tag_keys(MARKER_TICKET)
+        .send()
+        .await;
+    if let Err(e) = untagged {
+        let err = DecommissionError::from_sdk("UntagResource", e);
+        if err.kms_code() == Some("NotFoundException") {
+            return Ok(RestoreOutcome::Gone);
+        }
+        return Err(err);
+    }
+    tracing::info!(
+        key_id = key.key_id(),
+        key_arn = key.arn(),
+        custom_key_store_id = target.id(),
+        execution,
+        prior_state = prior_state.as_str(),
+        deletion_cancelled,
+        reenable = ?reenable,
+        key_state = state.as_str(),
+        "restored key"
+    );
+    Ok(RestoreOutcome::Restored(RestoredKey {
+        arn: key.arn().to_string(),
+        prior_state,
+        deletion_cancelled,
+        reenable,
+        key_state: state,
+    }))
+}
+
+/// The key's state now, still proven to belong to the store; `None` when it is gone.
+async fn current_state(
+    kms: &Client,
+    pacing: &Pacing,
+    key: &StoreKey,
+    target: &TargetStore,
+) -> Result<Option<String>, DecommissionError> {
+    let Some(metadata) = describe_key(kms, pacing, key.key_id()).await? else {
+        return Ok(None);
+    };
+    StoreKey::from_metadata(&metadata, target)
+        .map(|k| Some(k.state().to_string()))
+        .ok_or_else(|| {
+            DecommissionError::unexpected(
+                "DescribeKey",
+                format!("key {} no longer shows store {}", key.arn(), target.id()),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ARN: &str = "arn:aws:states:us-east-1:123456789012:execution:decommission:CHG-1";
+
+    fn field_of(input: Value) -> String {
+        match CancelRequest::from_input(&input).unwrap_err() {
+            DecommissionError::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_cancel_input_is_accepted_with_its_optional_fields() {
+        let request = CancelRequest::from_input(&json!({
+            "CustomKeyStoreId": "cks-1234567890abcdef0", "DecommissionExecutionArn": ARN,
+            "TicketId": "CHG-1", "RequestedBy": "alice", "Reason": null
+        }))
+        .unwrap();
+        assert_eq!(request.decommission_execution_arn, ARN);
+        assert_eq!(request.reason, None);
+        assert_eq!(
+            request.cause(),
+            "decommission of cks-1234567890abcdef0 cancelled by alice (ticket CHG-1)"
+        );
+    }
+
+    #[test]
+    fn every_bad_cancel_input_names_its_field() {
+        let store = "cks-1234567890abcdef0";
+        assert_eq!(field_of(json!([1])), "$");
+        assert_eq!(
+            field_of(json!({"DecommissionExecutionArn": ARN})),
+            "CustomKeyStoreId"
+        );
+        assert_eq!(
+            field_of(json!({"CustomKeyStoreId": "store", "DecommissionExecutionArn": ARN})),
+            "CustomKeyStoreId"
+        );
+        assert_eq!(
+            field_of(json!({"CustomKeyStoreId": store})),
+            "DecommissionExecutionArn"
+        );
+        for arn in [
+            "arn:aws:states:us-east-1:123456789012:stateMachine:decommission",
+            "arn:aws:lambda:us-east-1:123456789012:execution:decommission:x",
+            "not an arn",
+        ] {
+            assert_eq!(
+                field_of(json!({"CustomKeyStoreId": store, "DecommissionExecutionArn": arn})),
+                "DecommissionExecutionArn"
+            );
+        }
+        assert_eq!(
+            field_of(
+                json!({"CustomKeyStoreId": store, "DecommissionExecutionArn": ARN, "DryRun": true})
+            ),
+            "DryRun"
+        );
+        assert_eq!(
+            field_of(
+                json!({"CustomKeyStoreId": store, "DecommissionExecutionArn": ARN, "Reason": "a\nb"})
+            ),
+            "Reason"
+        );
+        assert_eq!(
+            field_of(
+                json!({"CustomKeyStoreId": store, "DecommissionExecutionArn": ARN, "RequestedBy": 7})
+            ),
+            "RequestedBy"
+        );
+    }
+
+    #[test]
+    fn step_functions_errors_keep_their_code_as_the_error_name() {
+        let err = CancelError::StepFunctions(AwsCallError {
+            operation: "states:StopExecution".into(),
+            code: "ThrottlingException".into(),
+            message: "slow down".into(),
+        });
+        assert_eq!(err.error_type(), "ThrottlingException");
+        let missing = CancelError::DecommissionExecutionNotFound { arn: ARN.into() };
+        assert_eq!(
+            lambda_runtime::Diagnostic::from(missing).error_type,
+            "DecommissionExecutionNotFound"
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! cancel-decommission: the one step of the cancel state machine (`statemachine/cancel.asl.json`,
+//! `docs/cancel.md`). The first invocation stops the decommission execution (error `Cancelled`)
+//! when it still runs; every invocation then scans the store's keys page by page from a cursor
+//! and restores those the decommission scheduled ([`crate::cancel::restore_key`]). The cancel is
+//! done after a whole scan that restored nothing and started once the stopped execution's
+//! in-flight invocations must have ended (`CANCEL_SETTLE_SECONDS` after it stopped).
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use crate::cancel::{restore_key, CancelError, CancelRequest, Reenable, RestoreOutcome};
+use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
+use crate::config::Config;
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::inventory::{may_start_another_page, scan_page};
+use crate::keys::TargetStore;
+use crate::state::push_capped;
+use crate::steps::StepContext;
+use crate::store;
+use crate::triggers::executions::Executions;
+
+/// Default of `CANCEL_SETTLE_SECONDS`: the batch functions' timeout (300 s) plus a margin.
+pub const DEFAULT_SETTLE_SECONDS: u64 = 330;
+/// The error name StopExecution gives the decommission.
+pub const STOP_ERROR: &str = "Cancelled";
+
+/// The cancel state machine's document. PascalCase JSON; unknown sections are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CancelState {
+    /// The raw cancel input.
+    #[serde(default)]
+    pub input: Value,
+    /// Progress, written by the first invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<CancelProgress>,
+    /// The final report, written when the cancel is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<CancelReport>,
+    /// Sections written by others (e.g. `Execution`, `Failure`).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Counts of what the cancel did, kept across invocations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestoreCounts {
+    /// Keys restored (markers removed) by this cancel.
+    pub keys_restored: u64,
+    /// Of these, keys whose deletion was cancelled (they were still pending).
+    pub keys_deletion_cancelled: u64,
+    /// Keys enabled again (they were Enabled before scheduling).
+    pub keys_re_enabled: u64,
+    /// Keys enabled while Unavailable: Enabled once the store is connected again.
+    pub keys_re_enabled_on_reconnect: u64,
+    /// Keys scheduled while Unavailable: whether they were enabled is unknown; left Disabled.
+    pub keys_prior_state_unknown: u64,
+    /// Keys that disappeared while being restored.
+    pub keys_gone: u64,
+    /// First restored keys: `ARN (prior state -> state now)`.
+    pub keys: Vec<String>,
+    /// More keys were restored than `Keys` lists (all are in the logs).
+    pub keys_truncated: bool,
+}
+
+/// The cancel's progress (`Cancel` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CancelProgress {
+    /// The decommission's status when the cancel found it (RUNNING, FAILED, ABORTED, ...).
+    pub decommission_status: String,
+    /// Whether this cancel stopped it.
+    pub stopped_by_this_cancel: bool,
+    /// When invocations the decommission started before it stopped must have ended.
+    pub settle_until: String,
+    /// Keys the decommission had scheduled, per its last recorded state document (if known).
+    pub decommission_keys_scheduled: Option<u64>,
+    /// Keys the decommission saw deleted, per its report (if it finished).
+    pub decommission_keys_deleted: Option<u64>,
+    /// The store no longer exists (all its keys were deleted).
+    pub store_deleted: bool,
+    /// ListKeys marker of the next page of the current scan.
+    pub cursor: Option<String>,
+    /// When the current scan started (RFC 3339, rounded down).
+    pub scan_started_at: Option<String>,
+    /// Keys restored by the current scan.
+    pub scan_restored: u64,
+    /// Whole scans completed.
+    pub scans: u32,
+    /// What was restored.
+    #[serde(flatten)]
+    pub counts: RestoreCounts,
+    /// The cancel is complete; `Report` is written.
+    pub done: bool,
+    /// The state machine waits `WaitSeconds` before the next invocation.
+    pub wait_required: bool,
+    /// Seconds to wait when `WaitRequired`.
+    pub wait_seconds: u64,
+}
+
+/// The cancel's final report (`Report`, the cancel execution's output).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CancelReport {
+    /// `Cancelled`.
+    pub outcome: String,
+    /// The store.
+    pub custom_key_store_id: String,
+    /// The cancelled decommission.
+    pub decommission_execution_arn: String,
+    /// Its status when the cancel found it.
+    pub decommission_status: String,
+    /// Whether this cancel stopped it.
+    pub stopped_by_this_cancel: bool,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// Ticket id.
+    pub ticket_id: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// What was restored.
+    #[serde(flatten)]
+    pub counts: RestoreCounts,
+    /// Keys the decommission had scheduled (if its history tells).
+    pub decommission_keys_scheduled: Option<u64>,
+    /// Keys already deleted and gone for good (if it can be known).
+    pub keys_deleted: Option<u64>,
+    /// The store no longer exists.
+    pub store_deleted: bool,
+    /// What the operator should know or do, one sentence each.
+    pub follow_ups: Vec<String>,
+}
+
+/// Everything the cancel step needs: the KMS step context, Step Functions, configuration.
+#[derive(Debug)]
+pub struct CancelContext {
+    /// KMS client, pacing, clock, batch configuration.
+    pub step: StepContext,
+    /// Step Functions client.
+    pub sfn: aws_sdk_sfn::Client,
+    /// The decommission state machine executions may belong to (`STATE_MACHINE_ARN`), if set.
+    pub decommission_state_machine_arn: Option<String>,
+    /// How long after the decommission stopped its last invocation may still run.
+    pub settle: Duration,
+}
+
+impl CancelContext {
+    /// Reads `CANCEL_SETTLE_SECONDS` and `STATE_MACHINE_ARN` besides the step configuration.
+    pub fn from_env(
+        kms: aws_sdk_kms::Client,
+        sfn: aws_sdk_sfn::Client,
+    ) -> Result<Self, DecommissionError> {
+        let config = Config::from_env()?;
+        let settle = match std::env::var("CANCEL_SETTLE_SECONDS") {
+            Err(_) => DEFAULT_SETTLE_SECONDS,
+            Ok(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 3600)
+                .ok_or(DecommissionError::InvalidConfiguration {
+                    variable: "CANCEL_SETTLE_SECONDS".into(),
+                    reason: format!("{text:?} is not a whole number of seconds from 0 to 3600"),
+                })?,
+        };
+        Ok(Self {
+            step: StepContext::new(kms, config),
+            sfn,
+            decommission_state_machine_arn: std::env::var("STATE_MACHINE_ARN")
+                .ok()
+                .filter(|a| !a.is_empty()),
+            settle: Duration::from_secs(settle),
+        })
+    }
+}
+
+/// Runs one invocation of the cancel.
+pub async fn run(
+    ctx: &CancelContext,
+    mut state: CancelState,
+    deadline: Deadline,
+) -> Result<CancelState, CancelError> {
+    let request = CancelRequest::from_input(&state.input)?;
+    if state.report.is_some() {
+        return Ok(state);
+    }
+    let mut progress = match state.cancel.take() {
+        Some(progress) => progress,
+        None => Box::pin(stop_decommission(ctx, &request)).await?,
+    };
+    progress.wait_required = false;
+    progress.wait_seconds = 0;
+    let kms = &ctx.step.kms;
+    let pacing = &ctx.step.pacing;
+    let store_id = request.custom_key_store_id.as_str();
+    let described = match store::describe(kms, pacing, store_id).await {
+        Ok(described) => Some(described),
+        Err(err) if err.kms_code() == Some("CustomKeyStoreNotFoundException") => None,
+        Err(err) => return Err(err.into()),
+    };
+    let Some(described) = described else {
+        // A deleted store has no keys left: nothing can be restored.
+        progress.store_deleted = true;
+        return Ok(finish(state, progress, &request));
+    };
+    let target = TargetStore::new(&described);
+    let execution = request.decommission_execution_arn.as_str();
+    loop {
+        let started = Instant::now();
+        if progress.scan_started_at.is_none() {
+            progress.scan_started_at = Some(to_rfc3339_floor(ctx.step.clock.now()));
+        }
+        let page = scan_page(
+            kms,
+            pacing,
+            &target,
+            progress.cursor.as_deref(),
+            ctx.step.config.list_keys_page_size,
+        )
+        .await?;
+        let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
+            .map(|key| Box::pin(restore_key(kms, pacing, key, &target, execution)))
+            .buffered(pacing.concurrency)
+            .try_collect()
+            .await?;
+        for outcome in outcomes {
+            count(&mut progress, outcome);
+        }
+        progress.cursor = page.next_cursor;
+        if progress.cursor.is_none() {
+            progress.scans += 1;
+            let settle_until = parse_rfc3339("Cancel.SettleUntil", &progress.settle_until)?;
+            let scan_started = parse_rfc3339(
+                "Cancel.ScanStartedAt",
+                progress.scan_started_at.as_deref().unwrap_or_default(),
+            )?;
+            if progress.scan_restored == 0 && scan_started >= settle_until {
+                return Ok(finish(state, progress, &request));
+            }
+            progress.scan_started_at = None;
+            progress.scan_restored = 0;
+            let now = ctx.step.clock.now();
+            if let Ok(wait) = settle_until.duration_since(now) {
+                progress.wait_required = true;
+                progress.wait_seconds = wait.as_secs() + 1;
+            }
+            break;
+        }
+        if !may_start_another_page(
+            &deadline,
+            started.elapsed(),
+            ctx.step.config.deadline_margin,
+        ) {
+            break;
+        }
+    }
+    state.cancel = Some(progress);
+    Ok(state)
+}
+
+/// Adds one key's outcome to the counts.
+fn count(progress: &mut CancelProgress, outcome: RestoreOutcome) {
+    let counts = &mut progress.counts;
+    match outcome {
+        RestoreOutcome::NotOurs => {}
+        RestoreOutcome::Gone => counts.keys_gone += 1,
+        RestoreOutcome::Restored(key) => {
+            progress.scan_restored += 1;
+            counts.keys_restored += 1;
+            counts.keys_deletion_cancelled += u64::from(key.deletion_cancelled);
+            match key.reenable {
+                Reenable::Enabled => counts.keys_re_enabled += 1,
+                Reenable::OnReconnect => counts.keys_re_enabled_on_reconnect += 1,
+                Reenable::PriorStateUnknown => counts.keys_prior_state_unknown += 1,
+                Reenable::NotNeeded => {}
+            }
+            let line = format!("{} ({} -> {})", key.arn, key.prior_state, key.key_state);
+            if !push_capped(&mut counts.keys, line) {
+                counts.keys_truncated = true;
+            }
+        }
+    }
+}
+
+/// First invocation: finds the decommission, stops it if it runs, and records what its
+/// history says about scheduled and deleted keys.
+async fn stop_decommission(
+    ctx: &CancelContext,
+    request: &CancelRequest,
+) -> Result<CancelProgress, CancelError> {
+    let arn = request.decommission_execution_arn.as_str();
+    let machine = state_machine_of(arn);
+    if let Some(expected) = &ctx.decommission_state_machine_arn {
+        if machine != *expected {
+            return Err(DecommissionError::invalid_input(
+                "DecommissionExecutionArn",
+                format!("is not an execution of the decommission state machine {expected}"),
+            )
+            .into());
+        }
+    }
+    let executions = Executions::new(ctx.sfn.clone(), machine, None);
+    let info = executions
+        .describe(arn)
+        .await
+        .map_err(CancelError::StepFunctions)?
+        .ok_or_else(|| CancelError::DecommissionExecutionNotFound { arn: arn.into() })?;
+    if info.store_id() != Some(request.custom_key_store_id.as_str()) {
+        return Err(DecommissionError::invalid_input(
+            "DecommissionExecutionArn",
+            format!(
+                "execution {arn} decommissions {}, not {}; nothing was changed",
+                info.store_id().unwrap_or("no store"),
+                request.custom_key_store_id
+            ),
+        )
+        .into());
+    }
+    let now = ctx.step.clock.now();
+    let mut stopped_at = info.stop_date.as_ref().map(from_kms).unwrap_or(now);
+    let stopped_by_this_cancel = info.is_running();
+    if stopped_by_this_cancel {
+        executions
+            .stop(arn, STOP_ERROR, &request.cause())
+            .await
+            .map_err(CancelError::StepFunctions)?;
+        stopped_at = now;
+        tracing::info!(
+            execution = arn,
+            cause = request.cause(),
+            "stopped the decommission"
+        );
+    }
+    let mut keys_scheduled = None;
+    let mut keys_deleted = None;
+    if let Some(report) = &info.output {
+        keys_scheduled = report.get("KeysScheduled").and_then(Value::as_u64);
+        keys_deleted = report.get("KeysDeleted").and_then(Value::as_u64);
+    } else {
+        // The history is informative only: a cancel never fails for want of it.
+        match executions.current_state(arn).await {
+            Ok(Some((_, Some(document)))) => {
+                keys_scheduled = document
+                    .pointer("/Scheduling/KeysScheduled")
+                    .and_then(Value::as_u64);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not read the decommission's history"),
+        }
+    }
+    Ok(CancelProgress {
+        decommission_status: info.status.as_str().to_string(),
+        stopped_by_this_cancel,
+        settle_until: to_rfc3339(stopped_at + ctx.settle),
+        decommission_keys_scheduled: keys_scheduled,
+        decommission_keys_deleted: keys_deleted,
+        ..CancelProgress::default()
+    })
+}
+
+/// `arn:...:execution:<machine>:<name>` -> `arn:...:stateMachine:<machine>`.
+fn state_machine_of(execution_arn: &str) -> String {
+    let parts: Vec<&str> = execution_arn.split(':').collect();
+    if parts.len() < 7 {
+        return String::new();
+    }
+    format!("{}:stateMachine:{}", parts[..5].join(":"), parts[6])
+}
+
+/// Writes the report and marks the cancel done.
+fn finish(
+    mut state: CancelState,
+    mut progress: CancelProgress,
+    request: &CancelRequest,
+) -> CancelState {
+    progress.done = true;
+    progress.wait_required = false;
+    progress.wait_seconds = 0;
+    let counts = progress.counts.clone();
+    let mut follow_ups = Vec::new();
+    let keys_deleted = if progress.store_deleted {
+        follow_ups.push(format!(
+            "Custom key store {} no longer exists: every key of it was deleted and cannot come back.",
+            request.custom_key_store_id
+        ));
+        progress
+            .decommission_keys_deleted
+            .or(progress.decommission_keys_scheduled)
+    } else {
+        progress.decommission_keys_deleted
+    };
+    match (progress.decommission_keys_scheduled, keys_deleted) {
+        (_, Some(deleted)) if deleted > 0 => follow_ups.push(format!(
+            "{deleted} key(s) were already deleted by KMS and cannot be restored; data they \
+             encrypted cannot be decrypted."
+        )),
+        (Some(scheduled), _) if scheduled > counts.keys_restored + counts.keys_gone
+            && progress.scans > 0 && !progress.store_deleted => follow_ups.push(format!(
+            "The decommission had scheduled {scheduled} key(s); this cancel restored {}. Keys \
+             missing from that count were deleted already (KMS no longer lists them) or restored \
+             by an earlier cancel.",
+            counts.keys_restored
+        )),
+        (None, None) => follow_ups.push(
+            "How many keys KMS already deleted cannot be known: deleted keys are gone from KMS and \
+             the decommission's history does not record a count; compare with its \
+             schedule-key-deletion logs."
+                .to_string(),
+        ),
+        _ => {}
+    }
+    if counts.keys_gone > 0 {
+        follow_ups.push(format!(
+            "{} key(s) disappeared while being restored (deleted by KMS at that moment).",
+            counts.keys_gone
+        ));
+    }
+    if counts.keys_re_enabled_on_reconnect > 0 {
+        follow_ups.push(format!(
+            "{} key(s) were enabled while the store is disconnected: they become Enabled when \
+             the store is connected again.",
+            counts.keys_re_enabled_on_reconnect
+        ));
+    }
+    if counts.keys_prior_state_unknown > 0 {
+        follow_ups.push(format!(
+            "{} key(s) were Unavailable when scheduled, so their earlier state is unknown: they \
+             were left Disabled; enable those that were in use.",
+            counts.keys_prior_state_unknown
+        ));
+    }
+    state.report = Some(CancelReport {
+        outcome: "Cancelled".into(),
+        custom_key_store_id: request.custom_key_store_id.clone(),
+        decommission_execution_arn: request.decommission_execution_arn.clone(),
+        decommission_status: progress.decommission_status.clone(),
+        stopped_by_this_cancel: progress.stopped_by_this_cancel,
+        requested_by: request.requested_by.clone(),
+        ticket_id: request.ticket_id.clone(),
+        reason: request.reason.clone(),
+        counts,
+        decommission_keys_scheduled: progress.decommission_keys_scheduled,
+        keys_deleted,
+        store_deleted: progress.store_deleted,
+        follow_ups,
+    });
+    tracing::info!(
+        custom_key_store_id = request.custom_key_store_id.as_str(),
+        execution = request.decommission_execution_arn.as_str(),
+        keys_restored = progress.counts.keys_restored,
+        "cancel complete"
+    );
+    state.cancel = Some(progress);
+    state
+}
+
+/// Runs the cancel step as a Lambda function until the runtime stops.
+pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
+    crate::handler::init_tracing();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let context = CancelContext::from_env(
+        aws_sdk_kms::Client::new(&aws),
+        aws_sdk_sfn::Client::new(&aws),
+    );
+    if let Err(err) = &context {
+        tracing::error!(error_type = err.error_type(), error = %err, "invalid configuration");
+    }
+    let context = &context;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(context, event).await
+    }))
+    .await
+}
+
+/// Handles one invocation: the cancel document in, the updated document out, errors by name.
+pub async fn handle(
+    context: &Result<CancelContext, DecommissionError>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic> {
+    let lambda_deadline = event.context.deadline();
+    let request_id = event.context.request_id.clone();
+    let result = async {
+        let context = context.as_ref().map_err(|e| CancelError::from(e.clone()))?;
+        let deadline =
+            Deadline::for_invocation(lambda_deadline, context.step.config.invocation_budget);
+        let state: CancelState = serde_json::from_value(event.payload)
+            .map_err(|e| DecommissionError::invalid_state(format!("not a cancel document: {e}")))?;
+        let span = tracing::info_span!("cancel-decommission", request_id = request_id.as_str());
+        let updated = Box::pin(run(context, state, deadline))
+            .instrument(span)
+            .await?;
+        serde_json::to_value(updated)
+            .map_err(|e| CancelError::from(DecommissionError::invalid_state(e.to_string())))
+    }
+    .await;
+    result.map_err(|err| {
+        tracing::error!(error_type = err.error_type(), error = %err, "cancel failed");
+        Diagnostic::from(err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_machine_of_an_execution_is_derived_from_its_arn() {
+        assert_eq!(
+            state_machine_of("arn:aws:states:us-east-1:123456789012:execution:decommission:CHG-1"),
+            "arn:aws:states:us-east-1:123456789012:stateMachine:decommission"
+        );
+    }
+
+    #[test]
+    fn a_document_round_trips_and_keeps_unknown_sections() {
+        let value = serde_json::json!({
+            "Input": {"CustomKeyStoreId": "cks-1"},
+            "Execution": {"Id": "arn"},
+            "Cancel": {"DecommissionStatus": "RUNNING", "StoppedByThisCancel": true,
+                       "SettleUntil": "2026-11-28T10:00:00Z", "DecommissionKeysScheduled": null,
+                       "DecommissionKeysDeleted": null, "StoreDeleted": false, "Cursor": "m",
+                       "ScanStartedAt": null, "ScanRestored": 0, "Scans": 0, "KeysRestored": 2,
+                       "KeysDeletionCancelled": 2, "KeysReEnabled": 1, "KeysReEnabledOnReconnect": 0,
+                       "KeysPriorStateUnknown": 0, "KeysGone": 0, "Keys": [], "KeysTruncated": false,
+                       "Done": false, "WaitRequired": false, "WaitSeconds": 0}
+        });
+        let state: CancelState = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(state.cancel.as_ref().unwrap().counts.keys_restored, 2);
+        assert_eq!(serde_json::to_value(&state).unwrap(), value);
+    }
+}

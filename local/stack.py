@@ -29,6 +29,7 @@ from local.http_message import Request
 from local.invoke_adapter import InvokeAdapter
 from local.processes import ManagedProcess, ProcessFailed, free_port, port_is_free
 from local.router import Router, RouterServer, Upstream
+from local.sfn_compat import name_unnamed_execution
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO / "local" / ".run"
@@ -188,7 +189,8 @@ class LocalStack:
         watch.wait_for_port(HOST, self.watch_port, 60)
 
         adapter = InvokeAdapter(HOST, self.watch_port, {f.binary for f in self.functions.values()}, tpl.LOCAL_REGION, tpl.LOCAL_ACCOUNT)
-        router = Router(kms=Upstream(HOST, self.emulator_port), lambda_invoke=adapter.handle, moto=Upstream(HOST, self.moto_port))
+        moto = Upstream(HOST, self.moto_port)
+        router = Router(kms=Upstream(HOST, self.emulator_port), lambda_invoke=adapter.handle, moto=lambda request: moto(name_unnamed_execution(request)))
         self.router_server = RouterServer((HOST, config.port), router)
         self.router_server.start_in_thread()
 
@@ -299,16 +301,15 @@ def print_usage(stack: LocalStack) -> None:
 Local stack ready: {stack.endpoint}   (KMS emulator, Step Functions, Lambda Invoke)
 State machines: {", ".join(m.arn for m in stack.state_machines)}
 
-In another shell:
+In another shell (README.md, "The local stack", has a complete walk-through):
   export {env}
-  aws kms create-custom-key-store --custom-key-store-name demo --custom-key-store-type EXTERNAL_KEY_STORE \\
-      --xks-proxy-uri-endpoint https://xks.example.com --xks-proxy-uri-path /kms/xks/v1 \\
-      --xks-proxy-connectivity PUBLIC_ENDPOINT \\
-      --xks-proxy-authentication-credential AccessKeyId=ABCDEFGHIJKLMNOPQRST,RawSecretAccessKey=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG=
-  aws kms describe-custom-key-stores
+  PATH=$PWD/.venv/bin:$PATH
+  aws kms create-custom-key-store --custom-key-store-name rehearsal --cloud-hsm-cluster-id cluster-234567abcdefg \\
+      --key-store-password kmsPswd123 --trust-anchor-certificate "local trust anchor"
+  aws kms connect-custom-key-store --custom-key-store-id <CustomKeyStoreId>
+  aws kms create-key --origin AWS_CLOUDHSM --custom-key-store-id <CustomKeyStoreId>
   aws stepfunctions start-execution --state-machine-arn {machine} \\
-      --input file://events/execution-decommission-xks.json
-  aws stepfunctions describe-execution --execution-arn <executionArn from start-execution>
+      --input '{{"CustomKeyStoreId": "<CustomKeyStoreId>", "ConfirmCustomKeyStoreName": "rehearsal", "PendingWindowInDays": 7}}'
   aws stepfunctions get-execution-history --execution-arn <executionArn>
   curl -s {stack.endpoint}/_emulator/state        # the emulator's whole state (docs/emulator.md)
 

@@ -19,6 +19,7 @@ import pytest
 from local.invoke_adapter import InvokeAdapter
 from local.processes import ManagedProcess, free_port
 from local.router import Router, RouterServer, Upstream
+from local.sfn_compat import name_unnamed_execution
 from local.stack import configure_moto
 from local.tests.fake_servers import FakeServer
 
@@ -71,7 +72,9 @@ def chain(tmp_path_factory):
     )
     moto.start()
     adapter = InvokeAdapter("127.0.0.1", watch.port, {"flaky", "refuses", "fine"}, REGION, ACCOUNT)
-    server = RouterServer(("127.0.0.1", router_port), Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=Upstream("127.0.0.1", moto_port)))
+    upstream = Upstream("127.0.0.1", moto_port)
+    router = Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=lambda request: upstream(name_unnamed_execution(request)))
+    server = RouterServer(("127.0.0.1", router_port), router)
     server.start_in_thread()
     try:
         moto.wait_for_port("127.0.0.1", moto_port, 60)
@@ -122,3 +125,10 @@ def test_unknown_function_fails_the_task_without_retry(chain):
     described, _ = _run(sfn, machine, "no-such-function")
     assert described["status"] == "FAILED"
     assert "ResourceNotFound" in described["error"] + described.get("cause", "")
+
+
+def test_unnamed_executions_get_distinct_names_as_on_aws(chain):
+    sfn, machine, _ = chain
+    arns = [sfn.start_execution(stateMachineArn=machine, input=json.dumps({"Function": _fn("fine")}))["executionArn"] for _ in range(2)]
+    assert arns[0] != arns[1]
+    assert not any(arn.endswith(":None") for arn in arns)

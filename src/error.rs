@@ -20,6 +20,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "StoreNotConnected",
     "KeysNotPendingDeletion",
     "KeyDeletionOverdue",
+    "KeysRecentlyUsed",
     "DisconnectTimedOut",
     "KmsUnavailable",
     "UnexpectedKmsResponse",
@@ -145,6 +146,31 @@ pub enum DecommissionError {
         more: String,
     },
 
+    /// Keys of the store were used more recently than `MinDaysSinceLastUse` allows; they were not
+    /// scheduled.
+    #[error(
+        "{count} key(s) of custom key store {store_id} were used within the last \
+         {min_days_since_last_use} day(s) (MinDaysSinceLastUse) and were not scheduled for \
+         deletion: {keys:?}{more}; {}. Find the callers with the CloudTrail event ids; start a \
+         new decommission once nothing uses these keys, or set MinDaysSinceLastUse to 0 to \
+         delete them anyway",
+        already_scheduled_sentence(*keys_already_scheduled)
+    )]
+    KeysRecentlyUsed {
+        /// The store.
+        store_id: String,
+        /// How many keys were used too recently.
+        count: u64,
+        /// The input's MinDaysSinceLastUse.
+        min_days_since_last_use: u32,
+        /// `ARN: Operation at Timestamp (CloudTrail event ...)` (capped sample; all in the logs).
+        keys: Vec<String>,
+        /// ", and N more (see the logs)" when the sample is capped, else empty.
+        more: String,
+        /// Keys this execution had already scheduled before the guard stopped it.
+        keys_already_scheduled: u64,
+    },
+
     /// Keys are still pending deletion long after their DeletionDate (plus KMS's lag of up to 24 h).
     #[error(
         "{pending} key(s) of custom key store {store_id} are still pending deletion although the \
@@ -235,6 +261,7 @@ impl DecommissionError {
             Self::StoreNotConnected { .. } => "StoreNotConnected",
             Self::KeysNotPendingDeletion { .. } => "KeysNotPendingDeletion",
             Self::KeyDeletionOverdue { .. } => "KeyDeletionOverdue",
+            Self::KeysRecentlyUsed { .. } => "KeysRecentlyUsed",
             Self::DisconnectTimedOut { .. } => "DisconnectTimedOut",
             Self::KmsUnavailable { .. } => "KmsUnavailable",
             Self::Kms { code, .. } => code,
@@ -333,6 +360,19 @@ impl DecommissionError {
 }
 
 /// The error and its sources on one line.
+/// What `KeysRecentlyUsed` says about keys scheduled before the guard stopped the execution.
+fn already_scheduled_sentence(keys_already_scheduled: u64) -> String {
+    if keys_already_scheduled == 0 {
+        "nothing was changed".to_string()
+    } else {
+        format!(
+            "{keys_already_scheduled} key(s) this execution scheduled before the guard stopped \
+             it stay pending deletion (tag kms-decommission:execution): cancel the decommission \
+             to restore them"
+        )
+    }
+}
+
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -512,6 +552,20 @@ mod tests {
                 },
                 "KeyDeletionOverdue",
                 "2026-12-28T10:00:00Z",
+            ),
+            (
+                DecommissionError::KeysRecentlyUsed {
+                    store_id: "cks-1".into(),
+                    count: 1,
+                    min_days_since_last_use: 30,
+                    keys: vec![
+                        "arn:k: Decrypt at 2026-11-27T10:00:00Z (CloudTrail event e)".into(),
+                    ],
+                    more: String::new(),
+                    keys_already_scheduled: 0,
+                },
+                "KeysRecentlyUsed",
+                "CloudTrail event e",
             ),
             (
                 DecommissionError::DisconnectTimedOut {

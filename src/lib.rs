@@ -23,3 +23,4 @@ pub mod store;
 #[cfg(test)]
 mod test_support;
 pub mod triggers;
+pub mod usage;

@@ -72,6 +72,8 @@ pub struct Pacing {
     pub cancel_key_deletion: RateLimiter,
     /// EnableKey (quota 5/s, paced like the custom key store operations).
     pub enable_key: RateLimiter,
+    /// GetKeyLastUsage (quota 5/s, paced like the custom key store operations).
+    pub get_key_last_usage: RateLimiter,
     /// KMS calls in flight at once.
     pub concurrency: usize,
 }
@@ -89,6 +91,7 @@ impl Pacing {
             change_custom_key_store: RateLimiter::per_second(config.custom_key_store_rps),
             cancel_key_deletion: RateLimiter::per_second(config.custom_key_store_rps),
             enable_key: RateLimiter::per_second(config.custom_key_store_rps),
+            get_key_last_usage: RateLimiter::per_second(config.custom_key_store_rps),
             concurrency: config.concurrency.max(1),
         }
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::to_rfc3339_floor;
 use crate::error::DecommissionError;
 use crate::state::{DecommissionState, KeySample, StoreSummary, StoreType};
+use crate::usage::UsageSummary;
 
 /// How the decommission ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,10 @@ pub struct Report {
     pub keys_truncated: bool,
     /// The store could not be connected and the operator accepted orphaned key material.
     pub orphaned_key_material_accepted: bool,
+    /// The keys' last use as planned, and the last-use guard's verdict (`GuardOn` false when
+    /// `MinDaysSinceLastUse` was 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use: Option<UsageSummary>,
     /// What the operator must do by hand, one sentence each.
     pub follow_ups: Vec<String>,
     /// Execution start (RFC 3339).
@@ -72,6 +77,34 @@ pub struct Report {
     pub started_at: Option<String>,
     /// When the report was written (RFC 3339).
     pub finished_at: String,
+}
+
+/// What the operator should know about the keys' last use, one sentence each.
+pub fn last_use_follow_ups(usage: &UsageSummary) -> Vec<String> {
+    let mut follow_ups = Vec::new();
+    if !usage.guard_on {
+        follow_ups.push(format!(
+            "The last-use guard was off (MinDaysSinceLastUse 0): keys were scheduled whatever \
+             their last use; {} of {} keys had recorded use.",
+            usage.keys_used, usage.keys_checked
+        ));
+    }
+    if usage.keys_recently_used > 0 {
+        follow_ups.push(format!(
+            "{} key(s) were used within the last {} day(s) (LastUse.RecentlyUsed, with CloudTrail \
+             event ids): a real run refuses with KeysRecentlyUsed until they are idle.",
+            usage.keys_recently_used, usage.min_days_since_last_use
+        ));
+    }
+    if usage.keys_unknown_before_tracking > 0 {
+        follow_ups.push(format!(
+            "{} key(s) were created before KMS began tracking their use: their use before \
+             TrackingStartDate is unknown (LastUse.UnknownBeforeTracking); check older CloudTrail \
+             logs.",
+            usage.keys_unknown_before_tracking
+        ));
+    }
+    follow_ups
 }
 
 /// What KMS never deletes for a store of this type, one sentence each.
@@ -190,6 +223,9 @@ impl Report {
                     .unwrap_or("unknown")
             ));
         }
+        if let Some(usage) = &plan.last_use {
+            follow_ups.extend(last_use_follow_ups(usage));
+        }
         if plan.keys_truncated {
             follow_ups.push(format!(
                 "Only the first {} of {} keys are listed here; the complete list (key ARNs{}) is \
@@ -222,6 +258,7 @@ impl Report {
             keys: plan.keys,
             keys_truncated: plan.keys_truncated,
             orphaned_key_material_accepted: orphaned,
+            last_use: plan.last_use,
             follow_ups,
             started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
             finished_at: to_rfc3339_floor(now),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::DecommissionError;
+use crate::usage::{DEFAULT_MIN_DAYS_SINCE_LAST_USE, MAX_MIN_DAYS_SINCE_LAST_USE};
 
 /// Shortest accepted pending window, in days (KMS's documented range is 7-30).
 pub const MIN_PENDING_WINDOW_DAYS: i32 = 7;
@@ -32,6 +33,7 @@ pub const INPUT_FIELDS: &[&str] = &[
     "RequestedBy",
     "Reason",
     "TicketId",
+    "MinDaysSinceLastUse",
 ];
 
 /// A validated decommission request, defaults applied (the state document's `Request`).
@@ -55,6 +57,14 @@ pub struct DecommissionRequest {
     pub reason: Option<String>,
     /// Change ticket (also written on each key as a tag, so limited to tag-safe characters).
     pub ticket_id: Option<String>,
+    /// Keys used more recently than this many days are not scheduled (`KeysRecentlyUsed`);
+    /// 0 turns the last-use guard off.
+    #[serde(default = "default_min_days_since_last_use")]
+    pub min_days_since_last_use: u32,
+}
+
+fn default_min_days_since_last_use() -> u32 {
+    DEFAULT_MIN_DAYS_SINCE_LAST_USE
 }
 
 impl DecommissionRequest {
@@ -112,6 +122,11 @@ impl DecommissionRequest {
             None => {}
         }
 
+        let min_days_since_last_use = match present(object, "MinDaysSinceLastUse") {
+            None => DEFAULT_MIN_DAYS_SINCE_LAST_USE,
+            Some(value) => min_days_since_last_use(value)?,
+        };
+
         let requested_by = free_text(object, "RequestedBy")?;
         let reason = free_text(object, "Reason")?;
         let ticket_id = free_text(object, "TicketId")?;
@@ -136,6 +151,7 @@ impl DecommissionRequest {
             requested_by,
             reason,
             ticket_id,
+            min_days_since_last_use,
         })
     }
 
@@ -231,6 +247,23 @@ fn pending_window(value: &Value) -> Result<i32, DecommissionError> {
             format!(
                 "must be a whole number of days from {MIN_PENDING_WINDOW_DAYS} to \
                  {MAX_PENDING_WINDOW_DAYS}, got {}",
+                truncate_for_message(&value.to_string())
+            ),
+        )),
+    }
+}
+
+fn min_days_since_last_use(value: &Value) -> Result<u32, DecommissionError> {
+    let days = value
+        .as_u64()
+        .filter(|d| *d <= u64::from(MAX_MIN_DAYS_SINCE_LAST_USE));
+    match days {
+        Some(d) => Ok(d as u32),
+        None => Err(DecommissionError::invalid_input(
+            "MinDaysSinceLastUse",
+            format!(
+                "must be a whole number of days from 0 (guard off) to \
+                 {MAX_MIN_DAYS_SINCE_LAST_USE}, got {}",
                 truncate_for_message(&value.to_string())
             ),
         )),
@@ -434,6 +467,32 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn min_days_since_last_use_is_0_to_365_and_defaults_to_30() {
+        let base = json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true});
+        let request = DecommissionRequest::from_input(&base).unwrap();
+        assert_eq!(request.min_days_since_last_use, 30);
+        for ok in [0, 1, 30, 365] {
+            let mut input = base.clone();
+            input["MinDaysSinceLastUse"] = json!(ok);
+            let request = DecommissionRequest::from_input(&input).unwrap();
+            assert_eq!(request.min_days_since_last_use, ok);
+        }
+        for bad in [json!(366), json!(-1), json!(1.5), json!("30"), json!(false)] {
+            let mut input = base.clone();
+            input["MinDaysSinceLastUse"] = bad.clone();
+            assert_eq!(rejected(input), "MinDaysSinceLastUse", "{bad}");
+        }
+        let mut null = base.clone();
+        null["MinDaysSinceLastUse"] = Value::Null;
+        assert_eq!(
+            DecommissionRequest::from_input(&null)
+                .unwrap()
+                .min_days_since_last_use,
+            30
+        );
     }
 
     #[test]

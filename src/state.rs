@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::error::DecommissionError;
 use crate::report::Report;
 use crate::request::DecommissionRequest;
+use crate::usage::UsageSummary;
 
 /// Most keys any list in the state document (or an error message) carries.
 pub const SAMPLE_CAP: usize = 25;
@@ -231,6 +232,9 @@ pub struct PlanProgress {
     /// What KMS will not delete, one sentence each.
     #[serde(default)]
     pub left_behind: Vec<String>,
+    /// The store's keys' last use and the last-use guard's verdict (`src/usage.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use: Option<UsageSummary>,
 }
 
 /// Progress of ensure-store-connected.
@@ -287,6 +291,9 @@ pub struct SchedulingProgress {
     /// Whether the state machine should Wait for `wait_until` (false when under 60 s ahead).
     #[serde(default)]
     pub wait_required: bool,
+    /// Keys whose last use was checked again just before they were scheduled.
+    #[serde(default)]
+    pub keys_last_use_rechecked: u64,
 }
 
 /// Progress and result of check-keys-deleted.

@@ -1,7 +1,11 @@
 //! plan-decommission: validate the input, describe the store, check the confirmation, and
-//! inventory the store's keys page by page. Reads only; a dry run ends here with its report.
+//! inventory the store's keys page by page with each key's last use. Reads only; a dry run ends
+//! here with its report. When the plan is done, the last-use guard refuses (`KeysRecentlyUsed`)
+//! if any key to schedule was used too recently (not in a dry run, whose report says it instead).
 
 use std::time::Instant;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
@@ -12,6 +16,7 @@ use crate::request::DecommissionRequest;
 use crate::state::{push_capped, DecommissionState, PlanProgress};
 use crate::steps::StepContext;
 use crate::store;
+use crate::usage::{key_last_use, UsageGuard, UsageSummary};
 
 /// Runs one batch of the plan.
 pub async fn run(
@@ -29,12 +34,17 @@ pub async fn run(
             .plan
             .as_ref()
             .is_some_and(|p| !p.done && p.cursor.is_some());
+    let guard = UsageGuard::new(request.min_days_since_last_use);
     let mut plan = match state.plan.take() {
         Some(plan) if continuing => plan,
         _ => PlanProgress {
             left_behind: left_behind(&store),
             ..PlanProgress::default()
         },
+    };
+    let mut usage = match plan.last_use.take() {
+        Some(usage) if usage.guard() == guard => usage,
+        _ => UsageSummary::new(guard),
     };
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let target = TargetStore::new(&store);
@@ -49,8 +59,19 @@ pub async fn run(
             ctx.config.list_keys_page_size,
         )
         .await?;
+        let last_uses: Vec<_> = stream::iter(&page.keys)
+            .map(|key| key_last_use(&ctx.kms, &ctx.pacing, key))
+            .buffered(ctx.pacing.concurrency)
+            .try_collect()
+            .await?;
+        let now = ctx.clock.now();
         plan.keys_scanned += page.scanned;
-        for key in &page.keys {
+        for (key, last_use) in page.keys.iter().zip(last_uses) {
+            let described_use = last_use.as_ref().map(|u| u.describe());
+            let recently_used = match last_use {
+                Some(last_use) => usage.record(last_use, !key.is_pending_deletion(), now)?,
+                None => false,
+            };
             plan.keys_in_store += 1;
             *plan
                 .keys_by_state
@@ -66,6 +87,8 @@ pub async fn run(
                 key_arn = key.arn(),
                 key_state = key.state(),
                 xks_key_id = key.xks_key_id(),
+                last_use = described_use.as_deref(),
+                recently_used,
                 "store key"
             );
         }
@@ -90,8 +113,21 @@ pub async fn run(
             keys_scanned = plan.keys_scanned,
             keys_in_store = plan.keys_in_store,
             keys_by_state = ?plan.keys_by_state,
+            min_days_since_last_use = usage.min_days_since_last_use,
+            keys_recently_used = usage.keys_recently_used,
+            keys_unknown_before_tracking = usage.keys_unknown_before_tracking,
+            last_use_verdict = usage.verdict.as_str(),
             "plan complete"
         );
+    }
+    let refusal = (plan.done && !request.dry_run && usage.keys_recently_used > 0)
+        .then(|| usage.refusal(&store_id, 0));
+    if usage.verdict.is_empty() {
+        usage.verdict = usage.verdict_sentence();
+    }
+    plan.last_use = Some(usage);
+    if let Some(refusal) = refusal {
+        return Err(refusal);
     }
     let dry_run_done = request.dry_run && plan.done;
     state.request = Some(request);

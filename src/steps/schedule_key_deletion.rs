@@ -1,7 +1,14 @@
 //! schedule-key-deletion: put this execution's markers on every key of the store, then schedule
 //! its deletion; page by page, resuming from the ListKeys marker. Keys already pending deletion
 //! are success. When done, computes when the first check should run.
+//!
+//! The last-use guard holds at the moment each key is scheduled: just before tagging a key, its
+//! last use is asked again (GetKeyLastUsage). A key used too recently is not touched, no key not
+//! yet started is touched after it, and the step fails with `KeysRecentlyUsed` naming the keys
+//! and how many keys this execution had already scheduled (they stay pending; cancel restores
+//! them).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -14,6 +21,17 @@ use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
 use crate::state::{DecommissionState, SchedulingProgress, StoreType};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
 use crate::store::{self, ConnectionState};
+use crate::usage::{key_last_use, recently_used_error, KeyLastUse, UsageGuard};
+
+/// What became of one key of a page.
+enum KeyStep {
+    /// Checked (when the guard is on) and made pending deletion, or found gone.
+    Done(KeyOutcome),
+    /// Used too recently: left untouched.
+    RecentlyUsed(KeyLastUse),
+    /// Left untouched because another key of the page was found recently used.
+    Skipped,
+}
 
 /// A Wait shorter than this is skipped (never Wait on a timestamp about to pass).
 const MIN_WAIT_SECONDS: u64 = 60;
@@ -61,6 +79,8 @@ pub async fn run(
         ticket: request.ticket_id.as_deref(),
         store_id: &store_id,
     };
+    let guard = UsageGuard::new(request.min_days_since_last_use);
+    let state_store_id = store_id.clone();
     let mut cursor = progress.cursor.take();
     loop {
         let started = Instant::now();
@@ -72,20 +92,63 @@ pub async fn run(
             ctx.config.list_keys_page_size,
         )
         .await?;
-        let outcomes: Vec<KeyOutcome> = stream::iter(&page.keys)
+        let refused = AtomicBool::new(false);
+        let steps: Vec<KeyStep> = stream::iter(&page.keys)
             .map(|key| {
-                ensure_scheduled(
-                    &ctx.kms,
-                    &ctx.pacing,
-                    key,
-                    &target,
-                    markers_for,
-                    request.pending_window_in_days,
-                )
+                let (refused, target, request) = (&refused, &target, &request);
+                async move {
+                    let recheck = guard.is_on() && !key.is_pending_deletion();
+                    if recheck {
+                        if refused.load(Ordering::SeqCst) {
+                            return Ok(KeyStep::Skipped);
+                        }
+                        let Some(last_use) = key_last_use(&ctx.kms, &ctx.pacing, key).await? else {
+                            return Ok(KeyStep::Done(KeyOutcome::Gone));
+                        };
+                        if guard.blocks(&last_use, ctx.clock.now())? {
+                            refused.store(true, Ordering::SeqCst);
+                            return Ok(KeyStep::RecentlyUsed(last_use));
+                        }
+                        if refused.load(Ordering::SeqCst) {
+                            return Ok(KeyStep::Skipped);
+                        }
+                    }
+                    ensure_scheduled(
+                        &ctx.kms,
+                        &ctx.pacing,
+                        key,
+                        &target,
+                        markers_for,
+                        request.pending_window_in_days,
+                    )
+                    .await
+                    .map(KeyStep::Done)
+                }
             })
             .buffered(ctx.pacing.concurrency)
-            .try_collect()
+            .try_collect::<Vec<KeyStep>>()
             .await?;
+        if refused.load(Ordering::SeqCst) {
+            return Err(refusal(
+                &state_store_id,
+                &request,
+                &progress,
+                &page.keys,
+                &steps,
+            ));
+        }
+        progress.keys_last_use_rechecked += page
+            .keys
+            .iter()
+            .filter(|k| guard.is_on() && !k.is_pending_deletion())
+            .count() as u64;
+        let outcomes: Vec<KeyOutcome> = steps
+            .into_iter()
+            .filter_map(|step| match step {
+                KeyStep::Done(outcome) => Some(outcome),
+                KeyStep::RecentlyUsed(_) | KeyStep::Skipped => None,
+            })
+            .collect();
         // The page is complete: only now do its counts join the progress, so a page cut off
         // halfway is counted once, when it is processed again.
         progress.keys_scanned += page.scanned;
@@ -148,4 +211,51 @@ pub async fn run(
     }
     state.scheduling = Some(progress);
     Ok(state)
+}
+
+/// The `KeysRecentlyUsed` error of a page on which the guard stopped scheduling; logs every
+/// refused key and counts the keys this execution has scheduled so far.
+fn refusal(
+    store_id: &str,
+    request: &crate::request::DecommissionRequest,
+    progress: &SchedulingProgress,
+    keys: &[crate::keys::StoreKey],
+    steps: &[KeyStep],
+) -> crate::error::DecommissionError {
+    let mut recently_used = Vec::new();
+    let mut scheduled_on_page = 0;
+    let mut skipped = 0;
+    for (key, step) in keys.iter().zip(steps) {
+        match step {
+            KeyStep::RecentlyUsed(last_use) => {
+                tracing::warn!(
+                    custom_key_store_id = store_id,
+                    key_id = key.key_id(),
+                    key_arn = key.arn(),
+                    last_use = last_use.describe().as_str(),
+                    min_days_since_last_use = request.min_days_since_last_use,
+                    "key used too recently: not scheduled"
+                );
+                recently_used.push(last_use.clone());
+            }
+            KeyStep::Done(KeyOutcome::ScheduledByThisExecution { .. }) => scheduled_on_page += 1,
+            KeyStep::Done(_) => {}
+            KeyStep::Skipped => skipped += 1,
+        }
+    }
+    let keys_already_scheduled = progress.keys_scheduled + scheduled_on_page;
+    tracing::warn!(
+        custom_key_store_id = store_id,
+        keys_recently_used = recently_used.len(),
+        keys_left_unchecked_on_page = skipped,
+        keys_already_scheduled,
+        "last-use guard stopped scheduling"
+    );
+    recently_used_error(
+        store_id,
+        request.min_days_since_last_use,
+        recently_used.len() as u64,
+        &recently_used,
+        keys_already_scheduled,
+    )
 }

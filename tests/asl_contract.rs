@@ -457,7 +457,7 @@ fn the_diagram_in_the_readme_matches_the_asl() {
 #[test]
 fn there_is_a_sample_event_for_every_function_and_entry_point() {
     let template = Template::load();
-    for (logical_id, binary) in &template.binaries {
+    for (logical_id, binary) in template.decommission_step_binaries() {
         let path = format!("events/{binary}.json");
         let event: Value = serde_json::from_str(&read(&path))
             .unwrap_or_else(|e| panic!("{path} ({logical_id}) is not JSON: {e}"));
@@ -491,7 +491,7 @@ fn step_events_are_state_documents_the_handlers_read_without_losing_fields() {
     // A field in a sample that the handlers' type does not know (a typo, a stale name) would be
     // silently ignored by the handler: every field must survive a round trip through the type.
     let template = Template::load();
-    for binary in template.binaries.values() {
+    for (_, binary) in template.decommission_step_binaries() {
         let path = format!("events/{binary}.json");
         let event: Value = serde_json::from_str(&read(&path)).expect("event is JSON");
         let state: DecommissionState = serde_json::from_value(event.clone())
@@ -766,6 +766,15 @@ impl Template {
         Self::parse(&read("template.yaml"))
     }
 
+    /// (logical id, binary) of the functions the decommission state machine invokes (the
+    /// triggers and the cancel function have their own samples and tests).
+    fn decommission_step_binaries(&self) -> Vec<(&String, &String)> {
+        self.substitutions
+            .values()
+            .filter_map(|id| self.binaries.get_key_value(id))
+            .collect()
+    }
+
     fn parse(text: &str) -> Self {
         let entries = yaml_entries(text);
         let get = |path: &[&str]| {
@@ -982,4 +991,42 @@ fn the_diagram_parser_reads_labelled_and_plain_edges() {
             ("B".into(), "C".into(), String::new())
         ]
     );
+}
+
+#[test]
+fn the_cancel_state_machine_retries_and_catches_like_the_decommission() {
+    let cancel: Value = serde_json::from_str(&read("statemachine/cancel.asl.json")).expect("JSON");
+    let template = read("template.yaml");
+    assert!(template.contains("DefinitionUri: statemachine/cancel.asl.json"));
+    let all = states(&cancel);
+    let tasks = tasks(&cancel);
+    assert!(!tasks.is_empty());
+    for (name, task) in tasks {
+        for error in [
+            "KMSInternalException",
+            "ThrottlingException",
+            "DependencyTimeoutException",
+            "KmsUnavailable",
+            "Lambda.ServiceException",
+        ] {
+            let retrier = retrier_for(task, error)
+                .unwrap_or_else(|| panic!("cancel {name}: {error} not retried"));
+            assert_bounded_full_jitter(name, error, retrier);
+        }
+        assert!(retrier_for(task, "InvalidInput").is_none());
+        let catcher = catchers(task)
+            .into_iter()
+            .find(|c| strings(&c["ErrorEquals"]).contains(&"States.ALL"))
+            .unwrap_or_else(|| panic!("cancel {name}: no States.ALL catch"));
+        let fail = &all[catcher["Next"].as_str().expect("Next")];
+        assert_eq!(fail["Type"], "Fail");
+        assert_eq!(fail["ErrorPath"], "$.Failure.Error");
+        assert_eq!(fail["CausePath"], "$.Failure.Cause");
+        for placeholder in placeholders(&task.to_string()) {
+            assert!(
+                template.contains(&format!("{placeholder}: !GetAtt")),
+                "cancel {name}: ${{{placeholder}}} not substituted in template.yaml"
+            );
+        }
+    }
 }

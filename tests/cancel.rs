@@ -115,9 +115,12 @@ impl Fixture {
         }
     }
 
+    /// The console sample (events/cancel-execution.json) aimed at this store and execution.
     fn input(&self) -> Value {
-        json!({"CustomKeyStoreId": self.store, "DecommissionExecutionArn": self.execution,
-               "TicketId": "CHG-7", "RequestedBy": "bob", "Reason": "change withdrawn"})
+        let mut input = sample("events/cancel-execution.json");
+        input["CustomKeyStoreId"] = json!(self.store);
+        input["DecommissionExecutionArn"] = json!(self.execution);
+        input
     }
 
     async fn status(&self) -> String {
@@ -131,6 +134,12 @@ impl Fixture {
             .unwrap();
         described.status().as_str().to_string()
     }
+}
+
+fn sample(path: &str) -> Value {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Runs the cancel like its state machine: invocations until `Cancel.Done` (waits skipped).
@@ -333,4 +342,22 @@ async fn a_bad_cancel_input_is_refused_by_name_and_changes_nothing() {
     }
     assert!(f.env.calls().await.is_empty(), "no KMS call at all");
     assert_eq!(f.status().await, "RUNNING");
+}
+
+#[test]
+fn the_cancel_samples_are_a_valid_input_and_the_document_the_function_receives() {
+    let input = sample("events/cancel-execution.json");
+    let request = kms_decommission::cancel::CancelRequest::from_input(&input).unwrap();
+    assert_eq!(request.ticket_id.as_deref(), Some("CHG-1234"));
+    let event = sample("events/cancel-decommission.json");
+    let state: CancelState = serde_json::from_value(event.clone()).unwrap();
+    assert_eq!(
+        state.input, input,
+        "the Initialize state wraps the console input"
+    );
+    assert_eq!(
+        serde_json::to_value(&state).unwrap(),
+        event,
+        "no field lost"
+    );
 }

@@ -200,6 +200,17 @@ impl Env {
         self.admin_post("/_emulator/config", body).await;
     }
 
+    /// Uses a key the way an application does (Encrypt), so KMS records it as last used.
+    pub async fn use_key(&self, key_id: &str) {
+        self.kms
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(aws_sdk_kms::primitives::Blob::new("still in use"))
+            .send()
+            .await
+            .expect("Encrypt");
+    }
+
     /// Every call logged so far.
     pub async fn calls(&self) -> Vec<Call> {
         let log = self.admin_get("/_emulator/calls").await;

@@ -428,4 +428,107 @@ mod tests {
             "DecommissionExecutionNotFound"
         );
     }
+
+    mod with_mocked_kms {
+        use super::super::*;
+        use crate::config::PacingConfig;
+        use crate::test_support::*;
+        use aws_sdk_kms::operation::cancel_key_deletion::{
+            CancelKeyDeletionError, CancelKeyDeletionOutput,
+        };
+        use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+        use aws_sdk_kms::operation::enable_key::EnableKeyOutput;
+        use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
+        use aws_sdk_kms::operation::untag_resource::UntagResourceOutput;
+        use aws_sdk_kms::types::error::{KmsInternalException, KmsInvalidStateException};
+        use aws_sdk_kms::types::{KeyState, Tag};
+        use aws_smithy_mocks::mock;
+
+        fn tags(execution: &str, prior: &str) -> ListResourceTagsOutput {
+            let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+            ListResourceTagsOutput::builder()
+                .tags(tag(MARKER_EXECUTION, execution))
+                .tags(tag(MARKER_PRIOR_STATE, prior))
+                .build()
+        }
+
+        fn pacing() -> Pacing {
+            Pacing::new(&PacingConfig::default())
+        }
+
+        #[tokio::test]
+        async fn a_kms_internal_error_on_cancel_is_reported_by_name_and_nothing_else_is_called() {
+            let list = mock!(Client::list_resource_tags).then_output(|| tags(EXECUTION, "Enabled"));
+            let cancel = mock!(Client::cancel_key_deletion).then_error(|| {
+                CancelKeyDeletionError::KmsInternalException(
+                    KmsInternalException::builder()
+                        .meta(kms_error("KMSInternalException", "internal"))
+                        .build(),
+                )
+            });
+            let enable =
+                mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
+            let untag = mock!(Client::untag_resource)
+                .then_output(|| UntagResourceOutput::builder().build());
+            let kms = mock_kms(&[&list, &cancel, &enable, &untag]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let err = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
+                .await
+                .unwrap_err();
+            assert_eq!(err.error_type(), "KMSInternalException");
+            assert_eq!(
+                (enable.num_calls(), untag.num_calls()),
+                (0, 0),
+                "markers kept for the retry"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_key_cancelled_meanwhile_is_still_enabled_and_unmarked() {
+            let list = mock!(Client::list_resource_tags).then_output(|| tags(EXECUTION, "Enabled"));
+            let cancel = mock!(Client::cancel_key_deletion).then_error(|| {
+                CancelKeyDeletionError::KmsInvalidStateException(
+                    KmsInvalidStateException::builder()
+                        .meta(kms_error("KMSInvalidStateException", "key/k1 is disabled"))
+                        .build(),
+                )
+            });
+            let describe = mock!(Client::describe_key).then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(store_key_metadata("k1", KeyState::Disabled))
+                    .build()
+            });
+            let enable =
+                mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
+            let untag = mock!(Client::untag_resource)
+                .then_output(|| UntagResourceOutput::builder().build());
+            let kms = mock_kms(&[&list, &cancel, &describe, &enable, &untag]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let outcome = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
+                .await
+                .unwrap();
+            let RestoreOutcome::Restored(restored) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert!(!restored.deletion_cancelled);
+            assert_eq!(restored.reenable, Reenable::Enabled);
+            assert_eq!((enable.num_calls(), untag.num_calls()), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn a_key_scheduled_by_another_execution_is_left_alone() {
+            let other = "arn:aws:states:us-east-1:123456789012:execution:decommission:other";
+            let list =
+                mock!(Client::list_resource_tags).then_output(move || tags(other, "Enabled"));
+            let cancel = mock!(Client::cancel_key_deletion)
+                .then_output(|| CancelKeyDeletionOutput::builder().build());
+            let kms = mock_kms(&[&list, &cancel]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let outcome = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
+                .await
+                .unwrap();
+            assert_eq!(outcome, RestoreOutcome::NotOurs);
+            assert_eq!(cancel.num_calls(), 0);
+        }
+    }
 }

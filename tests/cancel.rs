@@ -361,3 +361,32 @@ fn the_cancel_samples_are_a_valid_input_and_the_document_the_function_receives()
         "no field lost"
     );
 }
+
+#[tokio::test]
+async fn cancel_while_the_store_is_disconnected_enables_keys_on_reconnect_and_says_so() {
+    let (f, before) = scheduled().await;
+    f.env
+        .kms
+        .disconnect_custom_key_store()
+        .custom_key_store_id(&f.store)
+        .send()
+        .await
+        .unwrap();
+    f.env.wait_for_state(&f.store, "DISCONNECTED").await;
+    let ctx = f.context(Duration::ZERO).await;
+    let (report, _) = cancel(&ctx, f.input(), far_deadline).await.unwrap();
+    assert_eq!(report.counts.keys_deletion_cancelled, 4);
+    assert_eq!(report.counts.keys_re_enabled_on_reconnect, 3);
+    assert!(report
+        .follow_ups
+        .iter()
+        .any(|s| s.contains("connected again")));
+    assert_eq!(f.env.key_state(&f.keys[1]).await, "Unavailable");
+
+    f.env.connect(&f.store).await;
+    assert_eq!(
+        snapshot(&f.env).await,
+        before,
+        "prior states once connected"
+    );
+}

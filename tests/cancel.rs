@@ -31,10 +31,15 @@ struct Fixture {
 /// before the decommission), another store's keys and AWS_KMS keys; a decommission execution
 /// running in moto that scheduled the store's keys (30-day window, an emulated day is 1 s).
 async fn scheduled() -> (Fixture, BTreeMap<String, Value>) {
+    scheduled_with(5).await
+}
+
+/// [`scheduled`] with `n` keys in the store.
+async fn scheduled_with(n: usize) -> (Fixture, BTreeMap<String, Value>) {
     let env = Env::start().await;
     let moto = Moto::start().await;
     let machine = moto.create_state_machine("decommission").await;
-    let (store, keys, foreign) = cloudhsm_fixture(&env, 5).await;
+    let (store, keys, foreign) = cloudhsm_fixture(&env, n).await;
     env.kms
         .schedule_key_deletion()
         .key_id(&keys[4])
@@ -72,7 +77,10 @@ async fn scheduled() -> (Fixture, BTreeMap<String, Value>) {
             .unwrap()
             .0;
     }
-    assert_eq!(state.scheduling.as_ref().unwrap().keys_scheduled, 4);
+    assert_eq!(
+        state.scheduling.as_ref().unwrap().keys_scheduled,
+        n as u64 - 1
+    );
     let mut untouched = foreign;
     untouched.push(keys[4].clone());
     (
@@ -388,5 +396,29 @@ async fn cancel_while_the_store_is_disconnected_enables_keys_on_reconnect_and_sa
         snapshot(&f.env).await,
         before,
         "prior states once connected"
+    );
+}
+
+#[tokio::test]
+async fn cancel_stays_under_the_cancel_and_enable_quotas_and_prints_its_rate() {
+    let (f, before) = scheduled_with(25).await;
+    f.env.set_config(json!({"quotas": true})).await;
+    f.env.clear_calls().await;
+    let ctx = f.context(Duration::ZERO).await;
+    let started = std::time::Instant::now();
+    let (report, _) = cancel(&ctx, f.input(), far_deadline).await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(report.counts.keys_restored, 24);
+    let calls = f.env.calls().await;
+    let throttled: Vec<_> = calls
+        .iter()
+        .filter(|c| c.outcome == "ThrottlingException")
+        .collect();
+    assert!(throttled.is_empty(), "throttled: {throttled:?}");
+    assert_eq!(snapshot(&f.env).await, before);
+    println!(
+        "cancel of 24 keys with KMS quotas on: {elapsed:.2} s, {:.2} CancelKeyDeletion/s (quota 5/s), {} KMS calls",
+        24.0 / elapsed,
+        calls.len()
     );
 }

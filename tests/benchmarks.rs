@@ -1,15 +1,23 @@
-//! Benchmarks that print (run with `cargo test --test benchmarks -- --ignored --nocapture`):
-//! inventory and scheduling rates against the KMS emulator with KMS's request quotas on.
-//! They assert only that nothing was throttled; the rates are printed, never asserted (the
-//! machines are shared and noisy).
+//! Performance mechanisms, proved without timing assertions (the machines are shared and noisy):
+//! client-side pacing as seen in the emulator's call log, and batch steps cut off two seconds
+//! before their deadline resuming without redoing or skipping keys.
+//!
+//! Plus two in-process benchmarks that print (run with
+//! `cargo test --test benchmarks -- --ignored --nocapture`); the full benchmark, with the emulator
+//! as its own process, is `examples/benchmark.rs` (docs/benchmarks.md).
 
 mod common;
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kms::types::OriginType;
 use common::*;
+use kms_decommission::deadline::Deadline;
+use kms_decommission::inventory::scan_page;
+use kms_decommission::keys::TargetStore;
 use kms_decommission::steps::Step;
+use kms_decommission::store;
 use kms_emulator::EmulatorConfig;
 use serde_json::json;
 
@@ -125,4 +133,169 @@ async fn scheduling_rate_under_the_tag_and_schedule_quotas() {
         throttled(&env).await
     );
     assert_eq!(throttled(&env).await, 0);
+}
+
+/// Emulator call times (seconds) of `operation`, in arrival order.
+async fn call_times(env: &Env, operation: &str) -> Vec<f64> {
+    let log = env
+        .admin_get(&format!("/_emulator/calls?operation={operation}"))
+        .await;
+    log["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["time"].as_f64().unwrap())
+        .collect()
+}
+
+/// Most calls in any window of `window` seconds.
+fn max_in_window(times: &[f64], window: f64) -> usize {
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= window {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inventory_stays_under_the_configured_rate_in_the_emulators_call_log() {
+    // Quotas off in the emulator: what it logs is what the client sent, unpaced by rejections.
+    let env = Env::start().await;
+    let store = env.cloudhsm_store("Paced").await;
+    for i in 0..60 {
+        env.store_key(&store, OriginType::AwsCloudhsm, i).await;
+    }
+    for _ in 0..240 {
+        env.plain_key().await;
+    }
+    let rate = 100.0;
+    let mut config = test_config();
+    config.pacing.describe_key_rps = rate;
+    config.pacing.concurrency = 32;
+    let ctx = env.context(config).await;
+    let summary = store::describe(&ctx.kms, &ctx.pacing, &store)
+        .await
+        .unwrap();
+    let target = TargetStore::new(&summary);
+    env.clear_calls().await;
+    let (mut cursor, mut found, mut scanned) = (None, 0, 0);
+    loop {
+        let page = scan_page(&ctx.kms, &ctx.pacing, &target, cursor.as_deref(), 1000)
+            .await
+            .unwrap();
+        found += page.keys.len();
+        scanned += page.scanned as usize;
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(found, 60);
+
+    let times = call_times(&env, "DescribeKey").await;
+    assert!(scanned >= 300);
+    assert_eq!(times.len(), scanned, "every key described once");
+    // 32 calls in flight against an emulator answering in well under a millisecond would send
+    // thousands a second unpaced. Slots are 1/rate apart; delivery jitter can shift a call by a
+    // few milliseconds, so a one-second window may catch one or two more than `rate`.
+    let busiest = max_in_window(&times, 1.0);
+    assert!(
+        busiest <= rate as usize + 2,
+        "{busiest} DescribeKey calls within one second, configured {rate}/s"
+    );
+    let span = times[times.len() - 1] - times[0];
+    let average = (times.len() - 1) as f64 / span;
+    assert!(
+        average <= rate * 1.02,
+        "{average:.1} DescribeKey/s on average, configured {rate}/s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_without_redoing_or_skipping_keys(
+) {
+    let env = Env::start().await;
+    let store = env.cloudhsm_store("Prod").await;
+    let mut keys = Vec::new();
+    for i in 0..30 {
+        keys.push(env.store_key(&store, OriginType::AwsCloudhsm, i).await);
+        for _ in 0..3 {
+            env.plain_key().await;
+        }
+    }
+    let mut setup = test_config();
+    setup.list_keys_page_size = 1000;
+    setup.pacing.custom_key_store_rps = 1000.0;
+    let setup = env.context(setup).await;
+    let mut state = initial_state(real_input(&store, "Prod"));
+    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
+        state = run_until_done(&setup, step, state, far_deadline)
+            .await
+            .unwrap()
+            .0;
+    }
+
+    // Default pacing (TagResource 9.5/s): 30 keys need more than three seconds; pages of 10 keys.
+    let mut config = test_config();
+    config.pacing = kms_decommission::config::PacingConfig::default();
+    config.list_keys_page_size = 10;
+    config.deadline_margin = Duration::from_millis(500);
+    let ctx = env.context(config).await;
+    env.clear_calls().await;
+    let mut invocations = 0;
+    let mut cursors = Vec::new();
+    loop {
+        invocations += 1;
+        assert!(invocations < 100, "schedule-key-deletion never finished");
+        state = Step::ScheduleKeyDeletion
+            .run(&ctx, state, Deadline::after(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        let scheduling = state.scheduling.as_ref().unwrap();
+        if scheduling.done {
+            assert!(scheduling.cursor.is_none());
+            break;
+        }
+        let cursor = scheduling
+            .cursor
+            .clone()
+            .expect("an unfinished batch returns a cursor");
+        assert!(
+            !cursors.contains(&cursor),
+            "every batch moves the cursor on"
+        );
+        cursors.push(cursor);
+    }
+    assert!(
+        invocations >= 2,
+        "2 s cannot hold 30 keys at 9.5 TagResource/s: the first call returned a cursor"
+    );
+    let scheduling = state.scheduling.unwrap();
+    assert_eq!(scheduling.keys_scheduled, 30);
+
+    let mut per_key: HashMap<String, (usize, usize)> = HashMap::new();
+    for call in env.calls().await {
+        let entry = per_key.entry(call.key_id.clone().unwrap_or_default());
+        match (call.operation.as_str(), call.outcome.as_str()) {
+            ("ScheduleKeyDeletion", "OK") => entry.or_default().0 += 1,
+            ("TagResource", "OK") => entry.or_default().1 += 1,
+            ("ScheduleKeyDeletion" | "TagResource", outcome) => {
+                panic!("{} {outcome}", call.operation)
+            }
+            _ => {}
+        }
+    }
+    for key in &keys {
+        assert_eq!(
+            per_key.get(key),
+            Some(&(1, 1)),
+            "key {key}: one TagResource and one ScheduleKeyDeletion"
+        );
+        assert_eq!(env.key_state(key).await, "PendingDeletion");
+    }
+    assert_eq!(per_key.len(), 30, "no key outside the store touched");
 }

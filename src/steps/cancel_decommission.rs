@@ -512,6 +512,53 @@ pub async fn handle(
 mod tests {
     use super::*;
 
+    fn event(payload: Value) -> LambdaEvent<Value> {
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    fn context() -> CancelContext {
+        let sfn = aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::Config::builder()
+                .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+                .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+                .build(),
+        );
+        CancelContext {
+            step: crate::test_support::context(crate::test_support::mock_kms(&[])),
+            sfn,
+            decommission_state_machine_arn: None,
+            settle: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_documents_inputs_and_configuration_are_reported_by_name() {
+        let ok = Ok(context());
+        for (payload, error) in [
+            (serde_json::json!([1]), "InvalidStateDocument"),
+            (
+                serde_json::json!({"Cancel": {"Done": "yes"}}),
+                "InvalidStateDocument",
+            ),
+            (
+                serde_json::json!({"Input": {"CustomKeyStoreId": "cks-1"}}),
+                "InvalidInput",
+            ),
+        ] {
+            let diagnostic = handle(&ok, event(payload.clone())).await.unwrap_err();
+            assert_eq!(diagnostic.error_type, error, "{payload}");
+        }
+        let bad_config = Err(DecommissionError::InvalidConfiguration {
+            variable: "CANCEL_SETTLE_SECONDS".into(),
+            reason: "not a number".into(),
+        });
+        let diagnostic = handle(&bad_config, event(serde_json::json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(diagnostic.error_type, "InvalidConfiguration");
+        assert!(diagnostic.error_message.contains("CANCEL_SETTLE_SECONDS"));
+    }
+
     #[test]
     fn the_state_machine_of_an_execution_is_derived_from_its_arn() {
         assert_eq!(

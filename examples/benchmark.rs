@@ -39,6 +39,7 @@ const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:decommi
 const DESCRIBE_KEY_QUOTA: f64 = 2000.0;
 const TAG_RESOURCE_QUOTA: f64 = 10.0;
 const SCHEDULE_QUOTA: f64 = 15.0;
+const GET_KEY_LAST_USAGE_QUOTA: f64 = 5.0;
 /// Lambda timeout of the batch functions in template.yaml; invocations use it as their budget.
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -459,17 +460,28 @@ async fn scheduling_case(emu: &Emulator, args: &Args) -> Res<()> {
     let scheduled = state.scheduling.as_ref().map_or(0, |s| s.keys_scheduled);
     let tags = emu.count("TagResource").await? as f64 / wall;
     let schedules = emu.count("ScheduleKeyDeletion").await? as f64 / wall;
+    let last_use = emu.count("GetKeyLastUsage").await? as f64 / wall;
+    // Every store key gets one call of each; the lowest quota among the calls made binds.
+    let (binding, binding_name) = if last_use > 0.0 {
+        (
+            GET_KEY_LAST_USAGE_QUOTA,
+            "GetKeyLastUsage 5/s (last-use guard)",
+        )
+    } else {
+        (TAG_RESOURCE_QUOTA.min(SCHEDULE_QUOTA), "TagResource 10/s")
+    };
     let p = &ctx.config.pacing;
     line(
         &format!("scheduling {} (paced)", args.schedule_keys),
         scheduled,
         wall,
         scheduled as f64 / wall,
-        TAG_RESOURCE_QUOTA.min(SCHEDULE_QUOTA),
+        binding,
         emu.throttles().await?,
         &format!(
-            "binding quota TagResource 10/s (paced {}/s, {tags:.2}/s achieved); ScheduleKeyDeletion {schedules:.2}/s (quota 15); {invocations} invocation(s)",
-            p.tag_resource_rps
+            "binding quota {binding_name}; per second: GetKeyLastUsage {last_use:.2}, TagResource {tags:.2} \
+             (paced {}), ScheduleKeyDeletion {schedules:.2} (paced {}); {invocations} invocation(s)",
+            p.tag_resource_rps, p.schedule_key_deletion_rps
         ),
     );
 
@@ -537,19 +549,19 @@ struct RuntimeLog {
 
 /// A minimal Lambda Runtime API: `next` hands out queued events (and holds the request when
 /// there are none), `response` and `error` are recorded.
-async fn runtime_api(listener: TcpListener, log: Arc<Mutex<RuntimeLog>>, deadline_ms: u64) {
+async fn runtime_api(listener: TcpListener, log: Arc<Mutex<RuntimeLog>>, timeout_ms: u64) {
     let mut request_id = 0u64;
     while let Ok((stream, _)) = listener.accept().await {
         let log = log.clone();
         request_id += 1000;
-        tokio::spawn(serve_runtime(stream, log, deadline_ms, request_id));
+        tokio::spawn(serve_runtime(stream, log, timeout_ms, request_id));
     }
 }
 
 async fn serve_runtime(
     mut stream: TcpStream,
     log: Arc<Mutex<RuntimeLog>>,
-    deadline_ms: u64,
+    timeout_ms: u64,
     mut id: u64,
 ) {
     let mut buffer = Vec::new();
@@ -601,6 +613,12 @@ async fn serve_runtime(
             };
             id += 1;
             let body = event.to_string();
+            // Each invocation's deadline is `timeout_ms` after it starts, as on Lambda.
+            let deadline_ms = if timeout_ms == 0 {
+                0
+            } else {
+                epoch_ms() + timeout_ms
+            };
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlambda-runtime-aws-request-id: req-{id}\r\n\
                  lambda-runtime-deadline-ms: {deadline_ms}\r\n\
@@ -643,6 +661,12 @@ async fn wait_for_event(log: &Arc<Mutex<RuntimeLog>>) -> Option<Value> {
     None
 }
 
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -658,13 +682,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 async fn start_handler(
     name: &str,
     endpoint: &str,
-    deadline_ms: u64,
+    timeout_ms: u64,
     extra_env: &[(&str, &str)],
 ) -> Res<(Child, Instant, Arc<Mutex<RuntimeLog>>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let log = Arc::new(Mutex::new(RuntimeLog::default()));
-    tokio::spawn(runtime_api(listener, log.clone(), deadline_ms));
+    tokio::spawn(runtime_api(listener, log.clone(), timeout_ms));
     let mut command = Command::new(bin_dir().join(name));
     command
         .env_clear()
@@ -752,14 +776,10 @@ async fn plan_binary_case(emu: &Emulator, timeout: Duration, total: usize) -> Re
     // Memory, not rate: quotas off so GetKeyLastUsage (quota 5/s) does not take an hour.
     emu.post("/_emulator/config", json!({"quotas": false}))
         .await?;
-    let deadline_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64
-        + timeout.as_millis() as u64;
     let (mut child, started, log) = start_handler(
         "plan-decommission",
         &emu.endpoint,
-        deadline_ms,
+        timeout.as_millis() as u64,
         &[
             ("KMS_CUSTOM_KEY_STORE_RPS", "100000"),
             ("DEADLINE_MARGIN_MS", "2000"),
@@ -810,37 +830,45 @@ async fn plan_binary_case(emu: &Emulator, timeout: Duration, total: usize) -> Re
 
 /// States entered by one execution (Standard workflows bill state transitions), from the flow in
 /// docs/workflow-contract.md and the handlers' batch sizes: each Task invocation is followed by
-/// its Choice; `checks` counts CheckKeysDeleted visits during the waiting period, each with a Wait.
+/// its Choice; each CheckKeysDeleted visit with keys still pending adds a Wait.
 fn transitions(plan: u64, schedule: u64, checks: u64) -> u64 {
     let fixed = 1 // Initialize
         + 1 // DryRun choice
         + 3 // EnsureStoreConnected, its Choice, the Scheduling.Done choice
         + 2 // WaitRequired choice, WaitForDeletionDate
-        + 3 // DisconnectStore, its Choice, one WaitForDisconnect
-        + 2 // second DisconnectStore and its Choice
+        + 2 // the last CheckKeysDeleted (all deleted) and its Choice
+        + 5 // DisconnectStore, Choice, WaitForDisconnect, DisconnectStore, Choice
         + 2; // DeleteStore, Decommissioned
     fixed + 2 * plan + 2 * schedule + 3 * checks
 }
 
 fn transitions_table(inventory_rate: f64) {
-    println!("\nstate transitions per execution (computed: flow x batch sizes, 30-day window, measured rates)");
     println!(
-        "{:>10} {:>12} {:>6} {:>9} {:>7} {:>12}",
-        "store keys", "account keys", "plan", "schedule", "checks", "transitions"
+        "\nstate transitions per execution (computed from the ASL flow and the batch sizes at the measured \
+         inventory rate, 300 s functions; GetKeyLastUsage at 4.75/s per store key in plan and schedule)"
+    );
+    println!(
+        "{:>10} {:>12} {:>6} {:>9} {:>14} {:>22}",
+        "store keys", "account keys", "plan", "schedule", "no wait checks", "30-day window checks"
     );
     let budget = (FUNCTION_TIMEOUT.as_secs() - 10) as f64;
     for store_keys in [10u64, 1000, 10_000] {
-        let account = (store_keys * 10).max(1000);
-        // plan: DescribeKey over the account plus GetKeyLastUsage (quota 5/s, paced 4.75/s) per store key
-        let plan_seconds = account as f64 / inventory_rate + store_keys as f64 / 4.75;
-        let plan = (plan_seconds / budget).ceil().max(1.0) as u64;
-        let schedule_seconds = account as f64 / inventory_rate + store_keys as f64 / 9.5;
-        let schedule = (schedule_seconds / budget).ceil().max(1.0) as u64;
-        // daily connection checks over 30 days, then hourly polls for up to the 24 h deletion lag
-        let checks = 30 + 24;
+        let account = store_keys * 10;
+        let last_use = store_keys as f64 / 4.75;
+        let plan = ((account as f64 / inventory_rate + last_use) / budget)
+            .ceil()
+            .max(1.0) as u64;
+        let schedule = ((account as f64 / inventory_rate + last_use + store_keys as f64 / 9.5)
+            / budget)
+            .ceil()
+            .max(1.0) as u64;
+        // One check per day of a 30-day window (CONNECTION_CHECK_SECONDS), then hourly polls
+        // (KEY_DELETION_POLL_SECONDS) through up to 24 h of deletion lag.
+        let window_checks = 30 + 24;
         println!(
-            "{store_keys:>10} {account:>12} {plan:>6} {schedule:>9} {checks:>7} {:>12}",
-            transitions(plan, schedule, checks)
+            "{store_keys:>10} {account:>12} {plan:>6} {schedule:>9} {:>14} {:>22}",
+            transitions(plan, schedule, 0),
+            transitions(plan, schedule, window_checks)
         );
     }
 }

@@ -80,7 +80,6 @@ pub async fn run(
         store_id: &store_id,
     };
     let guard = UsageGuard::new(request.min_days_since_last_use);
-    let state_store_id = store_id.clone();
     let mut cursor = progress.cursor.take();
     loop {
         let started = Instant::now();
@@ -117,7 +116,7 @@ pub async fn run(
                         &ctx.kms,
                         &ctx.pacing,
                         key,
-                        &target,
+                        target,
                         markers_for,
                         request.pending_window_in_days,
                     )
@@ -129,13 +128,7 @@ pub async fn run(
             .try_collect::<Vec<KeyStep>>()
             .await?;
         if refused.load(Ordering::SeqCst) {
-            return Err(refusal(
-                &state_store_id,
-                &request,
-                &progress,
-                &page.keys,
-                &steps,
-            ));
+            return Err(refusal(&store_id, &request, &progress, &page.keys, &steps));
         }
         progress.keys_last_use_rechecked += page
             .keys

@@ -410,11 +410,14 @@ async fn inventory_case(emu: &Emulator, args: &Args, total: usize) -> Res<f64> {
     Ok(paced_rate)
 }
 
-fn schedule_document(store_id: &str, name: &str) -> Res<DecommissionState> {
-    let input = json!({
+fn schedule_document(store_id: &str, name: &str, guard_off: bool) -> Res<DecommissionState> {
+    let mut input = json!({
         "CustomKeyStoreId": store_id, "PendingWindowInDays": 7, "DryRun": false,
         "ConfirmCustomKeyStoreName": name,
     });
+    if guard_off {
+        input["MinDaysSinceLastUse"] = json!(0);
+    }
     let mut request = input.clone();
     request["AllowOrphanedKeyMaterial"] = json!(false);
     let doc = json!({
@@ -431,7 +434,7 @@ fn schedule_document(store_id: &str, name: &str) -> Res<DecommissionState> {
     Ok(DecommissionState::from_value(doc)?)
 }
 
-async fn scheduling_case(emu: &Emulator, args: &Args) -> Res<()> {
+async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()> {
     let kms = kms_client(&emu.endpoint);
     emu.post("/_emulator/reset", json!({})).await?;
     emu.seeding(true, args.latency_ms).await?;
@@ -443,7 +446,7 @@ async fn scheduling_case(emu: &Emulator, args: &Args) -> Res<()> {
     emu.seeding(false, args.latency_ms).await?;
 
     let ctx = StepContext::new(kms.clone(), Config::default());
-    let mut state = schedule_document(&store_id, "Schedule")?;
+    let mut state = schedule_document(&store_id, "Schedule", guard_off)?;
     emu.clear_calls().await?;
     let started = Instant::now();
     let mut invocations = 0;
@@ -472,7 +475,11 @@ async fn scheduling_case(emu: &Emulator, args: &Args) -> Res<()> {
     };
     let p = &ctx.config.pacing;
     line(
-        &format!("scheduling {} (paced)", args.schedule_keys),
+        &format!(
+            "scheduling {} (paced{})",
+            args.schedule_keys,
+            if guard_off { ", guard off" } else { "" }
+        ),
         scheduled,
         wall,
         scheduled as f64 / wall,
@@ -485,6 +492,9 @@ async fn scheduling_case(emu: &Emulator, args: &Args) -> Res<()> {
         ),
     );
 
+    if guard_off {
+        return Ok(());
+    }
     // Naive: tag and schedule one key after the other as fast as KMS answers.
     emu.clear_calls().await?;
     let started = Instant::now();
@@ -891,7 +901,8 @@ async fn main() -> Res<()> {
             plan_binary_case(&emu, Duration::from_secs(15), total).await?;
         }
     }
-    scheduling_case(&emu, &args).await?;
+    scheduling_case(&emu, &args, false).await?;
+    scheduling_case(&emu, &args, true).await?;
     transitions_table(inventory_rate);
     handler_init_case(&emu).await?;
     Ok(())

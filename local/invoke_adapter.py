@@ -43,6 +43,8 @@ PARTIAL_ARN = re.compile(r"^(?P<account>\d{12}):function:(?P<name>[A-Za-z0-9_-]+
 PLAIN_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)(?::(?P<qualifier>[A-Za-z0-9$_-]+))?$")
 
 LATEST = "$LATEST"
+# Added to a function's Timeout before the adapter gives up: cargo lambda watch's own overhead.
+TIMEOUT_GRACE_SECONDS = 5.0
 
 
 def is_invoke_path(path: str) -> bool:
@@ -69,24 +71,16 @@ class InvalidFunctionName(Exception):
 class InvokeAdapter:
     """Answers Lambda Invoke requests by forwarding them to `cargo lambda watch`.
 
-    `functions` are the binary names the template defines; `region` and `account` are the ones
-    of the local function ARNs."""
+    `functions` maps the binary names the template defines to their Timeout in seconds: an
+    invocation still running after it answers `Sandbox.Timedout`, as Lambda does. `region` and
+    `account` are the ones of the local function ARNs."""
 
-    def __init__(
-        self,
-        watch_host: str,
-        watch_port: int,
-        functions: set[str],
-        region: str,
-        account: str,
-        invoke_timeout: float = 900.0,
-    ) -> None:
+    def __init__(self, watch_host: str, watch_port: int, functions: dict[str, float], region: str, account: str) -> None:
         self.watch_host = watch_host
         self.watch_port = watch_port
-        self.functions = frozenset(functions)
+        self.functions = dict(functions)
         self.region = region
         self.account = account
-        self.invoke_timeout = invoke_timeout
         self._background: list[threading.Thread] = []
         self._background_lock = threading.Lock()
 
@@ -180,16 +174,30 @@ class InvokeAdapter:
             self._background.append(thread)
         thread.start()
 
-    def _invoke(self, function: ResolvedFunction, request: Request, request_id: str) -> Response:
+    def invoke(self, binary: str, payload: bytes, timeout: float) -> Response:
+        """Invoke `binary` synchronously with its own `timeout` (the stack's warm-up uses this)."""
+        request = Request("POST", f"/2015-03-31/functions/{binary}/invocations", [("Content-Type", "application/json")], payload)
+        return self._invoke(ResolvedFunction(binary, LATEST), request, str(uuid.uuid4()), timeout)
+
+    def _invoke(self, function: ResolvedFunction, request: Request, request_id: str, timeout: float | None = None) -> Response:
         """Forward to `cargo lambda watch` and translate its answer."""
+        limit = timeout if timeout is not None else self.functions[function.binary] + TIMEOUT_GRACE_SECONDS
         forwarded = Request(
             method="POST",
             path=f"/2015-03-31/functions/{function.binary}/invocations",
             headers=[(k, v) for k, v in request.headers if k.lower() in ("content-type", "x-amz-client-context")],
             body=request.body,
         )
+        success_headers = [
+            ("x-amzn-RequestId", request_id),
+            ("X-Amz-Executed-Version", function.qualifier),
+            ("Content-Type", "application/json"),
+        ]
         try:
-            answer = forward(self.watch_host, self.watch_port, forwarded, self.invoke_timeout)
+            answer = forward(self.watch_host, self.watch_port, forwarded, limit)
+        except TimeoutError:
+            timed_out = {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {request_id} Error: Task timed out after {limit:.2f} seconds"}
+            return Response(200, success_headers + [("X-Amz-Function-Error", "Unhandled")], json.dumps(timed_out).encode())
         except OSError as err:
             return _error(
                 request_id,
@@ -201,11 +209,6 @@ class InvokeAdapter:
         except Exception as err:  # http.client.HTTPException and friends: a broken answer
             return _error(request_id, 502, "ServiceException", f"cargo lambda watch sent a broken answer for {function.binary}: {err!r}")
 
-        success_headers = [
-            ("x-amzn-RequestId", request_id),
-            ("X-Amz-Executed-Version", function.qualifier),
-            ("Content-Type", "application/json"),
-        ]
         if answer.status == 200:
             return Response(200, success_headers, answer.body)
         if answer.status == 500 and _is_handler_error(answer.body):

@@ -131,6 +131,12 @@ class ManagedProcess:
                     raise ProcessFailed(f"{self.name} did not print {what} within {timeout:.0f} s\n{self.tail()}")
                 self._new_line.wait(min(remaining, 0.5))
 
+    def has_printed(self, pattern: re.Pattern[str]) -> bool:
+        """True when a line of its output so far (the first and the latest lines kept) matches."""
+        with self._new_line:
+            lines = self._early + list(self._lines)
+        return any(pattern.search(line) for line in lines)
+
     def wait_for_port(self, host: str, port: int, timeout: float) -> None:
         """Wait until host:port accepts TCP connections."""
         deadline = time.monotonic() + timeout

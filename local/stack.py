@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,7 +47,12 @@ LOCAL_HANDLER_CONFIG = {
     "CONNECT_TIMEOUT_SECONDS": "60",
     "DISCONNECT_TIMEOUT_SECONDS": "60",
     "DEADLINE_MARGIN_MS": "10000",
+    "CANCEL_SETTLE_SECONDS": "5",
 }
+# cargo lambda watch's line when a function process ends, e.g. at start for bad configuration.
+FUNCTION_EXITED = re.compile(r"ERROR command exited")
+# How long a function may take to answer its first invocation (cargo may compile it first).
+WARM_UP_SECONDS = 600.0
 
 
 class StackError(Exception):
@@ -92,6 +98,7 @@ class LocalStack:
         self.processes: list[ManagedProcess] = []
         self.router_server: RouterServer | None = None
         self.functions: dict[str, tpl.LocalFunction] = {}
+        self.template: dict = {}
         self.state_machines: list[tpl.LocalStateMachine] = []
         self.emulator_port = 0
         self.moto_port = 0
@@ -133,7 +140,8 @@ class LocalStack:
         if not port_is_free(HOST, config.port):
             raise StackError(f"port {config.port} on {HOST} is in use: stop what runs there or set LOCAL_PORT")
         template = tpl.load_template(REPO / "template.yaml")
-        self.functions = tpl.functions(template)
+        self.template = template
+        self.functions = tpl.functions(template, STACK_NAME)
         self.state_machines = tpl.state_machines(template, REPO, STACK_NAME)
         if not self.functions:
             raise StackError("template.yaml defines no AWS::Serverless::Function")
@@ -166,7 +174,8 @@ class LocalStack:
             echo=echo,
         )
         env_file = config.run_dir / "handlers.env"
-        handler_env = {**self.client_env(), **config.handler_env, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        # The template's environment (resolved to local values), then the local scale-downs.
+        handler_env = {**self.client_env(), **tpl.merged_environment(self.functions), **config.handler_env, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
         env_file.write_text("".join(f"{key}={value}\n" for key, value in handler_env.items()), encoding="utf-8")
         watch_command = [_tool("cargo-lambda"), "lambda", "watch", "-A", HOST, "-P", str(self.watch_port), "--env-file", str(env_file), "--concurrency", "4"]
         if not config.reload:
@@ -188,7 +197,7 @@ class LocalStack:
         moto.wait_for_port(HOST, self.moto_port, 60)
         watch.wait_for_port(HOST, self.watch_port, 60)
 
-        adapter = InvokeAdapter(HOST, self.watch_port, {f.binary for f in self.functions.values()}, tpl.LOCAL_REGION, tpl.LOCAL_ACCOUNT)
+        adapter = InvokeAdapter(HOST, self.watch_port, {f.binary: f.timeout_seconds for f in self.functions.values()}, tpl.LOCAL_REGION, tpl.LOCAL_ACCOUNT)
         moto = Upstream(HOST, self.moto_port)
         router = Router(kms=Upstream(HOST, self.emulator_port), lambda_invoke=adapter.handle, moto=lambda request: moto(name_unnamed_execution(request)))
         self.router_server = RouterServer((HOST, config.port), router)
@@ -196,8 +205,9 @@ class LocalStack:
 
         configure_moto(HOST, self.moto_port)
         self._create_state_machines()
+        self._create_prerequisites()
         if config.warm_up:
-            self._warm_up(adapter)
+            self._warm_up(adapter, watch)
         say(f"ready in {time.monotonic() - started:.1f} s at {self.endpoint} (logs in {logs})")
 
     def _build(self) -> None:
@@ -227,33 +237,55 @@ class LocalStack:
             )
             say(f"state machine {machine.name} created from {machine.definition_path.relative_to(REPO)}: {machine.arn}")
 
-    def _warm_up(self, adapter: InvokeAdapter) -> None:
+    def _create_prerequisites(self) -> None:
+        """What the template expects to exist before deployment: the ticketing webhook's secret, a
+        SecureString parameter in SSM (served by moto) named by `WebhookSecretParameterName`. Its
+        local value is written to local/.run/webhook-secret for signing test requests."""
+        import boto3
+
+        parameter = tpl.parameter_default(self.template, "WebhookSecretParameterName")
+        if parameter is None:
+            return
+        secret = secrets.token_hex(32)
+        ssm = boto3.client("ssm", endpoint_url=self.endpoint, region_name=tpl.LOCAL_REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        ssm.put_parameter(Name=parameter, Value=secret, Type="SecureString", Overwrite=True)
+        secret_file = self.config.run_dir / "webhook-secret"
+        secret_file.write_text(secret + "\n", encoding="utf-8")
+        secret_file.chmod(0o600)
+        say(f"webhook secret stored in SSM parameter {parameter} (value in {secret_file.relative_to(REPO) if secret_file.is_relative_to(REPO) else secret_file})")
+
+    def _warm_up(self, adapter: InvokeAdapter, watch: ManagedProcess) -> None:
         """Invoke every function once with an empty document, so `cargo lambda watch` starts its
-        instance now rather than during the first execution. Each handler must reject it as bad
-        input without calling KMS; any answer from the handler (result or error) means it runs."""
+        instance now rather than during the first execution (the first start may compile). Each
+        handler must reject it as bad input without calling KMS; any answer from the handler
+        (result or error) means it runs. A function that dies at start leaves the invocation
+        hanging in cargo lambda watch: that is reported after WARM_UP_SECONDS with its log."""
         problems: list[str] = []
 
         def warm(function: tpl.LocalFunction) -> None:
             started = time.monotonic()
-            answer = adapter.handle(Request("POST", f"/2015-03-31/functions/{function.binary}/invocations", [("Content-Type", "application/json")], b"{}"))
-            if answer.status != 200:
-                problems.append(f"function {function.binary} did not start: HTTP {answer.status} {answer.body[:500]!r}")
-                return
-            outcome = "result"
+            answer = adapter.invoke(function.binary, b"{}", WARM_UP_SECONDS)
+            error = None
             if answer.header("X-Amz-Function-Error"):
                 try:
-                    outcome = "error " + str(json.loads(answer.body).get("errorType"))
+                    error = str(json.loads(answer.body).get("errorType"))
                 except ValueError:
-                    outcome = "an unreadable error"
-            say(f"function {function.binary} ready in {time.monotonic() - started:.1f} s (warm-up answered with {outcome})")
+                    error = "an unreadable error"
+            if answer.status != 200 or error == "Sandbox.Timedout":
+                problems.append(f"function {function.binary} did not answer its warm-up invocation (HTTP {answer.status}): {answer.body[:300]!r}")
+                return
+            say(f"function {function.binary} ready in {time.monotonic() - started:.1f} s (warm-up answered with {'error ' + error if error else 'a result'})")
 
         threads = [threading.Thread(target=warm, args=(function,), daemon=True) for function in self.functions.values()]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        while any(thread.is_alive() for thread in threads):
+            if watch.has_printed(FUNCTION_EXITED):
+                problems.append("a function exited while starting (its error is in the output below)")
+                break
+            time.sleep(0.2)
         if problems:
-            raise StackError("\n".join(problems))
+            raise StackError("\n".join(problems) + "\ncargo lambda watch's output (a function that exits at start shows its error here):\n" + watch.tail(40))
 
     def stop(self) -> None:
         """Stop the router and every process the stack started (in reverse order)."""

@@ -55,12 +55,18 @@ def load_template(path: Path) -> dict[str, Any]:
     return document
 
 
+DEFAULT_FUNCTION_TIMEOUT = 3  # seconds: Lambda's default when neither the function nor Globals set one
+
+
 @dataclass(frozen=True)
 class LocalFunction:
-    """A Lambda function of the template and the cargo binary that implements it."""
+    """A Lambda function of the template and the cargo binary that implements it, with its
+    Timeout and its environment (Globals merged in, intrinsic functions resolved locally)."""
 
     logical_id: str
     binary: str
+    timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def arn(self) -> str:
@@ -88,23 +94,64 @@ def function_arn(binary: str) -> str:
     return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{binary}"
 
 
-def functions(template: dict[str, Any]) -> dict[str, LocalFunction]:
+def functions(template: dict[str, Any], stack_name: str = "kms-decommission") -> dict[str, LocalFunction]:
     """The template's functions by logical id. Each must name its cargo binary in
     `Metadata.BuildProperties.Binary` (what `sam build` with rust-cargolambda uses)."""
-    found = {}
+    binaries = {}
     for logical_id, resource in template["Resources"].items():
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
             continue
         binary = ((resource.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
         if not isinstance(binary, str) or not binary:
             raise TemplateError(f"function {logical_id} has no Metadata.BuildProperties.Binary naming its cargo binary")
-        found[logical_id] = LocalFunction(logical_id=logical_id, binary=binary)
+        binaries[logical_id] = LocalFunction(logical_id=logical_id, binary=binary)
+    context = _Context(template, binaries, stack_name)
+    global_properties = ((template.get("Globals") or {}).get("Function") or {})
+    found = {}
+    for logical_id, function in binaries.items():
+        properties = template["Resources"][logical_id].get("Properties") or {}
+        timeout = properties.get("Timeout", global_properties.get("Timeout", DEFAULT_FUNCTION_TIMEOUT))
+        try:
+            timeout_seconds = int(context.resolve(timeout, f"{logical_id}.Timeout"))
+        except ValueError:
+            raise TemplateError(f"function {logical_id}: Timeout {timeout!r} is not a number of seconds") from None
+        variables = {
+            **((global_properties.get("Environment") or {}).get("Variables") or {}),
+            **((properties.get("Environment") or {}).get("Variables") or {}),
+        }
+        environment = tuple(sorted((name, context.resolve(value, f"{logical_id}.Environment.{name}")) for name, value in variables.items()))
+        found[logical_id] = LocalFunction(logical_id, function.binary, timeout_seconds, environment)
     return found
+
+
+def parameter_default(template: dict[str, Any], name: str) -> str | None:
+    """The Default of template parameter `name`, or None when there is no such parameter."""
+    parameter = (template.get("Parameters") or {}).get(name)
+    if not isinstance(parameter, dict) or parameter.get("Default") is None:
+        return None
+    return str(parameter["Default"])
+
+
+def merged_environment(local_functions: dict[str, LocalFunction]) -> dict[str, str]:
+    """One environment for every function (cargo lambda watch has only one): the union of the
+    functions' variables. A variable two functions set differently is an error naming both."""
+    merged: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for function in local_functions.values():
+        for name, value in function.environment:
+            if name in merged and merged[name] != value:
+                raise TemplateError(
+                    f"{owner[name]} and {function.logical_id} set {name} differently ({merged[name]!r}, {value!r}): "
+                    "the local stack runs every function with one environment"
+                )
+            merged[name] = value
+            owner[name] = function.logical_id
+    return merged
 
 
 def state_machines(template: dict[str, Any], template_dir: Path, stack_name: str) -> list[LocalStateMachine]:
     """The template's state machines with their DefinitionUri files read and substituted."""
-    known_functions = functions(template)
+    known_functions = functions(template, stack_name)
     machines = []
     for logical_id, resource in template["Resources"].items():
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::StateMachine":
@@ -158,6 +205,7 @@ class _Context:
         self.parameters = template.get("Parameters") or {}
         self.resources = template["Resources"]
         self.functions = known_functions
+        self.stack_name = stack_name
         self.pseudo = {
             "AWS::Region": LOCAL_REGION,
             "AWS::AccountId": LOCAL_ACCOUNT,
@@ -193,7 +241,12 @@ class _Context:
             return str(default)
         if name in self.functions:
             return self.functions[name].binary
-        raise TemplateError(f"{where}: Ref {name} is neither a parameter, a pseudo parameter nor a function")
+        resource = self.resources.get(name)
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::StateMachine":
+            given = (resource.get("Properties") or {}).get("Name")
+            machine = self.resolve(given, f"{name}.Name") if given is not None else default_state_machine_name(self.stack_name, name)
+            return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:{machine}"
+        raise TemplateError(f"{where}: Ref {name} is neither a parameter, a pseudo parameter, a function nor a state machine")
 
     def _get_att(self, argument: Any, where: str) -> str:
         if isinstance(argument, str):

@@ -6,6 +6,7 @@ import http.server
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,7 +74,8 @@ def fake_cargo_lambda_watch(binaries: set[str]) -> FakeServer:
     with the runtime's error document, no request id header.
 
     A payload {"fail": "<errorType>"} makes the handler fail with that errorType;
-    {"crash": true} makes watch answer 500 with a body that is not a handler error."""
+    {"crash": true} makes watch answer 500 with a body that is not a handler error;
+    {"sleep": N} makes the handler take N seconds."""
 
     def answer(request: Recorded) -> tuple[int, dict[str, str], bytes]:
         match = WATCH_PATH.match(request.path)
@@ -84,6 +86,8 @@ def fake_cargo_lambda_watch(binaries: set[str]) -> FakeServer:
         if isinstance(payload, dict) and "fail" in payload:
             error = {"errorType": payload["fail"], "errorMessage": "the handler failed"}
             return 500, {"content-type": "application/json"}, json.dumps(error).encode()
+        if isinstance(payload, dict) and payload.get("sleep"):
+            time.sleep(payload["sleep"])
         if isinstance(payload, dict) and payload.get("crash"):
             return 500, {"content-type": "text/plain"}, b"failed to spawn function"
         return 200, {"content-type": "application/json"}, json.dumps({"function": match.group(1), "echo": payload}).encode()

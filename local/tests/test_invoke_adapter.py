@@ -21,14 +21,14 @@ ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:plan-decommission"
 
 @pytest.fixture
 def watch():
-    server = fake_cargo_lambda_watch({"plan-decommission", "delete-store"})
+    server = fake_cargo_lambda_watch({"plan-decommission", "delete-store", "slow-function"})
     yield server
     server.close()
 
 
 @pytest.fixture
 def adapter(watch):
-    return InvokeAdapter("127.0.0.1", watch.port, {"plan-decommission", "delete-store"}, REGION, ACCOUNT)
+    return InvokeAdapter("127.0.0.1", watch.port, {"plan-decommission": 300, "delete-store": 60, "slow-function": 1}, REGION, ACCOUNT)
 
 
 def invoke(adapter: InvokeAdapter, name: str, payload: object, headers: list[tuple[str, str]] | None = None, query: str = ""):
@@ -122,6 +122,14 @@ def test_unsupported_invocation_type_is_rejected(adapter, watch):
     assert watch.requests == []
 
 
+def test_invocation_longer_than_the_function_timeout_is_sandbox_timedout(adapter, monkeypatch):
+    monkeypatch.setattr("local.invoke_adapter.TIMEOUT_GRACE_SECONDS", 0.0)
+    answer = invoke(adapter, "slow-function", {"sleep": 3})
+    assert answer.status == 200
+    assert answer.header("X-Amz-Function-Error") == "Unhandled"
+    assert json.loads(answer.body)["errorType"] == "Sandbox.Timedout"
+
+
 def test_watch_answer_that_is_not_a_handler_result_is_a_service_exception(adapter):
     answer = invoke(adapter, ARN, {"crash": True})
     assert answer.status == 500
@@ -130,7 +138,7 @@ def test_watch_answer_that_is_not_a_handler_result_is_a_service_exception(adapte
 
 
 def test_watch_not_running_is_a_service_exception_naming_it():
-    adapter = InvokeAdapter("127.0.0.1", free_port(), {"plan-decommission"}, REGION, ACCOUNT)
+    adapter = InvokeAdapter("127.0.0.1", free_port(), {"plan-decommission": 300}, REGION, ACCOUNT)
     answer = invoke(adapter, ARN, {})
     assert answer.status == 502
     assert answer.header("x-amzn-ErrorType") == "ServiceException"

@@ -71,7 +71,7 @@ def chain(tmp_path_factory):
         env={**os.environ, "MOTO_PORT": str(router_port)},
     )
     moto.start()
-    adapter = InvokeAdapter("127.0.0.1", watch.port, {"flaky", "refuses", "fine"}, REGION, ACCOUNT)
+    adapter = InvokeAdapter("127.0.0.1", watch.port, {"flaky": 30, "refuses": 30, "fine": 30}, REGION, ACCOUNT)
     upstream = Upstream("127.0.0.1", moto_port)
     router = Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=lambda request: upstream(name_unnamed_execution(request)))
     server = RouterServer(("127.0.0.1", router_port), router)

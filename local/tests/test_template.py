@@ -20,6 +20,12 @@ SAMPLE = textwrap.dedent(
       PendingWindowDefault:
         Type: Number
         Default: 30
+    Globals:
+      Function:
+        Timeout: 300
+        Environment:
+          Variables:
+            POLL_SECONDS: !Ref PendingWindowDefault
     Resources:
       PlanDecommissionFunction:
         Type: AWS::Serverless::Function
@@ -29,6 +35,10 @@ SAMPLE = textwrap.dedent(
             Binary: plan-decommission
         Properties:
           Handler: bootstrap
+          Timeout: 60
+          Environment:
+            Variables:
+              STATE_MACHINE_ARN: !Ref DecommissionStateMachine
       DeleteStoreFunction:
         Type: AWS::Serverless::Function
         Metadata:
@@ -69,6 +79,20 @@ def test_functions_map_logical_ids_to_binaries_and_local_arns(tmp_path):
     functions = tpl.functions(write(tmp_path, SAMPLE, ASL))
     assert {k: f.binary for k, f in functions.items()} == {"PlanDecommissionFunction": "plan-decommission", "DeleteStoreFunction": "delete-store"}
     assert functions["DeleteStoreFunction"].arn == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
+
+
+def test_functions_carry_their_timeout_and_resolved_environment(tmp_path):
+    functions = tpl.functions(write(tmp_path, SAMPLE, ASL))
+    plan, delete = functions["PlanDecommissionFunction"], functions["DeleteStoreFunction"]
+    assert (plan.timeout_seconds, delete.timeout_seconds) == (60, 300)
+    assert dict(plan.environment) == {"POLL_SECONDS": "30", "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:kms-decommission"}
+    assert tpl.merged_environment(functions) == dict(plan.environment)
+
+
+def test_functions_that_need_different_values_of_one_variable_are_refused(tmp_path):
+    template = SAMPLE.replace("BuildProperties: {Binary: delete-store}", "BuildProperties: {Binary: delete-store}\n    Properties:\n      Environment:\n        Variables:\n          POLL_SECONDS: 5")
+    with pytest.raises(tpl.TemplateError, match="POLL_SECONDS"):
+        tpl.merged_environment(tpl.functions(write(tmp_path, template, ASL)))
 
 
 def test_state_machine_gets_every_substitution_and_the_template_name(tmp_path):

@@ -117,19 +117,30 @@ class ManagedProcess:
         """Wait until the process prints a line matching `pattern` (described as `what`); return the match."""
         deadline = time.monotonic() + timeout
         seen = 0
-        with self._new_line:
-            while True:
+        while True:
+            with self._new_line:
                 for line in self._early[seen:]:
                     found = pattern.search(line)
                     if found:
                         return found
                 seen = len(self._early)
-                if not self.running():
-                    raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before printing {what}\n{self.tail()}")
+                exited = not self.running()
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ProcessFailed(f"{self.name} did not print {what} within {timeout:.0f} s\n{self.tail()}")
-                self._new_line.wait(min(remaining, 0.5))
+                if not exited and remaining > 0:
+                    self._new_line.wait(min(remaining, 0.5))
+                    continue
+            if exited:
+                self._drain_output()
+                found = next((m for m in map(pattern.search, self._early) if m), None)
+                if found:
+                    return found
+                raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before printing {what}\n{self.tail()}")
+            raise ProcessFailed(f"{self.name} did not print {what} within {timeout:.0f} s\n{self.tail()}")
+
+    def _drain_output(self) -> None:
+        """After the process exited: wait until its last output has been read."""
+        if self._reader is not None:
+            self._reader.join(5)
 
     def has_printed(self, pattern: re.Pattern[str]) -> bool:
         """True when a line of its output so far (the first and the latest lines kept) matches."""
@@ -147,6 +158,7 @@ class ManagedProcess:
             except OSError:
                 pass
             if not self.running():
+                self._drain_output()
                 raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before listening on {host}:{port}\n{self.tail()}")
             if time.monotonic() > deadline:
                 raise ProcessFailed(f"{self.name} did not listen on {host}:{port} within {timeout:.0f} s\n{self.tail()}")

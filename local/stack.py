@@ -8,6 +8,7 @@ as a context manager."""
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -74,9 +75,25 @@ class StackConfig:
     run_dir: Path = RUN_DIR
 
 
+# How many lines of a failed build's output a StackError quotes.
+BUILD_OUTPUT_LINES = 40
+
+
 def say(message: str) -> None:
     """Progress output of the stack (stderr, so stdout stays for the caller's results)."""
     print(f"[local-stack] {message}", file=sys.stderr, flush=True)
+
+
+def _run_showing_output(command: list[str]) -> tuple[int, list[str]]:
+    """Run a command in the repository, passing its output (stderr merged) on to our stderr as it
+    comes; return its exit code and its last BUILD_OUTPUT_LINES lines."""
+    tail: collections.deque[str] = collections.deque(maxlen=BUILD_OUTPUT_LINES)
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+        assert process.stdout is not None  # stdout=PIPE
+        for line in process.stdout:
+            sys.stderr.write(line)
+            tail.append(line.rstrip("\n"))
+    return process.returncode, list(tail)
 
 
 def _tool(name: str) -> str:
@@ -219,9 +236,11 @@ class LocalStack:
         ):
             say(f"building {label}: {' '.join(command)}")
             started = time.monotonic()
-            result = subprocess.run(command, cwd=REPO, check=False)
-            if result.returncode != 0:
-                raise StackError(f"building {label} failed ({' '.join(command)} exited {result.returncode})")
+            returncode, tail = _run_showing_output(command)
+            if returncode != 0:
+                # The error quotes cargo's own reason: test runners show an exception's message
+                # even where they hide what a fixture printed.
+                raise StackError(f"building {label} failed ({' '.join(command)} exited {returncode}); its last output:\n" + "\n".join(tail))
             say(f"built {label} in {time.monotonic() - started:.1f} s")
 
     def _create_state_machines(self) -> None:

@@ -848,7 +848,8 @@ fn transitions(plan: u64, schedule: u64, checks: u64) -> u64 {
         + 2 // WaitRequired choice, WaitForDeletionDate
         + 2 // the last CheckKeysDeleted (all deleted) and its Choice
         + 5 // DisconnectStore, Choice, WaitForDisconnect, DisconnectStore, Choice
-        + 2; // DeleteStore, Decommissioned
+        + 2 // DeleteStore, Decommissioned
+        + 5; // status events: Started, KeysScheduled, KeysDeleted, StoreDisconnected, StoreDeleted
     fixed + 2 * plan + 2 * schedule + 3 * checks
 }
 

@@ -30,6 +30,12 @@ const LAMBDA_TRANSIENT: &[&str] = &[
     "Lambda.TooManyRequestsException",
 ];
 
+/// The optimized EventBridge integration the status events use.
+const PUT_EVENTS: &str = "arn:aws:states:::events:putEvents";
+
+/// The substitutions that are not function ARNs: the status events' bus and source.
+const STATUS_EVENT_SUBSTITUTIONS: &[&str] = &["StatusEventBusName", "StatusEventSource"];
+
 /// Upper bound for a retrier's MaxAttempts: retries are bounded, not "until it works".
 const MAX_RETRY_ATTEMPTS: u64 = 20;
 
@@ -50,13 +56,31 @@ fn states(asl: &Value) -> &serde_json::Map<String, Value> {
     asl["States"].as_object().expect("States is an object")
 }
 
+/// The step Tasks: those that invoke a handler (the status-event Tasks are `publish_tasks`).
 fn tasks(asl: &Value) -> Vec<(&String, &Value)> {
     let tasks: Vec<_> = states(asl)
         .iter()
-        .filter(|(_, s)| s["Type"] == "Task")
+        .filter(|(_, s)| s["Type"] == "Task" && s["Resource"] != PUT_EVENTS)
         .collect();
     assert!(!tasks.is_empty(), "the state machine has Tasks");
     tasks
+}
+
+/// The Tasks that publish a status event to EventBridge.
+fn publish_tasks(asl: &Value) -> Vec<(&String, &Value)> {
+    states(asl)
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task" && s["Resource"] == PUT_EVENTS)
+        .collect()
+}
+
+/// Where a transition to `target` ends up once the status-event Tasks on the way are passed.
+fn through_publishing<'a>(all: &'a serde_json::Map<String, Value>, target: &'a str) -> &'a str {
+    let mut current = target;
+    while all[current]["Resource"] == PUT_EVENTS {
+        current = all[current]["Next"].as_str().unwrap_or("");
+    }
+    current
 }
 
 fn strings(value: &Value) -> Vec<&str> {
@@ -250,10 +274,10 @@ fn every_task_catches_everything_into_a_fail_that_keeps_error_and_cause() {
             panic!("{name}: the catch-all needs a ResultPath to keep the document")
         });
         let target = last["Next"].as_str().unwrap_or("");
-        let fail = &all[target];
+        let fail = &all[through_publishing(all, target)];
         assert_eq!(
             fail["Type"], "Fail",
-            "{name}: catch-all must end in a Fail state"
+            "{name}: catch-all must end in a Fail state (after publishing the failure)"
         );
         assert_eq!(
             fail["ErrorPath"],
@@ -325,10 +349,29 @@ fn every_substitution_is_defined_and_names_a_function_with_a_binary() {
     let template = Template::load();
     let used: BTreeSet<String> = placeholders(&asl_text);
     let defined: BTreeSet<String> = template.substitutions.keys().cloned().collect();
+    let defined: BTreeSet<String> = defined
+        .into_iter()
+        .chain(template.parameter_substitutions.keys().cloned())
+        .collect();
     assert_eq!(
         used, defined,
         "the ASL's ${{...}} placeholders and template.yaml's DefinitionSubstitutions must match"
     );
+    assert_eq!(
+        template
+            .parameter_substitutions
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        STATUS_EVENT_SUBSTITUTIONS,
+        "only the status events' bus and source come from template parameters"
+    );
+    for (substitution, parameter) in &template.parameter_substitutions {
+        assert!(
+            template.parameters.contains(parameter),
+            "{substitution}: `!Ref {parameter}` names no template parameter"
+        );
+    }
     for (substitution, logical_id) in &template.substitutions {
         assert!(
             substitution.ends_with("FunctionArn"),
@@ -428,6 +471,17 @@ fn choice_and_wait_states_read_exactly_the_fields_the_contract_lists() {
                 );
             }
             "Succeed" => paths.extend(state["OutputPath"].as_str()),
+            "Task" if state["Resource"] == PUT_EVENTS => {
+                let detail = &state["Parameters"]["Entries"][0]["Detail"];
+                paths.extend(
+                    detail
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(key, _)| key.ends_with(".$"))
+                        .filter_map(|(_, path)| path.as_str()),
+                );
+            }
             _ => {}
         }
         for path in paths {
@@ -440,7 +494,7 @@ fn choice_and_wait_states_read_exactly_the_fields_the_contract_lists() {
     let contract = contract_fields();
     assert_eq!(
         read_paths, contract,
-        "the fields Choice/Wait/Succeed states read must be exactly docs/workflow-contract.md's list"
+        "the fields Choice/Wait/Succeed states and status events read must be exactly docs/workflow-contract.md's list"
     );
 }
 
@@ -548,8 +602,13 @@ fn transitions(state: &Value) -> Vec<(String, String)> {
         out.push((next.to_string(), String::new()));
     }
     for catcher in catchers(state) {
+        let target = catcher["Next"].as_str().unwrap_or("");
+        if state["Next"].as_str() == Some(target) {
+            // A status event's catch-all goes where Next goes: no transition of its own.
+            continue;
+        }
         out.push((
-            catcher["Next"].as_str().unwrap_or("").to_string(),
+            target.to_string(),
             strings(&catcher["ErrorEquals"]).join(", "),
         ));
     }
@@ -751,6 +810,10 @@ fn parse_flowchart(block: &str) -> (BTreeSet<String>, Vec<Edge>) {
 struct Template {
     /// DefinitionSubstitutions name -> logical id of the `!GetAtt <id>.Arn` it maps to.
     substitutions: BTreeMap<String, String>,
+    /// DefinitionSubstitutions name -> the template parameter of its `!Ref <parameter>`.
+    parameter_substitutions: BTreeMap<String, String>,
+    /// The template's parameter names.
+    parameters: BTreeSet<String>,
     /// Function logical id -> `Metadata.BuildProperties.Binary`.
     binaries: BTreeMap<String, String>,
     /// Function logical id -> its own `Properties.Timeout`.
@@ -814,6 +877,7 @@ impl Template {
             .map(|(p, _)| p[1].clone())
             .expect("template.yaml declares an AWS::Serverless::StateMachine");
         let mut substitutions = BTreeMap::new();
+        let mut parameter_substitutions = BTreeMap::new();
         for (path, value) in &entries {
             if path.len() == 5
                 && path[..4].iter().map(String::as_str).eq([
@@ -823,20 +887,31 @@ impl Template {
                     "DefinitionSubstitutions",
                 ])
             {
+                if let Some(parameter) = value.strip_prefix("!Ref ") {
+                    parameter_substitutions.insert(path[4].clone(), parameter.to_string());
+                    continue;
+                }
                 let target = value
                     .strip_prefix("!GetAtt ")
                     .and_then(|t| t.strip_suffix(".Arn"))
                     .unwrap_or_else(|| {
                         panic!(
-                            "{}: expected `!GetAtt <Function>.Arn`, got {value:?}",
+                            "{}: expected `!GetAtt <Function>.Arn` or `!Ref <Parameter>`, got {value:?}",
                             path[4]
                         )
                     });
                 substitutions.insert(path[4].clone(), target.to_string());
             }
         }
+        let parameters = entries
+            .iter()
+            .filter(|(p, _)| p.len() == 2 && p[0] == "Parameters")
+            .map(|(p, _)| p[1].clone())
+            .collect();
         Template {
             substitutions,
+            parameter_substitutions,
+            parameters,
             binaries,
             timeouts,
             global_timeout: get(&["Globals", "Function", "Timeout"])
@@ -855,7 +930,7 @@ impl Template {
 }
 
 /// Every `key: value` (or `key:`) line of a block-style YAML document with the keys above it.
-/// List items add a `-` path segment; folded and literal block scalars are skipped; values are
+/// List items add a `-` path segment (a scalar item is an entry whose path ends in it); folded and literal block scalars are skipped; values are
 /// unquoted. Enough for template.yaml, which uses no flow mappings across lines or anchors.
 fn yaml_entries(text: &str) -> Vec<(Vec<String>, String)> {
     let mut entries = Vec::new();
@@ -874,6 +949,7 @@ fn yaml_entries(text: &str) -> Vec<(Vec<String>, String)> {
             block_scalar_parent = None;
         }
         let mut content = line.trim();
+        let mut list_item = false;
         while let Some(item) = content
             .strip_prefix("- ")
             .or_else(|| (content == "-").then_some(""))
@@ -882,6 +958,7 @@ fn yaml_entries(text: &str) -> Vec<(Vec<String>, String)> {
             stack.push((indent, "-".to_string()));
             indent += 2;
             content = item.trim_start();
+            list_item = true;
         }
         if content.is_empty() {
             continue;
@@ -891,7 +968,14 @@ fn yaml_entries(text: &str) -> Vec<(Vec<String>, String)> {
             .find(": ")
             .map(|i| (&content[..i], &content[i + 2..]))
             .or_else(|| content.strip_suffix(':').map(|k| (k, "")));
-        let Some((key, value)) = split else { continue };
+        let Some((key, value)) = split else {
+            if list_item {
+                // A scalar list item (`- !Ref Name`): its path ends in the item's `-`.
+                let path = stack.iter().map(|(_, k)| k.clone()).collect();
+                entries.push((path, unquote(content)));
+            }
+            continue;
+        };
         let key = unquote(key.trim());
         let value = value.trim();
         if matches!(value, ">" | ">-" | ">+" | "|" | "|-" | "|+") {
@@ -1018,7 +1102,7 @@ fn the_cancel_state_machine_retries_and_catches_like_the_decommission() {
             .into_iter()
             .find(|c| strings(&c["ErrorEquals"]).contains(&"States.ALL"))
             .unwrap_or_else(|| panic!("cancel {name}: no States.ALL catch"));
-        let fail = &all[catcher["Next"].as_str().expect("Next")];
+        let fail = &all[through_publishing(all, catcher["Next"].as_str().expect("Next"))];
         assert_eq!(fail["Type"], "Fail");
         assert_eq!(fail["ErrorPath"], "$.Failure.Error");
         assert_eq!(fail["CausePath"], "$.Failure.Cause");
@@ -1029,4 +1113,238 @@ fn the_cancel_state_machine_retries_and_catches_like_the_decommission() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status events (docs/status-events.md)
+// ---------------------------------------------------------------------------------------------
+
+fn cancel_asl() -> Value {
+    serde_json::from_str(&read("statemachine/cancel.asl.json")).expect("the cancel ASL is JSON")
+}
+
+/// (milestone, detail type) of every status-event Task of a state machine.
+fn milestones(asl: &Value) -> BTreeMap<String, String> {
+    publish_tasks(asl)
+        .into_iter()
+        .map(|(name, task)| {
+            let entries = task["Parameters"]["Entries"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: Parameters.Entries is a list"));
+            assert_eq!(entries.len(), 1, "{name}: one event per milestone");
+            let entry = &entries[0];
+            let milestone = entry["Detail"]["Milestone"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: Detail.Milestone is a literal"));
+            assert_eq!(
+                name.as_str(),
+                format!("Publish{milestone}"),
+                "state names say which milestone they publish"
+            );
+            let detail_type = entry["DetailType"].as_str().unwrap_or("");
+            (milestone.to_string(), detail_type.to_string())
+        })
+        .collect()
+}
+
+fn predecessors(all: &serde_json::Map<String, Value>, target: &str) -> BTreeSet<String> {
+    all.iter()
+        .filter(|(_, state)| transitions(state).iter().any(|(to, _)| to == target))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[test]
+fn every_milestone_is_published_once_with_its_own_detail_type() {
+    let decommission = milestones(&asl());
+    let cancel = milestones(&cancel_asl());
+    assert_eq!(
+        decommission.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "DryRunCompleted",
+            "Failed",
+            "KeysDeleted",
+            "KeysScheduled",
+            "Started",
+            "StoreDeleted",
+            "StoreDisconnected"
+        ]
+    );
+    assert_eq!(
+        cancel.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["CancelFailed", "Cancelled"]
+    );
+    let detail_types: BTreeSet<&String> = decommission.values().chain(cancel.values()).collect();
+    assert_eq!(
+        detail_types.len(),
+        decommission.len() + cancel.len(),
+        "a rule can subscribe to one milestone by its detail type"
+    );
+    for detail_type in detail_types {
+        assert!(
+            detail_type.starts_with("KMS Custom Key Store Decommission "),
+            "{detail_type}: one prefix for every status event"
+        );
+    }
+}
+
+#[test]
+fn status_events_name_the_execution_and_its_request_and_go_to_the_configured_bus() {
+    for asl in [asl(), cancel_asl()] {
+        for (name, task) in publish_tasks(&asl) {
+            let entry = &task["Parameters"]["Entries"][0];
+            assert_eq!(entry["EventBusName"], "${StatusEventBusName}", "{name}");
+            assert_eq!(entry["Source"], "${StatusEventSource}", "{name}");
+            assert_eq!(
+                entry["Detail"]["Execution.$"], "$.Execution",
+                "{name}: which execution"
+            );
+            assert_eq!(
+                entry["Detail"]["Input.$"], "$.Input",
+                "{name}: the store, ticket and requester as the trigger gave them"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_status_event_that_cannot_be_published_never_stops_a_run() {
+    for asl in [asl(), cancel_asl()] {
+        for (name, task) in publish_tasks(&asl) {
+            assert!(
+                task.get("ResultPath") == Some(&Value::Null),
+                "{name}: the PutEvents answer must not replace the state document"
+            );
+            let next = task["Next"].as_str().unwrap_or("");
+            let catches = catchers(task);
+            assert_eq!(catches.len(), 1, "{name}: one catcher");
+            assert_eq!(
+                strings(&catches[0]["ErrorEquals"]),
+                ["States.ALL"],
+                "{name}"
+            );
+            assert!(
+                catches[0].get("ResultPath") == Some(&Value::Null),
+                "{name}: a failed publish leaves the document as it was"
+            );
+            assert_eq!(
+                catches[0]["Next"], next,
+                "{name}: a failed publish goes on exactly as a successful one"
+            );
+            let retrier = retrier_for(task, "States.ALL")
+                .unwrap_or_else(|| panic!("{name}: retries EventBridge errors"));
+            assert_bounded_full_jitter(name, "States.ALL", retrier);
+            assert!(
+                task["TimeoutSeconds"].as_u64().is_some_and(|t| t <= 300),
+                "{name}: a hanging PutEvents must not hold the run"
+            );
+        }
+    }
+}
+
+#[test]
+fn milestones_sit_on_the_only_paths_into_the_states_they_announce() {
+    let asl = asl();
+    let all = states(&asl);
+    for (state, publishers) in [
+        ("PlanDecommission", vec!["PublishStarted", "IsPlanDone"]),
+        ("DryRunComplete", vec!["PublishDryRunCompleted"]),
+        ("IsWaitRequired", vec!["PublishKeysScheduled"]),
+        (
+            "DisconnectStore",
+            vec!["PublishKeysDeleted", "WaitForDisconnect"],
+        ),
+        ("DeleteStore", vec!["PublishStoreDisconnected"]),
+        ("Decommissioned", vec!["PublishStoreDeleted"]),
+        ("DecommissionFailed", vec!["PublishFailed"]),
+    ] {
+        let expected: BTreeSet<String> = publishers.into_iter().map(str::to_string).collect();
+        assert_eq!(
+            predecessors(all, state),
+            expected,
+            "transitions into {state}"
+        );
+    }
+    assert_eq!(
+        all[asl["StartAt"].as_str().unwrap_or("")]["Next"],
+        "PublishStarted",
+        "the first thing an execution does is say it started"
+    );
+    let cancel = cancel_asl();
+    let all = states(&cancel);
+    assert_eq!(
+        predecessors(all, "Cancelled"),
+        BTreeSet::from(["PublishCancelled".to_string()])
+    );
+    assert_eq!(
+        predecessors(all, "CancelFailed"),
+        BTreeSet::from(["PublishCancelFailed".to_string()])
+    );
+}
+
+#[test]
+fn the_template_lets_both_state_machines_publish_and_forwards_only_their_events() {
+    let text = read("template.yaml");
+    let entries = yaml_entries(&text);
+    let values = |prefix: &[&str]| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|(p, _)| p.iter().map(String::as_str).eq(prefix.iter().copied()))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    for machine in ["DecommissionStateMachine", "CancelStateMachine"] {
+        assert_eq!(
+            values(&[
+                "Resources",
+                machine,
+                "Properties",
+                "Policies",
+                "-",
+                "EventBridgePutEventsPolicy",
+                "EventBusName"
+            ]),
+            ["!Ref StatusEventBusName"],
+            "{machine}: events:PutEvents on the status bus only"
+        );
+        for (substitution, parameter) in [
+            ("StatusEventBusName", "!Ref StatusEventBusName"),
+            ("StatusEventSource", "!Ref StatusEventSource"),
+        ] {
+            assert_eq!(
+                values(&[
+                    "Resources",
+                    machine,
+                    "Properties",
+                    "DefinitionSubstitutions",
+                    substitution
+                ]),
+                [parameter],
+                "{machine}: {substitution}"
+            );
+        }
+    }
+    let rule = |field: &[&str]| {
+        let mut path = vec!["Resources", "StatusEventsRule"];
+        path.extend_from_slice(field);
+        values(&path)
+    };
+    assert_eq!(rule(&["Condition"]), ["HasStatusEventsEndpoint"]);
+    assert_eq!(
+        rule(&["Properties", "EventPattern", "source", "-"]),
+        ["!Ref StatusEventSource"]
+    );
+    assert_eq!(
+        rule(&["Properties", "EventPattern", "resources", "-"]),
+        ["!Ref DecommissionStateMachine", "!Ref CancelStateMachine"],
+        "only this stack's executions are forwarded"
+    );
+    assert_eq!(
+        rule(&["Properties", "Targets", "-", "Arn"]),
+        ["!GetAtt StatusEventsApiDestination.Arn"]
+    );
+    assert!(
+        !rule(&["Properties", "Targets", "-", "DeadLetterConfig", "Arn"]).is_empty(),
+        "undeliverable status events are kept, not dropped"
+    );
 }

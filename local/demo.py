@@ -5,7 +5,11 @@ Builds the handlers and the emulator, starts the stack with scaled time (an emul
 --day-seconds), creates the demo stores and keys plus unrelated keys that must survive, starts both
 decommissions with the inputs of events/execution-decommission-*.json (the real store id and name
 filled in), prints each state as it is entered with what it did, then the final reports and the
-proof that nothing else changed. Exits 0 only if both decommissions succeeded and every check holds."""
+proof that nothing else changed. Exits 0 only if both decommissions succeeded and every check holds.
+
+First it shows the last-use guard (issue 7, docs/last-use-guard.md) at work once: an application
+encrypts under the key of a third store, `demo-in-use`, and the decommission of that store is refused
+with KeysRecentlyUsed naming the key; the demo checks that the refusal happened and changed nothing."""
 
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ def out(label: str, message: str) -> None:
 
 def describe_step(state: str, document: Any) -> str | None:
     """What a state did, from the state document it passed on (None: nothing worth a line)."""
-    if not isinstance(document, dict):
-        return None
+    if not isinstance(document, dict) or "Failure" in document:
+        return None  # a failed task: its TaskFailed line said what happened
     section = {
         "PlanDecommission": "Plan",
         "EnsureStoreConnected": "Connection",
@@ -47,7 +51,9 @@ def describe_step(state: str, document: Any) -> str | None:
     part = document.get(section) if section else None
     part = part if isinstance(part, dict) else {}
     if state == "PlanDecommission":
-        return f"store {document.get('Store', {}).get('CustomKeyStoreName')} ({document.get('Store', {}).get('ConnectionState')}): {part.get('KeysInStore')} keys in the store {part.get('KeysByState')}, {part.get('KeysScanned')} keys of the account examined"
+        last_use = part.get("LastUse") if isinstance(part.get("LastUse"), dict) else {}
+        verdict = f"; last use: {last_use.get('Verdict')}" if part.get("Done") and last_use.get("Verdict") else ""
+        return f"store {document.get('Store', {}).get('CustomKeyStoreName')} ({document.get('Store', {}).get('ConnectionState')}): {part.get('KeysInStore')} keys in the store {part.get('KeysByState')}, {part.get('KeysScanned')} keys of the account examined{verdict}"
     if state == "EnsureStoreConnected":
         return f"store {part.get('ConnectionState')}, ready: {part.get('Ready')}"
     if state == "ScheduleKeyDeletion":
@@ -94,6 +100,55 @@ def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str
         results[label] = {"status": "DEMO-ERROR", "error": type(err).__name__, "cause": str(err)}
 
 
+# KMS operations a refused decommission may make: it reads, it never writes.
+READ_ONLY_OPERATIONS = frozenset({"DescribeCustomKeyStores", "ListKeys", "DescribeKey", "GetKeyLastUsage", "ListResourceTags"})
+
+
+def failure_message(cause: str | None) -> str:
+    """The error message of a failed execution's cause (a Lambda error document, or plain text)."""
+    try:
+        document = json.loads(cause or "")
+    except ValueError:
+        return cause or ""
+    return str(document.get("errorMessage", cause)) if isinstance(document, dict) else (cause or "")
+
+
+def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: str) -> tuple[bool, fixtures.Store]:
+    """A store whose key an application just used: its decommission, started as a console user
+    would, must be refused with KeysRecentlyUsed naming the key, and change nothing. Returns
+    (the refusal happened as it should, the store)."""
+    label = "in-use"
+    store = fixtures.make_store(kms, "cloudhsm", keys=1, name="demo-in-use")
+    key = store.keys[0]
+    kms.encrypt(KeyId=key, Plaintext=b"an application's data")
+    usage = kms.get_key_last_usage(KeyId=key)["KeyLastUsage"]
+    out(label, f"CloudHSM key store {store.id} '{store.name}': CONNECTED, 1 key {key}")
+    out(label, f"an application encrypts under it: KMS records {usage['Operation']} at {usage['Timestamp']:%Y-%m-%dT%H:%M:%SZ} (CloudTrail event {usage['CloudTrailEventId']})")
+    before = fixtures.key_snapshot(kms, key)
+    first_call = max((c["seq"] for c in admin.calls()), default=0)
+
+    document = workflow.execution_input("execution-decommission-cloudhsm.json", CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
+    execution = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
+    out(label, f"started {execution} (MinDaysSinceLastUse {document.get('MinDaysSinceLastUse')}: the last-use guard is on)")
+    results: dict[str, Any] = {}
+    follow_execution(sfn, label, execution, results)
+    described = results.get(label, {"status": "DEMO-ERROR", "error": "no result"})
+
+    message = failure_message(described.get("cause"))
+    print(f"\n===== {label}: {described['status']} with {described.get('error')}", flush=True)
+    print(f"cause: {message}")
+    refused = described["status"] == "FAILED" and described.get("error") == "KeysRecentlyUsed"
+    names_key = key in message and usage["Operation"] in message and usage["CloudTrailEventId"] in message
+    after = fixtures.key_snapshot(kms, key)
+    connection = fixtures.connection_state(kms, store.id)
+    writes = sorted({c["operation"] for c in admin.calls() if c["seq"] > first_call and c["operation"] not in READ_ONLY_OPERATIONS})
+    print(f"key {key}: {after['KeyState']}, tags {after['Tags'] or 'none'} -> {'unchanged' if after == before else 'CHANGED: ' + json.dumps(before) + ' -> ' + json.dumps(after)}")
+    print(f"store {store.id} '{store.name}': {connection}; KMS calls that change something: {', '.join(writes) or 'none'}")
+    ok = refused and names_key and after == before and connection == "CONNECTED" and not writes
+    print(("guard held: refused before anything changed" if ok else "GUARD CHECK FAILED: expected KeysRecentlyUsed naming the key and nothing changed") + "\n", flush=True)
+    return ok, store
+
+
 def _seconds_until(timestamp: str) -> str:
     try:
         when = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
@@ -108,7 +163,8 @@ def run_demo(stack: LocalStack) -> bool:
     STARTED = time.monotonic()  # times below count from the end of the build and stack start
     kms, sfn = workflow.clients(stack.endpoint)
     machine = next(m for m in stack.state_machines if m.definition_path.name == "decommission.asl.json")
-    ok = True
+    out("in-use", "the last-use guard: a store whose key is still in use is refused")
+    ok, in_use = show_last_use_guard(kms, sfn, workflow.Admin(stack.endpoint), machine.arn)
 
     out("setup", "creating the demo key stores and keys through the KMS API")
     cloudhsm = fixtures.make_store(kms, "cloudhsm", keys=5, disabled=1, name="demo-cloudhsm")
@@ -116,9 +172,9 @@ def run_demo(stack: LocalStack) -> bool:
     xks = fixtures.make_store(kms, "xks", keys=3, name="demo-xks")
     out("setup", f"external key store {xks.id} '{xks.name}': CONNECTED, 3 keys")
     keep = fixtures.make_store(kms, "xks", keys=1, name="demo-keep")
-    unrelated = [fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 1"), fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"), *keep.keys]
+    unrelated = [fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 1"), fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"), *keep.keys, *in_use.keys]
     before = {key: fixtures.key_snapshot(kms, key) for key in unrelated}
-    out("setup", f"unrelated keys that must survive: 2 AWS_KMS keys and 1 key of store {keep.id} '{keep.name}'")
+    out("setup", f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}' and the key of '{in_use.name}'")
 
     runs = {
         "cloudhsm": ("execution-decommission-cloudhsm.json", cloudhsm),
@@ -158,8 +214,8 @@ def run_demo(stack: LocalStack) -> bool:
         same = after == before[key]
         print(f"{key}: {after['KeyState']}, tags {after['Tags'] or 'none'} -> {'unchanged' if same else 'CHANGED: ' + json.dumps(before[key]) + ' -> ' + json.dumps(after)}")
         ok = ok and same
-    kept = fixtures.connection_state(kms, keep.id)
-    print(f"store {keep.id} '{keep.name}' still exists: {fixtures.store_exists(kms, keep.id)} ({kept})")
+    for survivor in (keep, in_use):
+        print(f"store {survivor.id} '{survivor.name}' still exists: {fixtures.store_exists(kms, survivor.id)} ({fixtures.connection_state(kms, survivor.id)})")
     return ok
 
 
@@ -181,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr)
         return 130
-    print("\nDEMO " + ("SUCCEEDED: both stores decommissioned, unrelated keys intact" if ok else "FAILED"), flush=True)
+    print("\nDEMO " + ("SUCCEEDED: the store in use refused, both idle stores decommissioned, unrelated keys intact" if ok else "FAILED"), flush=True)
     return 0 if ok else 1
 
 

@@ -1,7 +1,6 @@
 //! The Lambda glue shared by the six binaries: tracing, clients built once, the invocation
 //! deadline, the state document in and out, errors mapped to `Diagnostic` by name.
 
-use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
@@ -15,7 +14,7 @@ use crate::steps::{Step, StepContext};
 /// Runs `step` as a Lambda function until the runtime stops.
 pub async fn run_lambda(step: Step) -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let aws = crate::sdk_config::load().await;
     let kms = aws_sdk_kms::Client::new(&aws);
     // A bad configuration does not crash the instance: every invocation reports it by name.
     let context = Config::from_env().map(|config| StepContext::new(kms, config));

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod pacing;
 pub mod report;
 pub mod request;
+pub mod sdk_config;
 pub mod state;
 pub mod steps;
 pub mod store;

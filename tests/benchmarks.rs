@@ -9,14 +9,18 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::types::OriginType;
+use aws_sdk_kms::Client;
+use aws_smithy_types::retry::RetryConfig;
 use common::*;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::inventory::scan_page;
 use kms_decommission::keys::TargetStore;
-use kms_decommission::steps::Step;
+use kms_decommission::steps::{Step, StepContext};
 use kms_decommission::store;
 use kms_emulator::EmulatorConfig;
 use serde_json::json;
@@ -298,4 +302,80 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
         assert_eq!(env.key_state(key).await, "PendingDeletion");
     }
     assert_eq!(per_key.len(), 30, "no key outside the store touched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_no_throttling() {
+    // Another application in the account tags its own key at 4/s while we schedule at our paced
+    // 95% of TagResource's 10/s: together they exceed the quota and KMS throttles. With the
+    // functions' retry configuration (adaptive) our client slows itself down and every key is
+    // still tagged and scheduled without a ThrottlingException reaching the step's result.
+    let env = Env::start().await;
+    let store = env.cloudhsm_store("Shared").await;
+    let keys: u64 = 40;
+    for i in 0..keys as usize {
+        env.store_key(&store, OriginType::AwsCloudhsm, i).await;
+    }
+    let neighbour_key = env.plain_key().await;
+    let retry = kms_decommission::sdk_config::retry_config(|_| None).expect("adaptive by default");
+    let kms = Client::from_conf(env.kms.config().to_builder().retry_config(retry).build());
+    let mut ctx = StepContext::new(kms, test_config());
+    ctx.clock = env.clock().await;
+    let mut input = real_input(&store, "Shared");
+    input["MinDaysSinceLastUse"] = json!(0);
+    let mut state = initial_state(input);
+    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
+        state = run_until_done(&ctx, step, state, far_deadline)
+            .await
+            .unwrap()
+            .0;
+    }
+    env.set_config(json!({"quotas": true})).await;
+    env.clear_calls().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let neighbour = {
+        let kms = Client::from_conf(
+            env.kms
+                .config()
+                .to_builder()
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut sent = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let tag = aws_sdk_kms::types::Tag::builder()
+                    .tag_key("owner")
+                    .tag_value("neighbour")
+                    .build()
+                    .expect("tag");
+                let _ = kms
+                    .tag_resource()
+                    .key_id(&neighbour_key)
+                    .tags(tag)
+                    .send()
+                    .await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            sent
+        })
+    };
+    let result = run_until_done(&ctx, Step::ScheduleKeyDeletion, state, far_deadline).await;
+    stop.store(true, Ordering::Relaxed);
+    let neighbour_sent = neighbour.await.expect("neighbour ran");
+
+    let (state, invocations) = result.expect("no ThrottlingException surfaces from scheduling");
+    assert_eq!(state.scheduling.unwrap().keys_scheduled, keys);
+    let throttles = throttled(&env).await;
+    assert!(
+        throttles > 0,
+        "together the two clients exceed TagResource's quota, so KMS throttled some calls"
+    );
+    println!(
+        "neighbour sent {neighbour_sent} TagResource; {throttles} calls throttled in all; \
+         {keys} keys scheduled in {invocations} invocation(s), no ThrottlingException surfaced"
+    );
 }

@@ -26,7 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let machine = state_machine_arn_from_env(var, STATE_MACHINE_ENV)?
         .ok_or(ConfigError::Missing(STATE_MACHINE_ENV))?;
     let cancel_machine = state_machine_arn_from_env(var, CANCEL_STATE_MACHINE_ENV)?;
-    let aws = aws_config::load_from_env().await;
+    let aws = kms_decommission::sdk_config::load().await;
     let executions = Executions::new(aws_sdk_sfn::Client::new(&aws), machine, cancel_machine);
     let trigger = TagTrigger::new(aws_sdk_kms::Client::new(&aws), executions, config);
     let trigger = &trigger;

@@ -29,7 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let machine = state_machine_arn_from_env(var, STATE_MACHINE_ENV)?
         .ok_or(ConfigError::Missing(STATE_MACHINE_ENV))?;
     let cancel_machine = state_machine_arn_from_env(var, CANCEL_STATE_MACHINE_ENV)?;
-    let aws = aws_config::load_from_env().await;
+    let aws = kms_decommission::sdk_config::load().await;
     let secret = SecretSource::from_env(var)?
         .load(&aws)
         .await

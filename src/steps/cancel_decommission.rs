@@ -464,9 +464,7 @@ fn finish(
 /// Runs the cancel step as a Lambda function until the runtime stops.
 pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
     crate::handler::init_tracing();
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let aws = crate::sdk_config::load().await;
     let context = CancelContext::from_env(
         aws_sdk_kms::Client::new(&aws),
         aws_sdk_sfn::Client::new(&aws),

@@ -78,9 +78,60 @@ pub fn may_start_another_page(deadline: &Deadline, last_page: Duration, margin: 
     deadline.allows(last_page.saturating_add(last_page / 2), margin)
 }
 
+/// The ListKeys page size for a step that spends `per_store_key` on each key of the store (its
+/// slowest paced operation): a page whose keys all belong to the store fits in half the time left
+/// before `margin`, so the step returns its cursor in time even when the store holds every key of
+/// the account. At least 1, at most `max`.
+pub fn page_size_within(
+    deadline: &Deadline,
+    margin: Duration,
+    per_store_key: Duration,
+    max: i32,
+) -> i32 {
+    let usable = deadline.remaining().saturating_sub(margin) / 2;
+    let fits = usable.as_secs_f64() / per_store_key.as_secs_f64().max(f64::EPSILON);
+    // `as` saturates: a huge quotient becomes i32::MAX, NaN 0; the clamp bounds both.
+    (fits.floor() as i32).clamp(1, max.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_of_store_keys_fits_in_half_the_time_left() {
+        let per_key = Duration::from_secs_f64(1.0 / 4.75);
+        let margin = Duration::from_secs(2);
+        // 300 s function: (298 / 2) x 4.75 = 707 keys.
+        let page = page_size_within(
+            &Deadline::after(Duration::from_secs(300)),
+            margin,
+            per_key,
+            1000,
+        );
+        assert!((700..=708).contains(&page), "{page}");
+        // 15 s function: (13 / 2) x 4.75 = 30 keys.
+        let page = page_size_within(
+            &Deadline::after(Duration::from_secs(15)),
+            margin,
+            per_key,
+            1000,
+        );
+        assert!((29..=30).contains(&page), "{page}");
+        // Fast operations: the configured maximum.
+        let page = page_size_within(
+            &Deadline::after(Duration::from_secs(300)),
+            margin,
+            Duration::from_millis(1),
+            1000,
+        );
+        assert_eq!(page, 1000);
+        // No time left: one key, so every invocation still makes progress.
+        assert_eq!(
+            page_size_within(&Deadline::after(Duration::ZERO), margin, per_key, 1000),
+            1
+        );
+    }
 
     #[test]
     fn another_page_needs_room_for_a_page_and_the_margin() {

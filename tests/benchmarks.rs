@@ -243,10 +243,12 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
             .0;
     }
 
-    // Default pacing (TagResource 9.5/s): 30 keys need more than three seconds; pages of 10 keys.
+    // Default pacing (GetKeyLastUsage 4.75/s with the guard on): 30 keys need over six seconds.
+    // Pages of up to 1,000 keys would hold all 120 keys of the account: the step sizes its pages
+    // to the time left itself (inventory::page_size_within), so each call returns a cursor.
     let mut config = test_config();
     config.pacing = kms_decommission::config::PacingConfig::default();
-    config.list_keys_page_size = 10;
+    config.list_keys_page_size = 1000;
     config.deadline_margin = Duration::from_millis(500);
     let ctx = env.context(config).await;
     env.clear_calls().await;
@@ -276,7 +278,7 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
     }
     assert!(
         invocations >= 2,
-        "2 s cannot hold 30 keys at 9.5 TagResource/s: the first call returned a cursor"
+        "2 s cannot hold 30 keys at 4.75 GetKeyLastUsage/s: the first call returned a cursor"
     );
     let scheduling = state.scheduling.unwrap();
     assert_eq!(scheduling.keys_scheduled, 30);

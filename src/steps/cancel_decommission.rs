@@ -18,7 +18,7 @@ use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, scan_page};
+use crate::inventory::{may_start_another_page, page_size_within, scan_page};
 use crate::keys::TargetStore;
 use crate::state::push_capped;
 use crate::steps::StepContext;
@@ -217,14 +217,14 @@ pub async fn run(
         if progress.scan_started_at.is_none() {
             progress.scan_started_at = Some(to_rfc3339_floor(ctx.step.clock.now()));
         }
-        let page = scan_page(
-            kms,
-            pacing,
-            &target,
-            progress.cursor.as_deref(),
+        // CancelKeyDeletion and EnableKey (both 5/s) bound what a key of the store costs.
+        let page_size = page_size_within(
+            &deadline,
+            ctx.step.config.deadline_margin,
+            Duration::from_secs_f64(1.0 / ctx.step.config.pacing.custom_key_store_rps.max(0.001)),
             ctx.step.config.list_keys_page_size,
-        )
-        .await?;
+        );
+        let page = scan_page(kms, pacing, &target, progress.cursor.as_deref(), page_size).await?;
         let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
             .map(|key| Box::pin(restore_key(kms, pacing, key, &target, execution)))
             .buffered(pacing.concurrency)

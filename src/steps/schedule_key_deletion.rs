@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::clock::{parse_optional_rfc3339, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, scan_page};
+use crate::inventory::{may_start_another_page, page_size_within, scan_page};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
 use crate::state::{DecommissionState, SchedulingProgress, StoreType};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
@@ -80,17 +80,26 @@ pub async fn run(
         store_id: &store_id,
     };
     let guard = UsageGuard::new(request.min_days_since_last_use);
+    // Each key of the store costs a TagResource and a ScheduleKeyDeletion, plus a GetKeyLastUsage
+    // with the guard on: the slowest of their paced rates bounds a page.
+    let pacing = &ctx.config.pacing;
+    let mut per_key_rps = pacing
+        .tag_resource_rps
+        .min(pacing.schedule_key_deletion_rps);
+    if guard.is_on() {
+        per_key_rps = per_key_rps.min(pacing.custom_key_store_rps);
+    }
+    let per_store_key = Duration::from_secs_f64(1.0 / per_key_rps.max(0.001));
     let mut cursor = progress.cursor.take();
     loop {
         let started = Instant::now();
-        let page = scan_page(
-            &ctx.kms,
-            &ctx.pacing,
-            &target,
-            cursor.as_deref(),
+        let page_size = page_size_within(
+            &deadline,
+            ctx.config.deadline_margin,
+            per_store_key,
             ctx.config.list_keys_page_size,
-        )
-        .await?;
+        );
+        let page = scan_page(&ctx.kms, &ctx.pacing, &target, cursor.as_deref(), page_size).await?;
         let refused = AtomicBool::new(false);
         let steps: Vec<KeyStep> = stream::iter(&page.keys)
             .map(|key| {

@@ -7,10 +7,13 @@ Set E2E_ENDPOINT=http://127.0.0.1:4566 to run against a stack you started yourse
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from local import workflow
 from local.processes import free_port
@@ -74,3 +77,45 @@ def e2e(e2e_session):
             e2e_session.sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
     e2e_session.admin.clear_faults()
     e2e_session.admin.configure(**e2e_session.baseline_settings)
+
+
+# --- Triggers and the cancel workflow (test_triggers.py, test_cancel.py) ----------------------
+
+CANCEL_STATE_MACHINE_ARN = f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:kms-decommission-cancel"
+# The template's WebhookSecretParameterName default; the stack stores the secret there in SSM.
+WEBHOOK_SECRET_PARAMETER = "/kms-decommission/webhook-secret"
+
+
+@dataclass
+class TriggerStack:
+    """The e2e stack plus what the trigger and cancel scenarios use: the Lambda Invoke API, the
+    webhook's shared secret (read back from SSM, where the function reads it), the cancel machine."""
+
+    e2e: E2E
+    lambda_client: Any
+    webhook_secret: str
+    cancel_state_machine_arn: str = CANCEL_STATE_MACHINE_ARN
+
+    def cancel(self, document: dict[str, Any], name: str | None = None) -> str:
+        """Start an execution of the cancel state machine as a console user would; its ARN."""
+        return workflow.start_execution(self.e2e.sfn, self.cancel_state_machine_arn, document, name or f"cancel-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def trigger_stack_session(e2e_session, stack_endpoint):
+    common = {"endpoint_url": stack_endpoint, "region_name": LOCAL_REGION, "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    # No SDK retries: a retried Invoke would run the handler twice and hide what one delivery does.
+    lambda_client = boto3.client("lambda", config=Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=120), **common)
+    secret = boto3.client("ssm", **common).get_parameter(Name=WEBHOOK_SECRET_PARAMETER, WithDecryption=True)["Parameter"]["Value"]
+    return TriggerStack(e2e_session, lambda_client, secret.strip())
+
+
+@pytest.fixture
+def trigger_stack(e2e, trigger_stack_session):
+    """`e2e` (emptied emulator) for trigger and cancel scenarios; afterwards running cancel
+    executions are stopped too (before `e2e` stops decommissions and restores the emulator)."""
+    yield trigger_stack_session
+    sfn = trigger_stack_session.e2e.sfn
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=CANCEL_STATE_MACHINE_ARN, statusFilter="RUNNING"):
+        for execution in page["executions"]:
+            sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")

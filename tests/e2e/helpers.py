@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from local import fixtures, workflow
@@ -71,3 +77,101 @@ def wait_for_state(e2e: Any, execution_arn: str, state: str, timeout: float = 12
         assert status == "RUNNING", f"execution ended ({status}) before entering {state}: {workflow.states_entered(events)}"
         assert time.monotonic() < deadline, f"{state} not entered within {timeout} s: {workflow.states_entered(events)}"
         time.sleep(0.2)
+
+
+# --- Triggers and the cancel workflow (test_triggers.py, test_cancel.py) ----------------------
+
+TRIGGER_EVENTS = workflow.EVENTS / "triggers"
+TRIGGER_TAG_KEY = "DecommissionCustomKeyStore"  # the template's TriggerTagKey default
+MARKER_PREFIX = "kms-decommission:"  # the markers schedule-key-deletion tags keys with
+
+
+def trigger_event(sample: str) -> dict[str, Any]:
+    """A sample event of events/triggers/ as EventBridge or the function URL delivers it."""
+    return json.loads((TRIGGER_EVENTS / sample).read_text(encoding="utf-8"))
+
+
+def tag_change(sample: str, resource_arn: str, tags: dict[str, str]) -> dict[str, Any]:
+    """The tag-change sample `sample` re-aimed at `resource_arn`, whose tags are now `tags`,
+    changed now (EventBridge's `time`)."""
+    event = trigger_event(sample)
+    event["id"] = str(uuid.uuid4())
+    event["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["resources"] = [resource_arn]
+    event["detail"]["tags"] = dict(tags)
+    return event
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The X-Signature a ticketing system sends: HMAC-SHA256 over `<timestamp>.<raw body>`."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def webhook_request(sample: str, body: dict[str, Any] | bytes, secret: str | None, timestamp: int | None = None, base64_body: bool = False) -> dict[str, Any]:
+    """The function URL request of events/triggers/<sample> carrying `body` (a dict is sent as
+    compact JSON), signed with `secret` at `timestamp` (default now); `secret=None` sends no
+    signature headers at all."""
+    raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    event = trigger_event(sample)
+    headers = {k: v for k, v in event["headers"].items() if k not in ("x-signature", "x-signature-timestamp")}
+    headers["content-length"] = str(len(raw))
+    if secret is not None:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers["x-signature-timestamp"] = stamp
+        headers["x-signature"] = sign(secret, stamp, raw)
+    event["headers"] = headers
+    event["requestContext"]["requestId"] = str(uuid.uuid4())
+    event["isBase64Encoded"] = base64_body
+    event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
+    return event
+
+
+def invoke(lambda_client: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Invoke `function` synchronously through the stack's Lambda Invoke API; its JSON result.
+    A function error fails the test with the error."""
+    answer = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read() or b"null")
+    assert "FunctionError" not in answer, f"{function} failed: {payload}"
+    return payload
+
+
+def http_answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(status code, JSON body) of a function URL response."""
+    return response["statusCode"], json.loads(response.get("body") or "null")
+
+
+def executions_of_store(sfn: Any, state_machine_arn: str, store_id: str) -> list[dict[str, Any]]:
+    """DescribeExecution of every execution of `state_machine_arn` whose input names `store_id`
+    (moto keeps executions for the whole session, so tests count only their own store's)."""
+    found = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        for execution in page["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described.get("input") or "{}").get("CustomKeyStoreId") == store_id:
+                found.append(described)
+    return found
+
+
+def execution_count(sfn: Any, state_machine_arns: list[str]) -> int:
+    """How many executions the state machines have had (to prove none was started)."""
+    return sum(len(page["executions"]) for arn in state_machine_arns for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn))
+
+
+def kms_state(e2e: Any) -> dict[str, Any]:
+    """The emulator's whole state (stores, keys with states, tags and deletion dates, deleted
+    keys) without its clock reading, to compare before and after."""
+    state = e2e.admin.state()
+    state.pop("now", None)
+    return state
+
+
+def emulator_keys(e2e: Any, key_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The emulator's record of each key (state, prior base state, deletion date, tags, ...)."""
+    records = {key["id"]: key for key in e2e.admin.state()["keys"]}
+    return {key_id: records.get(key_id) for key_id in key_ids}
+
+
+def emulator_store(e2e: Any, store_id: str) -> dict[str, Any] | None:
+    """The emulator's record of a store (connection state, key count, ...), None once deleted."""
+    return next((store for store in e2e.admin.state()["stores"] if store["id"] == store_id), None)
+

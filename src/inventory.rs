@@ -2,7 +2,7 @@
 //! (KMS has no filter by store), concurrent and paced, one page per call so a step can stop
 //! between pages and resume from the ListKeys marker.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kms::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -69,6 +69,33 @@ pub async fn scan_page(
         scanned,
         next_cursor,
     })
+}
+
+/// Scans the account's keys page by page from `cursor`, handing each page to `on_page`, until the
+/// last page or until the deadline leaves no room for another page ([`may_start_another_page`]).
+/// Returns the cursor to resume from, `None` when the scan is complete. `page_size` is asked
+/// before each page (see [`page_size_within`]). The one loop every batch step runs.
+#[allow(clippy::too_many_arguments)]
+pub async fn scan_pages(
+    kms: &Client,
+    pacing: &Pacing,
+    target: &TargetStore,
+    mut cursor: Option<String>,
+    deadline: &Deadline,
+    margin: Duration,
+    page_size: impl Fn(&Deadline) -> i32,
+    mut on_page: impl AsyncFnMut(Page) -> Result<(), DecommissionError>,
+) -> Result<Option<String>, DecommissionError> {
+    loop {
+        let started = Instant::now();
+        let page = scan_page(kms, pacing, target, cursor.as_deref(), page_size(deadline)).await?;
+        let next_cursor = page.next_cursor.clone();
+        on_page(page).await?;
+        cursor = next_cursor;
+        if cursor.is_none() || !may_start_another_page(deadline, started.elapsed(), margin) {
+            return Ok(cursor);
+        }
+    }
 }
 
 /// Decides between pages whether a batch step may start another one: it must be able to finish

@@ -3,12 +3,12 @@
 //! -> `KeysNotPendingDeletion`; pending far past its DeletionDate -> `KeyDeletionOverdue`.
 //! Never disconnects or changes anything.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::clock::{parse_optional_rfc3339, seconds_between, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, scan_page};
+use crate::inventory::{scan_pages, Page};
 use crate::keys::TargetStore;
 use crate::state::{push_capped, DecommissionState, DeletionCheck, StoreType, SAMPLE_CAP};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
@@ -40,47 +40,42 @@ pub async fn run(
     )?;
     let mut latest =
         parse_optional_rfc3339("Deletion.LatestDeletionDate", &check.latest_deletion_date)?;
-    let mut cursor = check.cursor.take();
-    loop {
-        let started = Instant::now();
-        let page = scan_page(
-            &ctx.kms,
-            &ctx.pacing,
-            &target,
-            cursor.as_deref(),
-            ctx.config.list_keys_page_size,
-        )
-        .await?;
-        check.keys_scanned += page.scanned;
-        for key in &page.keys {
-            if key.is_pending_deletion() {
-                check.keys_pending += 1;
-                earliest = min_time(earliest, key.deletion_date());
-                latest = max_time(latest, key.deletion_date());
-            } else {
-                check.keys_not_pending += 1;
-                push_capped(
-                    &mut check.keys_not_pending_sample,
-                    format!("{} ({})", key.arn(), key.state()),
-                );
-                tracing::warn!(
-                    custom_key_store_id = store_id.as_str(),
-                    execution = execution.as_deref(),
-                    ticket = request.ticket_id.as_deref(),
-                    key_id = key.key_id(),
-                    key_arn = key.arn(),
-                    key_state = key.state(),
-                    "key of the store is not pending deletion"
-                );
+    let cursor = scan_pages(
+        &ctx.kms,
+        &ctx.pacing,
+        &target,
+        check.cursor.take(),
+        &deadline,
+        ctx.config.deadline_margin,
+        |_| ctx.config.list_keys_page_size,
+        async |page: Page| {
+            check.keys_scanned += page.scanned;
+            for key in &page.keys {
+                if key.is_pending_deletion() {
+                    check.keys_pending += 1;
+                    earliest = min_time(earliest, key.deletion_date());
+                    latest = max_time(latest, key.deletion_date());
+                } else {
+                    check.keys_not_pending += 1;
+                    push_capped(
+                        &mut check.keys_not_pending_sample,
+                        format!("{} ({})", key.arn(), key.state()),
+                    );
+                    tracing::warn!(
+                        custom_key_store_id = store_id.as_str(),
+                        execution = execution.as_deref(),
+                        ticket = request.ticket_id.as_deref(),
+                        key_id = key.key_id(),
+                        key_arn = key.arn(),
+                        key_state = key.state(),
+                        "key of the store is not pending deletion"
+                    );
+                }
             }
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none()
-            || !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin)
-        {
-            break;
-        }
-    }
+            Ok(())
+        },
+    )
+    .await?;
     check.earliest_deletion_date = earliest.map(to_rfc3339);
     check.latest_deletion_date = latest.map(to_rfc3339);
     check.scan_done = cursor.is_none();

@@ -3,13 +3,13 @@
 //! here with its report. When the plan is done, the last-use guard refuses (`KeysRecentlyUsed`)
 //! if any key to schedule was used too recently (not in a dry run, whose report says it instead).
 
-use std::time::Instant;
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, scan_page};
+use crate::inventory::{page_size_within, scan_pages, Page};
 use crate::keys::TargetStore;
 use crate::report::{left_behind, Report};
 use crate::request::DecommissionRequest;
@@ -48,57 +48,63 @@ pub async fn run(
     };
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let target = TargetStore::new(&store);
-    let mut cursor = plan.cursor.take();
-    loop {
-        let started = Instant::now();
-        let page = scan_page(
-            &ctx.kms,
-            &ctx.pacing,
-            &target,
-            cursor.as_deref(),
-            ctx.config.list_keys_page_size,
-        )
-        .await?;
-        let last_uses: Vec<_> = stream::iter(&page.keys)
-            .map(|key| key_last_use(&ctx.kms, &ctx.pacing, key))
-            .buffered(ctx.pacing.concurrency)
-            .try_collect()
-            .await?;
-        let now = ctx.clock.now();
-        plan.keys_scanned += page.scanned;
-        for (key, last_use) in page.keys.iter().zip(last_uses) {
-            let described_use = last_use.as_ref().map(|u| u.describe());
-            let recently_used = match last_use {
-                Some(last_use) => usage.record(last_use, !key.is_pending_deletion(), now)?,
-                None => false,
-            };
-            plan.keys_in_store += 1;
-            *plan
-                .keys_by_state
-                .entry(key.state().to_string())
-                .or_default() += 1;
-            if !push_capped(&mut plan.keys, key.sample()) {
-                plan.keys_truncated = true;
+    // Every key of the store costs a GetKeyLastUsage (5/s): a page must fit even if all its
+    // keys are the store's.
+    let per_store_key =
+        Duration::from_secs_f64(1.0 / ctx.config.pacing.custom_key_store_rps.max(0.001));
+    let cursor = scan_pages(
+        &ctx.kms,
+        &ctx.pacing,
+        &target,
+        plan.cursor.take(),
+        &deadline,
+        ctx.config.deadline_margin,
+        |deadline| {
+            page_size_within(
+                deadline,
+                ctx.config.deadline_margin,
+                per_store_key,
+                ctx.config.list_keys_page_size,
+            )
+        },
+        async |page: Page| {
+            let last_uses: Vec<_> = stream::iter(&page.keys)
+                .map(|key| key_last_use(&ctx.kms, &ctx.pacing, key))
+                .buffered(ctx.pacing.concurrency)
+                .try_collect()
+                .await?;
+            let now = ctx.clock.now();
+            plan.keys_scanned += page.scanned;
+            for (key, last_use) in page.keys.iter().zip(last_uses) {
+                let described_use = last_use.as_ref().map(|u| u.describe());
+                let recently_used = match last_use {
+                    Some(last_use) => usage.record(last_use, !key.is_pending_deletion(), now)?,
+                    None => false,
+                };
+                plan.keys_in_store += 1;
+                *plan
+                    .keys_by_state
+                    .entry(key.state().to_string())
+                    .or_default() += 1;
+                if !push_capped(&mut plan.keys, key.sample()) {
+                    plan.keys_truncated = true;
+                }
+                tracing::info!(
+                    custom_key_store_id = store_id.as_str(),
+                    execution = execution.as_deref(),
+                    key_id = key.key_id(),
+                    key_arn = key.arn(),
+                    key_state = key.state(),
+                    xks_key_id = key.xks_key_id(),
+                    last_use = described_use.as_deref(),
+                    recently_used,
+                    "store key"
+                );
             }
-            tracing::info!(
-                custom_key_store_id = store_id.as_str(),
-                execution = execution.as_deref(),
-                key_id = key.key_id(),
-                key_arn = key.arn(),
-                key_state = key.state(),
-                xks_key_id = key.xks_key_id(),
-                last_use = described_use.as_deref(),
-                recently_used,
-                "store key"
-            );
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none()
-            || !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin)
-        {
-            break;
-        }
-    }
+            Ok(())
+        },
+    )
+    .await?;
     plan.done = cursor.is_none();
     plan.cursor = cursor;
     if plan.done {

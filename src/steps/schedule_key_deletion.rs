@@ -9,14 +9,14 @@
 //! them).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::clock::{parse_optional_rfc3339, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, page_size_within, scan_page};
+use crate::inventory::{page_size_within, scan_pages, Page};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
 use crate::state::{DecommissionState, SchedulingProgress, StoreType};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
@@ -90,102 +90,108 @@ pub async fn run(
         per_key_rps = per_key_rps.min(pacing.custom_key_store_rps);
     }
     let per_store_key = Duration::from_secs_f64(1.0 / per_key_rps.max(0.001));
-    let mut cursor = progress.cursor.take();
-    loop {
-        let started = Instant::now();
-        let page_size = page_size_within(
-            &deadline,
-            ctx.config.deadline_margin,
-            per_store_key,
-            ctx.config.list_keys_page_size,
-        );
-        let page = scan_page(&ctx.kms, &ctx.pacing, &target, cursor.as_deref(), page_size).await?;
-        let refused = AtomicBool::new(false);
-        let steps: Vec<KeyStep> = stream::iter(&page.keys)
-            .map(|key| {
-                let (refused, target, request) = (&refused, &target, &request);
-                async move {
-                    let recheck = guard.is_on() && !key.is_pending_deletion();
-                    if recheck {
-                        if refused.load(Ordering::SeqCst) {
-                            return Ok(KeyStep::Skipped);
+    let cursor = scan_pages(
+        &ctx.kms,
+        &ctx.pacing,
+        &target,
+        progress.cursor.take(),
+        &deadline,
+        ctx.config.deadline_margin,
+        |deadline| {
+            page_size_within(
+                deadline,
+                ctx.config.deadline_margin,
+                per_store_key,
+                ctx.config.list_keys_page_size,
+            )
+        },
+        async |page: Page| {
+            let refused = AtomicBool::new(false);
+            let steps: Vec<KeyStep> = stream::iter(&page.keys)
+                .map(|key| {
+                    let (refused, target, request) = (&refused, &target, &request);
+                    async move {
+                        let recheck = guard.is_on() && !key.is_pending_deletion();
+                        if recheck {
+                            if refused.load(Ordering::SeqCst) {
+                                return Ok(KeyStep::Skipped);
+                            }
+                            let Some(last_use) = key_last_use(&ctx.kms, &ctx.pacing, key).await?
+                            else {
+                                return Ok(KeyStep::Done(KeyOutcome::Gone));
+                            };
+                            if guard.blocks(&last_use, ctx.clock.now())? {
+                                refused.store(true, Ordering::SeqCst);
+                                return Ok(KeyStep::RecentlyUsed(last_use));
+                            }
+                            if refused.load(Ordering::SeqCst) {
+                                return Ok(KeyStep::Skipped);
+                            }
                         }
-                        let Some(last_use) = key_last_use(&ctx.kms, &ctx.pacing, key).await? else {
-                            return Ok(KeyStep::Done(KeyOutcome::Gone));
-                        };
-                        if guard.blocks(&last_use, ctx.clock.now())? {
-                            refused.store(true, Ordering::SeqCst);
-                            return Ok(KeyStep::RecentlyUsed(last_use));
-                        }
-                        if refused.load(Ordering::SeqCst) {
-                            return Ok(KeyStep::Skipped);
-                        }
+                        ensure_scheduled(
+                            &ctx.kms,
+                            &ctx.pacing,
+                            key,
+                            target,
+                            markers_for,
+                            request.pending_window_in_days,
+                        )
+                        .await
+                        .map(KeyStep::Done)
                     }
-                    ensure_scheduled(
-                        &ctx.kms,
-                        &ctx.pacing,
-                        key,
-                        target,
-                        markers_for,
-                        request.pending_window_in_days,
-                    )
-                    .await
-                    .map(KeyStep::Done)
-                }
-            })
-            .buffered(ctx.pacing.concurrency)
-            .try_collect::<Vec<KeyStep>>()
-            .await?;
-        if refused.load(Ordering::SeqCst) {
-            return Err(refusal(&store_id, &request, &progress, &page.keys, &steps));
-        }
-        progress.keys_last_use_rechecked += page
-            .keys
-            .iter()
-            .filter(|k| guard.is_on() && !k.is_pending_deletion())
-            .count() as u64;
-        let outcomes: Vec<KeyOutcome> = steps
-            .into_iter()
-            .filter_map(|step| match step {
-                KeyStep::Done(outcome) => Some(outcome),
-                KeyStep::RecentlyUsed(_) | KeyStep::Skipped => None,
-            })
-            .collect();
-        // The page is complete: only now do its counts join the progress, so a page cut off
-        // halfway is counted once, when it is processed again.
-        progress.keys_scanned += page.scanned;
-        for (key, outcome) in page.keys.iter().zip(&outcomes) {
-            let (date, by_us) = match outcome {
-                KeyOutcome::ScheduledByThisExecution { deletion_date } => (*deletion_date, true),
-                KeyOutcome::AlreadyPending { deletion_date } => (*deletion_date, false),
-                KeyOutcome::Gone => continue,
-            };
-            if by_us {
-                progress.keys_scheduled += 1;
-            } else {
-                progress.keys_already_pending += 1;
+                })
+                .buffered(ctx.pacing.concurrency)
+                .try_collect::<Vec<KeyStep>>()
+                .await?;
+            if refused.load(Ordering::SeqCst) {
+                return Err(refusal(&store_id, &request, &progress, &page.keys, &steps));
             }
-            let date = date.or(key.deletion_date());
-            earliest = min_time(earliest, date);
-            latest = max_time(latest, date);
-            tracing::info!(
-                custom_key_store_id = store_id.as_str(),
-                execution = execution.as_str(),
-                ticket = request.ticket_id.as_deref(),
-                key_id = key.key_id(),
-                key_arn = key.arn(),
-                scheduled_by_this_execution = by_us,
-                deletion_date = date.map(to_rfc3339),
-                "key pending deletion"
-            );
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none()
-            || !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin)
-        {
-            break;
-        }
-    }
+            progress.keys_last_use_rechecked += page
+                .keys
+                .iter()
+                .filter(|k| guard.is_on() && !k.is_pending_deletion())
+                .count() as u64;
+            let outcomes: Vec<KeyOutcome> = steps
+                .into_iter()
+                .filter_map(|step| match step {
+                    KeyStep::Done(outcome) => Some(outcome),
+                    KeyStep::RecentlyUsed(_) | KeyStep::Skipped => None,
+                })
+                .collect();
+            // The page is complete: only now do its counts join the progress, so a page cut off
+            // halfway is counted once, when it is processed again.
+            progress.keys_scanned += page.scanned;
+            for (key, outcome) in page.keys.iter().zip(&outcomes) {
+                let (date, by_us) = match outcome {
+                    KeyOutcome::ScheduledByThisExecution { deletion_date } => {
+                        (*deletion_date, true)
+                    }
+                    KeyOutcome::AlreadyPending { deletion_date } => (*deletion_date, false),
+                    KeyOutcome::Gone => continue,
+                };
+                if by_us {
+                    progress.keys_scheduled += 1;
+                } else {
+                    progress.keys_already_pending += 1;
+                }
+                let date = date.or(key.deletion_date());
+                earliest = min_time(earliest, date);
+                latest = max_time(latest, date);
+                tracing::info!(
+                    custom_key_store_id = store_id.as_str(),
+                    execution = execution.as_str(),
+                    ticket = request.ticket_id.as_deref(),
+                    key_id = key.key_id(),
+                    key_arn = key.arn(),
+                    scheduled_by_this_execution = by_us,
+                    deletion_date = date.map(to_rfc3339),
+                    "key pending deletion"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await?;
     progress.done = cursor.is_none();
     progress.cursor = cursor;
     progress.earliest_deletion_date = earliest.map(to_rfc3339);

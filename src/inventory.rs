@@ -71,31 +71,56 @@ pub async fn scan_page(
     })
 }
 
+/// How a batch step pages through the account's keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging<'a> {
+    /// The invocation's deadline.
+    pub deadline: &'a Deadline,
+    /// Time to keep free before the deadline.
+    pub margin: Duration,
+    /// The largest ListKeys page (1-1000).
+    pub max_page_size: i32,
+    /// What the step spends on each key of the store: one over its slowest paced per-key
+    /// operation's rate, or zero when store keys cost no more than the others.
+    pub per_store_key: Duration,
+}
+
 /// Scans the account's keys page by page from `cursor`, handing each page to `on_page`, until the
 /// last page or until the deadline leaves no room for another page ([`may_start_another_page`]).
-/// Returns the cursor to resume from, `None` when the scan is complete. `page_size` is asked
-/// before each page (see [`page_size_within`]). The one loop every batch step runs.
-#[allow(clippy::too_many_arguments)]
+/// Pages are sized by [`page_size_within`]. Returns the cursor to resume from, `None` when the
+/// scan is complete. The one loop every batch step runs.
 pub async fn scan_pages(
     kms: &Client,
     pacing: &Pacing,
     target: &TargetStore,
     mut cursor: Option<String>,
-    deadline: &Deadline,
-    margin: Duration,
-    page_size: impl Fn(&Deadline) -> i32,
+    paging: Paging<'_>,
     mut on_page: impl AsyncFnMut(Page) -> Result<(), DecommissionError>,
 ) -> Result<Option<String>, DecommissionError> {
     loop {
         let started = Instant::now();
-        let page = scan_page(kms, pacing, target, cursor.as_deref(), page_size(deadline)).await?;
+        let page_size = page_size_within(
+            paging.deadline,
+            paging.margin,
+            paging.per_store_key,
+            paging.max_page_size,
+        );
+        let page = scan_page(kms, pacing, target, cursor.as_deref(), page_size).await?;
         let next_cursor = page.next_cursor.clone();
         on_page(page).await?;
         cursor = next_cursor;
-        if cursor.is_none() || !may_start_another_page(deadline, started.elapsed(), margin) {
+        if cursor.is_none()
+            || !may_start_another_page(paging.deadline, started.elapsed(), paging.margin)
+        {
             return Ok(cursor);
         }
     }
+}
+
+/// One over `rate` per second: what one call paced at `rate` costs (a non-positive rate counts
+/// as one call per thousand seconds).
+pub fn per_call(rate: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / rate.max(0.001))
 }
 
 /// Decides between pages whether a batch step may start another one: it must be able to finish

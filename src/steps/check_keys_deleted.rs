@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::{parse_optional_rfc3339, seconds_between, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{scan_pages, Page};
+use crate::inventory::{scan_pages, Page, Paging};
 use crate::keys::TargetStore;
 use crate::state::{push_capped, DecommissionState, DeletionCheck, StoreType, SAMPLE_CAP};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
@@ -45,9 +45,12 @@ pub async fn run(
         &ctx.pacing,
         &target,
         check.cursor.take(),
-        &deadline,
-        ctx.config.deadline_margin,
-        |_| ctx.config.list_keys_page_size,
+        Paging {
+            deadline: &deadline,
+            margin: ctx.config.deadline_margin,
+            max_page_size: ctx.config.list_keys_page_size,
+            per_store_key: Duration::ZERO,
+        },
         async |page: Page| {
             check.keys_scanned += page.scanned;
             for key in &page.keys {

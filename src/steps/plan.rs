@@ -3,13 +3,11 @@
 //! here with its report. When the plan is done, the last-use guard refuses (`KeysRecentlyUsed`)
 //! if any key to schedule was used too recently (not in a dry run, whose report says it instead).
 
-use std::time::Duration;
-
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{page_size_within, scan_pages, Page};
+use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::TargetStore;
 use crate::report::{left_behind, Report};
 use crate::request::DecommissionRequest;
@@ -48,24 +46,16 @@ pub async fn run(
     };
     let execution = state.execution.as_ref().map(|e| e.id.clone());
     let target = TargetStore::new(&store);
-    // Every key of the store costs a GetKeyLastUsage (5/s): a page must fit even if all its
-    // keys are the store's.
-    let per_store_key =
-        Duration::from_secs_f64(1.0 / ctx.config.pacing.custom_key_store_rps.max(0.001));
     let cursor = scan_pages(
         &ctx.kms,
         &ctx.pacing,
         &target,
         plan.cursor.take(),
-        &deadline,
-        ctx.config.deadline_margin,
-        |deadline| {
-            page_size_within(
-                deadline,
-                ctx.config.deadline_margin,
-                per_store_key,
-                ctx.config.list_keys_page_size,
-            )
+        Paging {
+            deadline: &deadline,
+            margin: ctx.config.deadline_margin,
+            max_page_size: ctx.config.list_keys_page_size,
+            per_store_key: per_call(ctx.config.pacing.custom_key_store_rps),
         },
         async |page: Page| {
             let last_uses: Vec<_> = stream::iter(&page.keys)

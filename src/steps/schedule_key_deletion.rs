@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::clock::{parse_optional_rfc3339, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{page_size_within, scan_pages, Page};
+use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
 use crate::state::{DecommissionState, SchedulingProgress, StoreType};
 use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
@@ -89,21 +89,17 @@ pub async fn run(
     if guard.is_on() {
         per_key_rps = per_key_rps.min(pacing.custom_key_store_rps);
     }
-    let per_store_key = Duration::from_secs_f64(1.0 / per_key_rps.max(0.001));
+    let per_store_key = per_call(per_key_rps);
     let cursor = scan_pages(
         &ctx.kms,
         &ctx.pacing,
         &target,
         progress.cursor.take(),
-        &deadline,
-        ctx.config.deadline_margin,
-        |deadline| {
-            page_size_within(
-                deadline,
-                ctx.config.deadline_margin,
-                per_store_key,
-                ctx.config.list_keys_page_size,
-            )
+        Paging {
+            deadline: &deadline,
+            margin: ctx.config.deadline_margin,
+            max_page_size: ctx.config.list_keys_page_size,
+            per_store_key,
         },
         async |page: Page| {
             let refused = AtomicBool::new(false);

@@ -161,7 +161,8 @@ def test_webhook_cancel_by_ticket_stops_the_decommission_and_restores_the_keys(t
     keys_before = emulator_keys(e2e, store.keys)
     ticket = f"CHG-{uuid.uuid4().hex[:10]}"
     secret = trigger_stack.webhook_secret
-    start = json.loads(trigger_event("webhook-start.json")["body"]) | {"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, "TicketId": ticket}
+    start = json.loads(trigger_event("webhook-start.json")["body"])
+    start.update({"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, "TicketId": ticket})
     status, started = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-start.json", start, secret)))
     assert status == 202, started
     decommission = started["ExecutionArn"]
@@ -181,5 +182,6 @@ def test_webhook_cancel_by_ticket_stops_the_decommission_and_restores_the_keys(t
     # The ticketing system sends the cancel again: same cancel back, nothing new started.
     status, again = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-cancel.json", cancel, secret)))
     assert (status, again["CancelExecutionArn"], again["StoppedNow"]) == (200, answer["CancelExecutionArn"], False), again
-    status, state = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-status.json", {"Action": "status", "TicketId": ticket}, secret)))
+    status_request = webhook_request("webhook-status.json", {"Action": "status", "TicketId": ticket}, secret)
+    status, state = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, status_request))
     assert (status, state["Status"], state["ExecutionArn"]) == (200, "ABORTED", decommission), state

@@ -5,7 +5,7 @@
 //! done after a whole scan that restored nothing and started once the stopped execution's
 //! in-flight invocations must have ended (`CANCEL_SETTLE_SECONDS` after it stopped).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -18,7 +18,7 @@ use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::inventory::{may_start_another_page, page_size_within, scan_page};
+use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::TargetStore;
 use crate::state::push_capped;
 use crate::steps::StepContext;
@@ -212,53 +212,51 @@ pub async fn run(
     };
     let target = TargetStore::new(&described);
     let execution = request.decommission_execution_arn.as_str();
-    loop {
-        let started = Instant::now();
-        if progress.scan_started_at.is_none() {
-            progress.scan_started_at = Some(to_rfc3339_floor(ctx.step.clock.now()));
-        }
+    if progress.scan_started_at.is_none() {
+        progress.scan_started_at = Some(to_rfc3339_floor(ctx.step.clock.now()));
+    }
+    let paging = Paging {
+        deadline: &deadline,
+        margin: ctx.step.config.deadline_margin,
+        max_page_size: ctx.step.config.list_keys_page_size,
         // CancelKeyDeletion and EnableKey (both 5/s) bound what a key of the store costs.
-        let page_size = page_size_within(
-            &deadline,
-            ctx.step.config.deadline_margin,
-            Duration::from_secs_f64(1.0 / ctx.step.config.pacing.custom_key_store_rps.max(0.001)),
-            ctx.step.config.list_keys_page_size,
-        );
-        let page = scan_page(kms, pacing, &target, progress.cursor.as_deref(), page_size).await?;
-        let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
-            .map(|key| Box::pin(restore_key(kms, pacing, key, &target, execution)))
-            .buffered(pacing.concurrency)
-            .try_collect()
-            .await?;
-        for outcome in outcomes {
-            count(&mut progress, outcome);
-        }
-        progress.cursor = page.next_cursor;
-        if progress.cursor.is_none() {
-            progress.scans += 1;
-            let settle_until = parse_rfc3339("Cancel.SettleUntil", &progress.settle_until)?;
-            let scan_started = parse_rfc3339(
-                "Cancel.ScanStartedAt",
-                progress.scan_started_at.as_deref().unwrap_or_default(),
-            )?;
-            if progress.scan_restored == 0 && scan_started >= settle_until {
-                return Ok(finish(state, progress, &request));
+        per_store_key: per_call(ctx.step.config.pacing.custom_key_store_rps),
+    };
+    progress.cursor = scan_pages(
+        kms,
+        pacing,
+        &target,
+        progress.cursor.take(),
+        paging,
+        async |page: Page| {
+            let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
+                .map(|key| Box::pin(restore_key(kms, pacing, key, &target, execution)))
+                .buffered(pacing.concurrency)
+                .try_collect()
+                .await?;
+            for outcome in outcomes {
+                count(&mut progress, outcome);
             }
-            progress.scan_started_at = None;
-            progress.scan_restored = 0;
-            let now = ctx.step.clock.now();
-            if let Ok(wait) = settle_until.duration_since(now) {
-                progress.wait_required = true;
-                progress.wait_seconds = wait.as_secs() + 1;
-            }
-            break;
+            Ok(())
+        },
+    )
+    .await?;
+    if progress.cursor.is_none() {
+        progress.scans += 1;
+        let settle_until = parse_rfc3339("Cancel.SettleUntil", &progress.settle_until)?;
+        let scan_started = parse_rfc3339(
+            "Cancel.ScanStartedAt",
+            progress.scan_started_at.as_deref().unwrap_or_default(),
+        )?;
+        if progress.scan_restored == 0 && scan_started >= settle_until {
+            return Ok(finish(state, progress, &request));
         }
-        if !may_start_another_page(
-            &deadline,
-            started.elapsed(),
-            ctx.step.config.deadline_margin,
-        ) {
-            break;
+        progress.scan_started_at = None;
+        progress.scan_restored = 0;
+        let now = ctx.step.clock.now();
+        if let Ok(wait) = settle_until.duration_since(now) {
+            progress.wait_required = true;
+            progress.wait_seconds = wait.as_secs() + 1;
         }
     }
     state.cancel = Some(progress);

@@ -7,8 +7,10 @@ Set E2E_ENDPOINT=http://127.0.0.1:4566 to run against a stack you started yourse
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,7 +19,7 @@ from botocore.config import Config
 
 from local import workflow
 from local.processes import free_port
-from local.stack import LocalStack, StackConfig
+from local.stack import RUN_DIR, LocalStack, StackConfig
 from local.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # An emulated day lasts DAY_SECONDS: a 7-day window takes 7 s.
@@ -53,7 +55,11 @@ def stack_endpoint():
     if external:
         yield external.rstrip("/")
         return
-    config = StackConfig(port=free_port(), day_seconds=DAY_SECONDS)
+    # A run directory of its own (handlers.env, webhook secret, logs): another stack running at the
+    # same time (make local, make demo, a second test session) keeps its own.
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir=RUN_DIR))
+    config = StackConfig(port=free_port(), day_seconds=DAY_SECONDS, run_dir=run_dir)
     with LocalStack(config) as stack:
         yield stack.endpoint
 

@@ -15,9 +15,8 @@ use crate::steps::{Step, StepContext};
 pub async fn run_lambda(step: Step) -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let aws = crate::sdk_config::load().await;
-    let kms = aws_sdk_kms::Client::new(&aws);
     // A bad configuration does not crash the instance: every invocation reports it by name.
-    let context = Config::from_env().map(|config| StepContext::new(kms, config));
+    let context = Config::from_env().map(|config| StepContext::from_sdk_config(&aws, config));
     if let Err(err) = &context {
         tracing::error!(error_type = err.error_type(), error = %err, "invalid configuration");
     }

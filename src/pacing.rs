@@ -9,41 +9,94 @@ use std::time::{Duration, Instant};
 
 use crate::config::PacingConfig;
 
-/// Hands out send slots at most `rate` per second.
+/// How much slower a limiter sends after each ThrottlingException (its interval doubles).
+const THROTTLED_SLOWDOWN: f64 = 2.0;
+/// The slowest a limiter gets: this many times its configured interval.
+const MAX_SLOWDOWN: f64 = 16.0;
+/// Recovery without throttling: the interval shrinks by this factor every second, back to the
+/// configured one (from the slowest, in about 26 s).
+const RECOVERY_PER_SECOND: f64 = 0.9;
+
+/// Hands out send slots at most `rate` per second, and slower for a while after KMS throttled the
+/// operation ([`RateLimiter::throttled`]): the quota is shared with every other client of the
+/// account, so our own pacing alone cannot keep below it.
 #[derive(Debug)]
 pub struct RateLimiter {
+    base: Duration,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    next_slot: Option<Instant>,
     interval: Duration,
-    next_slot: Mutex<Option<Instant>>,
+    adjusted_at: Instant,
+}
+
+impl Slots {
+    /// Lets the interval recover towards `base` for the time since the last adjustment.
+    fn recover(&mut self, base: Duration, now: Instant) {
+        if self.interval > base {
+            let seconds = now
+                .saturating_duration_since(self.adjusted_at)
+                .as_secs_f64();
+            let recovered = self.interval.mul_f64(RECOVERY_PER_SECOND.powf(seconds));
+            self.interval = recovered.max(base);
+        }
+        self.adjusted_at = now;
+    }
 }
 
 impl RateLimiter {
     /// A limiter for `rate` requests per second (`rate` > 0).
     pub fn per_second(rate: f64) -> Self {
-        let interval = if rate.is_finite() && rate > 0.0 {
+        let base = if rate.is_finite() && rate > 0.0 {
             Duration::from_secs_f64(1.0 / rate)
         } else {
             Duration::from_secs(1)
         };
         Self {
-            interval,
-            next_slot: Mutex::new(None),
+            base,
+            slots: Mutex::new(Slots {
+                next_slot: None,
+                interval: base,
+                adjusted_at: Instant::now(),
+            }),
         }
     }
 
-    /// The minimum time between two slots.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A poisoned lock only means another task panicked between two lines that cannot leave
+        // the value inconsistent; keep pacing.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current minimum time between two slots: the configured one, or longer after throttling.
     pub fn interval(&self) -> Duration {
-        self.interval
+        let mut slots = self.lock();
+        slots.recover(self.base, Instant::now());
+        slots.interval
+    }
+
+    /// KMS answered this operation with ThrottlingException: send at half the current rate (at
+    /// most 16 times slower than configured), recovering by 10% a second.
+    pub fn throttled(&self) {
+        let mut slots = self.lock();
+        slots.recover(self.base, Instant::now());
+        slots.interval = slots
+            .interval
+            .mul_f64(THROTTLED_SLOWDOWN)
+            .min(self.base.mul_f64(MAX_SLOWDOWN));
     }
 
     /// Waits for the next free slot and returns it; the caller sends its request right after.
     pub async fn acquire(&self) -> Instant {
         let slot = {
             let now = Instant::now();
-            // A poisoned lock only means another task panicked between two lines that cannot
-            // leave the value inconsistent; keep pacing.
-            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + self.interval);
+            let mut slots = self.lock();
+            slots.recover(self.base, now);
+            let slot = slots.next_slot.map_or(now, |n| n.max(now));
+            slots.next_slot = Some(slot + slots.interval);
             slot
         };
         tokio::time::sleep_until(slot.into()).await;
@@ -79,6 +132,25 @@ pub struct Pacing {
 }
 
 impl Pacing {
+    /// The limiter that paces KMS operation `operation` (its API name, e.g. `DescribeKey`).
+    pub fn for_operation(&self, operation: &str) -> Option<&RateLimiter> {
+        Some(match operation {
+            "ListKeys" => &self.list_keys,
+            "DescribeKey" => &self.describe_key,
+            "ListResourceTags" => &self.list_resource_tags,
+            "TagResource" => &self.tag_resource,
+            "ScheduleKeyDeletion" => &self.schedule_key_deletion,
+            "DescribeCustomKeyStores" => &self.describe_custom_key_stores,
+            "ConnectCustomKeyStore" | "DisconnectCustomKeyStore" | "DeleteCustomKeyStore" => {
+                &self.change_custom_key_store
+            }
+            "CancelKeyDeletion" => &self.cancel_key_deletion,
+            "EnableKey" => &self.enable_key,
+            "GetKeyLastUsage" => &self.get_key_last_usage,
+            _ => return None,
+        })
+    }
+
     /// Limiters for the configured rates.
     pub fn new(config: &PacingConfig) -> Self {
         Self {
@@ -155,6 +227,63 @@ mod tests {
         let first = limiter.acquire().await;
         let second = limiter.acquire().await;
         assert!(second - first >= limiter.interval());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_limiter_slows_down_then_recovers_to_its_rate() {
+        let limiter = RateLimiter::per_second(100.0);
+        let base = limiter.interval();
+        limiter.throttled();
+        let slowed = limiter.interval();
+        assert!(
+            slowed >= base.mul_f64(1.9),
+            "halved rate: {slowed:?} after {base:?}"
+        );
+        for _ in 0..10 {
+            limiter.throttled();
+        }
+        assert!(
+            limiter.interval() <= base.mul_f64(MAX_SLOWDOWN),
+            "bounded slowdown"
+        );
+        let first = limiter.acquire().await;
+        let second = limiter.acquire().await;
+        assert!(
+            second - first >= base.mul_f64(MAX_SLOWDOWN * 0.8),
+            "slots follow the slower interval"
+        );
+        // Recovery is continuous: after a while without throttling the configured rate is back.
+        limiter.lock().adjusted_at -= Duration::from_secs(60);
+        assert_eq!(limiter.interval(), base);
+    }
+
+    #[test]
+    fn every_paced_operation_has_its_limiter() {
+        let pacing = Pacing::new(&PacingConfig::default());
+        for operation in [
+            "ListKeys",
+            "DescribeKey",
+            "ListResourceTags",
+            "TagResource",
+            "ScheduleKeyDeletion",
+            "DescribeCustomKeyStores",
+            "ConnectCustomKeyStore",
+            "DisconnectCustomKeyStore",
+            "DeleteCustomKeyStore",
+            "CancelKeyDeletion",
+            "EnableKey",
+            "GetKeyLastUsage",
+        ] {
+            assert!(pacing.for_operation(operation).is_some(), "{operation}");
+        }
+        assert!(pacing.for_operation("Encrypt").is_none());
+        pacing.for_operation("TagResource").unwrap().throttled();
+        assert!(pacing.tag_resource.interval() > Duration::from_millis(150));
+        assert_eq!(
+            pacing.schedule_key_deletion.interval(),
+            Duration::from_secs_f64(1.0 / 14.25),
+            "only that operation slows"
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ use common::*;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::inventory::scan_page;
 use kms_decommission::keys::TargetStore;
+use kms_decommission::pacing::Pacing;
+use kms_decommission::sdk_config::ThrottleFeedback;
 use kms_decommission::steps::{Step, StepContext};
 use kms_decommission::store;
 use kms_emulator::EmulatorConfig;
@@ -309,9 +311,9 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_no_throttling() {
     // Another application in the account tags its own key at 4/s while we schedule at our paced
-    // 95% of TagResource's 10/s: together they exceed the quota and KMS throttles. With the
-    // functions' retry configuration (adaptive) our client slows itself down and every key is
-    // still tagged and scheduled without a ThrottlingException reaching the step's result.
+    // 95% of TagResource's 10/s: together they exceed the quota and KMS throttles. Each throttled
+    // attempt halves our TagResource pace (recovering 10% a second), and every key is still
+    // tagged and scheduled without a ThrottlingException reaching the step's result.
     let env = Env::start().await;
     let store = env.cloudhsm_store("Shared").await;
     let keys: u64 = 40;
@@ -319,9 +321,23 @@ async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_
         env.store_key(&store, OriginType::AwsCloudhsm, i).await;
     }
     let neighbour_key = env.plain_key().await;
-    let retry = kms_decommission::sdk_config::retry_config(|_| None).expect("adaptive by default");
-    let kms = Client::from_conf(env.kms.config().to_builder().retry_config(retry).build());
-    let mut ctx = StepContext::new(kms, test_config());
+    // The functions' client: standard retries, and every throttled attempt slows its
+    // operation's limiter (sdk_config::ThrottleFeedback).
+    let config = test_config();
+    let pacing = Arc::new(Pacing::new(&config.pacing));
+    let retry = kms_decommission::sdk_config::retry_config(|_| None).expect("set in code");
+    let kms = Client::from_conf(
+        env.kms
+            .config()
+            .to_builder()
+            .retry_config(retry)
+            .interceptor(ThrottleFeedback {
+                pacing: pacing.clone(),
+            })
+            .build(),
+    );
+    let mut ctx = StepContext::new(kms, config);
+    ctx.pacing = pacing;
     ctx.clock = env.clock().await;
     let mut input = real_input(&store, "Shared");
     input["MinDaysSinceLastUse"] = json!(0);

@@ -154,7 +154,7 @@ pub struct CancelContext {
 impl CancelContext {
     /// Reads `CANCEL_SETTLE_SECONDS` and `STATE_MACHINE_ARN` besides the step configuration.
     pub fn from_env(
-        kms: aws_sdk_kms::Client,
+        sdk: &aws_config::SdkConfig,
         sfn: aws_sdk_sfn::Client,
     ) -> Result<Self, DecommissionError> {
         let config = Config::from_env()?;
@@ -171,7 +171,7 @@ impl CancelContext {
                 })?,
         };
         Ok(Self {
-            step: StepContext::new(kms, config),
+            step: StepContext::from_sdk_config(sdk, config),
             sfn,
             decommission_state_machine_arn: std::env::var("STATE_MACHINE_ARN")
                 .ok()
@@ -463,10 +463,7 @@ fn finish(
 pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
     crate::handler::init_tracing();
     let aws = crate::sdk_config::load().await;
-    let context = CancelContext::from_env(
-        aws_sdk_kms::Client::new(&aws),
-        aws_sdk_sfn::Client::new(&aws),
-    );
+    let context = CancelContext::from_env(&aws, aws_sdk_sfn::Client::new(&aws));
     if let Err(err) = &context {
         tracing::error!(error_type = err.error_type(), error = %err, "invalid configuration");
     }

@@ -1,6 +1,8 @@
 //! The workflow's steps, one module each. Every step takes the whole state document and returns
 //! it updated; each is idempotent and safe to re-run after a crash at any point.
 
+use std::sync::Arc;
+
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_kms::Client;
@@ -28,8 +30,9 @@ pub struct StepContext {
     pub kms: Client,
     /// Handler configuration.
     pub config: Config,
-    /// Request pacing, shared by the invocations of this instance.
-    pub pacing: Pacing,
+    /// Request pacing, shared by the invocations of this instance (and told of throttling by
+    /// the KMS client built with [`crate::sdk_config::kms_client`]).
+    pub pacing: Arc<Pacing>,
     /// The clock.
     pub clock: Clock,
 }
@@ -38,8 +41,19 @@ impl StepContext {
     /// A context with pacing from `config` and the system clock.
     pub fn new(kms: Client, config: Config) -> Self {
         Self {
-            pacing: Pacing::new(&config.pacing),
+            pacing: Arc::new(Pacing::new(&config.pacing)),
             kms,
+            config,
+            clock: Clock::system(),
+        }
+    }
+
+    /// The functions' context: a KMS client from `sdk` whose throttled attempts slow the pacing.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+        let pacing = Arc::new(Pacing::new(&config.pacing));
+        Self {
+            kms: crate::sdk_config::kms_client(sdk, pacing.clone()),
+            pacing,
             config,
             clock: Clock::system(),
         }

@@ -107,8 +107,7 @@ fn is_throttling(response: &HttpResponse) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_kms::config::{Credentials, Region};
-    use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, RuleMode};
+    use aws_smithy_mocks::mock;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
     use std::time::Duration;
@@ -127,17 +126,7 @@ mod tests {
                 SdkBody::from(body),
             )
         });
-        let config = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .retry_config(RetryConfig::disabled())
-            .http_client(create_mock_http_client())
-            .interceptor(
-                MockResponseInterceptor::new()
-                    .rule_mode(RuleMode::MatchAny)
-                    .with_rule(&rule),
-            )
+        let config = crate::test_support::mock_kms_config(&[&rule])
             .interceptor(ThrottleFeedback { pacing })
             .build();
         aws_sdk_kms::Client::from_conf(config)

@@ -23,19 +23,22 @@ pub const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:dec
 
 /// A KMS client whose calls are answered by `rules` (first matching rule wins; no SDK retries).
 pub fn mock_kms(rules: &[&Rule]) -> Client {
+    Client::from_conf(mock_kms_config(rules).build())
+}
+
+/// The configuration of [`mock_kms`], for tests that add interceptors of their own.
+pub fn mock_kms_config(rules: &[&Rule]) -> aws_sdk_kms::config::Builder {
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
     for rule in rules {
         interceptor = interceptor.with_rule(rule);
     }
-    let config = aws_sdk_kms::Config::builder()
+    aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .retry_config(RetryConfig::disabled())
         .http_client(create_mock_http_client())
         .interceptor(interceptor)
-        .build();
-    Client::from_conf(config)
 }
 
 /// A step context on a mock client, with default configuration.

@@ -22,10 +22,22 @@ use kms_decommission::inventory::scan_page;
 use kms_decommission::keys::TargetStore;
 use kms_decommission::pacing::Pacing;
 use kms_decommission::sdk_config::ThrottleFeedback;
+use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use kms_decommission::store;
 use kms_emulator::EmulatorConfig;
 use serde_json::json;
+
+/// Runs plan-decommission and ensure-store-connected to completion: the document scheduling starts from.
+async fn plan_and_connect(ctx: &StepContext, mut state: DecommissionState) -> DecommissionState {
+    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
+        state = run_until_done(ctx, step, state, far_deadline)
+            .await
+            .unwrap()
+            .0;
+    }
+    state
+}
 
 async fn throttled(env: &Env) -> usize {
     env.calls()
@@ -114,12 +126,7 @@ async fn scheduling_rate_under_the_tag_and_schedule_quotas() {
     config.list_keys_page_size = 1000;
     let ctx = env.context(config).await;
     let mut state = initial_state(real_input(&store, "Bench"));
-    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
-        state = run_until_done(&ctx, step, state, far_deadline)
-            .await
-            .unwrap()
-            .0;
-    }
+    state = plan_and_connect(&ctx, state).await;
     env.set_config(json!({"quotas": true})).await;
     env.clear_calls().await;
     let started = Instant::now();
@@ -238,12 +245,7 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
     setup.pacing.custom_key_store_rps = 1000.0;
     let setup = env.context(setup).await;
     let mut state = initial_state(real_input(&store, "Prod"));
-    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
-        state = run_until_done(&setup, step, state, far_deadline)
-            .await
-            .unwrap()
-            .0;
-    }
+    state = plan_and_connect(&setup, state).await;
 
     // Default pacing (GetKeyLastUsage 4.75/s with the guard on): 30 keys need over six seconds.
     // Pages of up to 1,000 keys would hold all 120 keys of the account: the step sizes its pages
@@ -342,12 +344,7 @@ async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_
     let mut input = real_input(&store, "Shared");
     input["MinDaysSinceLastUse"] = json!(0);
     let mut state = initial_state(input);
-    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
-        state = run_until_done(&ctx, step, state, far_deadline)
-            .await
-            .unwrap()
-            .0;
-    }
+    state = plan_and_connect(&ctx, state).await;
     env.set_config(json!({"quotas": true})).await;
     env.clear_calls().await;
 

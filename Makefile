@@ -49,8 +49,8 @@ demo: $(VENV_STAMP)
 
 ## test: every check, phase by phase (one phase: make test CHECKS="e2e")
 test: tools
-	$(VENV_PY) -m local.check $(CHECKS)
+	$(VENV_PY) -m tools.check $(CHECKS)
 
 ## e2e: only the end-to-end state machine tests
 e2e: tools
-	$(VENV_PY) -m local.check e2e
+	$(VENV_PY) -m tools.check e2e

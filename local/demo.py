@@ -22,10 +22,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from local import fixtures, workflow
-from local.stack import LocalStack, StackConfig, StackError
-from local.processes import ProcessFailed
-from local.template import TemplateError
+from local.client import fixtures, workflow
+from local.stack.launcher import LocalStack, StackConfig, StackError
+from local.stack.processes import ProcessFailed
+from local.stack.template import TemplateError
 
 PRINT_LOCK = threading.Lock()
 STARTED = time.monotonic()

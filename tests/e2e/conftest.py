@@ -17,10 +17,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local import workflow
-from local.processes import free_port
-from local.stack import RUN_DIR, LocalStack, StackConfig
-from local.template import LOCAL_ACCOUNT, LOCAL_REGION
+from local.client import workflow
+from local.stack.processes import free_port
+from local.stack.launcher import RUN_DIR, LocalStack, StackConfig
+from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # An emulated day lasts DAY_SECONDS: a 7-day window takes 7 s.
 DAY_SECONDS = 1.0

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 # KMS operations that change something; a dry run or a refused decommission makes none of them.
 MUTATING = frozenset(

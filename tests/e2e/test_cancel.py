@@ -27,7 +27,7 @@ from helpers import (
     webhook_request,
 )
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 # A 30-day window at 3 s a day: 90 s, so the decommission sits in WaitForDeletionDate
 # (WaitRequired needs the wait to end over 60 s ahead) while the cancel runs.

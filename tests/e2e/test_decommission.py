@@ -7,7 +7,7 @@ import json
 
 from helpers import assert_untouched, bystanders, calls_of, decommission_input, failure, mutating_calls
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 STEPS = ("PlanDecommission", "EnsureStoreConnected", "ScheduleKeyDeletion", "CheckKeysDeleted", "DisconnectStore", "DeleteStore", "Decommissioned")
 

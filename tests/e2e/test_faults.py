@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from helpers import calls_of, decommission_input, failure
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 
 def test_internal_errors_in_several_steps_are_retried_and_the_run_succeeds(e2e):

@@ -11,7 +11,7 @@ from typing import Any
 
 from helpers import assert_untouched, calls_of, decommission_input, failure, mutating_calls, wait_for_state
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 EMULATED_SECONDS_PER_WALL_SECOND = 86_400  # tests/e2e/conftest.py: one emulated day per second
 MARKER = "kms-decommission:execution"

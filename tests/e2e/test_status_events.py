@@ -15,8 +15,8 @@ import boto3
 import pytest
 from helpers import decommission_input, failure
 
-from local import fixtures, workflow
-from local.template import LOCAL_ACCOUNT, LOCAL_REGION
+from local.client import fixtures, workflow
+from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 SOURCE = "kms-decommission"  # the template's StatusEventSource default
 CANCEL_STATE_MACHINE = f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:kms-decommission-cancel"

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from helpers import calls_of, decommission_input, failure, mutating_calls, wait_for_state
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 DAY_SECONDS = 1.0  # tests/e2e/conftest.py
 

@@ -31,7 +31,7 @@ from helpers import (
     webhook_request,
 )
 
-from local import fixtures, workflow
+from local.client import fixtures, workflow
 
 TAG_TRIGGER = "tag-trigger"
 WEBHOOK = "ticket-webhook"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from local.http_message import Request
+from local.stack.http_message import Request
 
 START_EXECUTION = "AWSStepFunctions.StartExecution"
 

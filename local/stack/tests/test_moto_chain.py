@@ -16,12 +16,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.invoke_adapter import InvokeAdapter
-from local.processes import ManagedProcess, free_port
-from local.router import Router, RouterServer, Upstream
-from local.sfn_compat import name_unnamed_execution
-from local.stack import configure_moto
-from local.tests.fake_servers import FakeServer
+from local.stack.invoke_adapter import InvokeAdapter
+from local.stack.processes import ManagedProcess, free_port
+from local.stack.router import Router, RouterServer, Upstream
+from local.stack.sfn_compat import name_unnamed_execution
+from local.stack.launcher import configure_moto
+from local.stack.tests.fake_servers import FakeServer
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 

@@ -8,11 +8,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local.http_message import Request
-from local.invoke_adapter import InvokeAdapter
-from local.processes import free_port
-from local.router import Router, RouterServer, Upstream
-from local.tests.fake_servers import fake_cargo_lambda_watch
+from local.stack.http_message import Request
+from local.stack.invoke_adapter import InvokeAdapter
+from local.stack.processes import free_port
+from local.stack.router import Router, RouterServer, Upstream
+from local.stack.tests.fake_servers import fake_cargo_lambda_watch
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -123,7 +123,7 @@ def test_unsupported_invocation_type_is_rejected(adapter, watch):
 
 
 def test_invocation_longer_than_the_function_timeout_is_sandbox_timedout(adapter, monkeypatch):
-    monkeypatch.setattr("local.invoke_adapter.TIMEOUT_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr("local.stack.invoke_adapter.TIMEOUT_GRACE_SECONDS", 0.0)
     answer = invoke(adapter, "slow-function", {"sleep": 3})
     assert answer.status == 200
     assert answer.header("X-Amz-Function-Error") == "Unhandled"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from local import template as tpl
+from local.stack import template as tpl
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 SAMPLE = textwrap.dedent(
     """

@@ -8,10 +8,10 @@ import json
 import boto3
 import pytest
 
-from local.http_message import Response
-from local.processes import free_port
-from local.router import Backend, Router, RouterServer, Upstream, choose_backend
-from local.tests.fake_servers import FakeServer
+from local.stack.http_message import Response
+from local.stack.processes import free_port
+from local.stack.router import Backend, Router, RouterServer, Upstream, choose_backend
+from local.stack.tests.fake_servers import FakeServer
 
 
 @pytest.mark.parametrize(

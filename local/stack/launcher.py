@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from local import template as tpl
-from local.http_message import Request
-from local.invoke_adapter import InvokeAdapter
-from local.processes import ManagedProcess, ProcessFailed, free_port, port_is_free
-from local.router import Router, RouterServer, Upstream
-from local.sfn_compat import name_unnamed_execution
+from local.stack import template as tpl
+from local.stack.http_message import Request
+from local.stack.invoke_adapter import InvokeAdapter
+from local.stack.processes import ManagedProcess, ProcessFailed, free_port, port_is_free
+from local.stack.router import Router, RouterServer, Upstream
+from local.stack.sfn_compat import name_unnamed_execution
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / "local" / ".run"
 HOST = "127.0.0.1"
 STACK_NAME = "kms-decommission"
@@ -103,7 +103,7 @@ def _tool(name: str) -> str:
         return str(venv_tool)
     found = shutil.which(name)
     if found is None:
-        raise StackError(f"{name} is not installed: run `make venv` (it installs requirements-dev.txt into .venv)")
+        raise StackError(f"{name} is not installed: run `make tools` (it installs requirements-dev.txt into .venv)")
     return found
 
 

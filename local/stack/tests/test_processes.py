@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from local.processes import ManagedProcess, ProcessFailed
+from local.stack.processes import ManagedProcess, ProcessFailed
 
 
 def _process(tmp_path, script: str) -> ManagedProcess:

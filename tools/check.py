@@ -1,7 +1,7 @@
 """`make test`: every check of the project, phase by phase, each with its name and wall time.
 
-    python -m local.check            # all phases
-    python -m local.check e2e clippy # only these
+    python -m tools.check            # all phases
+    python -m tools.check e2e clippy # only these
 
 Every phase runs even when an earlier one failed (so one run shows every problem); the exit code
 is non-zero when any phase failed. A pytest phase that collects no test fails (pytest exit 5)."""
@@ -44,26 +44,15 @@ def phases() -> list[Phase]:
     asl_command: tuple[str, ...] = (str(REPO / "node_modules" / ".bin" / "asl-validator"),)
     for path in asl:
         asl_command += ("--json-path", path)
-    emulator_cli_tests = REPO / "kms-emulator" / "tests" / "test_cli.py"
-    emulator_cli_script = REPO / "kms-emulator" / "tests" / "cli_check.sh"
-    if emulator_cli_tests.exists():
-        emulator_cli: tuple[tuple[str, ...], ...] = (_pytest("-q", str(emulator_cli_tests.relative_to(REPO))),)
-    elif emulator_cli_script.exists():
-        emulator_cli = (("bash", str(emulator_cli_script.relative_to(REPO))),)
-    else:
-        emulator_cli = ()
     return [
         Phase("fmt", "cargo fmt --check", (("cargo", "fmt", "--all", "--", "--check"),)),
         Phase("clippy", "cargo clippy, warnings denied", (("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"),)),
         Phase("cargo-test", "cargo test --workspace", (("cargo", "test", "--workspace"),)),
         Phase("sam-validate", "sam validate --lint template.yaml", ((str(BIN / "sam"), "validate", "--lint", "--template-file", "template.yaml"),)),
         Phase("asl-validator", f"asl-validator on {', '.join(asl) or 'no ASL file'}", (asl_command,) if asl else (("false",),)),
-        Phase(
-            "emulator-cli",
-            "the KMS emulator against an independent client (AWS CLI)",
-            emulator_cli,
-        ),
-        Phase("local-unit", "local stack: router, Invoke adapter, template, moto chain, README diagram", (_pytest("-q", "local/tests"),)),
+        Phase("emulator-cli", "the KMS emulator against an independent client (AWS CLI)", (_pytest("-q", "kms-emulator/tests/test_cli.py"),)),
+        Phase("tools-unit", "repository tooling: module-cycle finder, README and Makefile checks", (_pytest("-q", "tools/tests"),)),
+        Phase("local-unit", "local stack: router, Invoke adapter, template, processes, moto chain", (_pytest("-q", "local/stack/tests"),)),
         Phase("e2e", "end-to-end state machine tests on the local stack", (_pytest("-v", "tests/e2e"),)),
     ]
 
@@ -108,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the phase names and run them."""
     everything = phases()
     names = [phase.name for phase in everything]
-    parser = argparse.ArgumentParser(prog="python -m local.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", nargs="*", help=f"phases to run (default: all): {', '.join(names)}")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     wanted = set(args.phase)

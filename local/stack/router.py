@@ -18,10 +18,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from local.http_message import HOP_BY_HOP, Request, Response, forward
-from local.invoke_adapter import is_invoke_path
+from local.stack.http_message import HOP_BY_HOP, Request, Response, forward
+from local.stack.invoke_adapter import is_invoke_path
 
-LOG = logging.getLogger("local.router")
+LOG = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 

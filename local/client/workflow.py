@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 REGION = "us-east-1"
 

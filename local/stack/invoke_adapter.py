@@ -27,9 +27,9 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from local.http_message import Request, Response, forward
+from local.stack.http_message import Request, Response, forward
 
-LOG = logging.getLogger("local.invoke_adapter")
+LOG = logging.getLogger(__name__)
 
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/?]+)/invocations/?(?:\?(?P<query>.*))?$")
 # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]

@@ -1,10 +1,12 @@
-"""README.md stays true: its state machine diagram is the ASL's, and its commands exist."""
+"""README.md stays true: its state machine diagram is the ASL's, its commands, phases and files exist."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+
+from tools.check import phases
 
 REPO = Path(__file__).resolve().parents[2]
 MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
@@ -63,3 +65,16 @@ def test_readme_input_examples_exist():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for event in re.findall(r"file://(events/[\w.-]+\.json)", readme):
         assert (REPO / event).exists(), f"README names {event}, which does not exist"
+
+
+def test_readme_lists_every_phase_of_make_test():
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    match = re.search(r"runs only the phases you name \(`([^`]*)`\)", readme)
+    assert match, "README.md must list the phases of `make test` (runs only the phases you name (`...`))"
+    assert match.group(1).split() == [phase.name for phase in phases()], "README's phase list differs from tools/check.py"
+
+
+def test_readme_paths_under_local_and_tools_exist():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for path in re.findall(r"`((?:local|tools)/[\w./-]+\.py)`", readme):
+        assert (REPO / path).exists(), f"README names {path}, which does not exist"

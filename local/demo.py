@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from local.client import fixtures, workflow
@@ -53,13 +53,23 @@ def describe_step(state: str, document: Any) -> str | None:
     if state == "PlanDecommission":
         last_use = part.get("LastUse") if isinstance(part.get("LastUse"), dict) else {}
         verdict = f"; last use: {last_use.get('Verdict')}" if part.get("Done") and last_use.get("Verdict") else ""
-        return f"store {document.get('Store', {}).get('CustomKeyStoreName')} ({document.get('Store', {}).get('ConnectionState')}): {part.get('KeysInStore')} keys in the store {part.get('KeysByState')}, {part.get('KeysScanned')} keys of the account examined{verdict}"
+        store = document.get("Store", {})
+        return (
+            f"store {store.get('CustomKeyStoreName')} ({store.get('ConnectionState')}): "
+            f"{part.get('KeysInStore')} keys in the store {part.get('KeysByState')}, "
+            f"{part.get('KeysScanned')} keys of the account examined{verdict}"
+        )
     if state == "EnsureStoreConnected":
         return f"store {part.get('ConnectionState')}, ready: {part.get('Ready')}"
     if state == "ScheduleKeyDeletion":
-        return f"{part.get('KeysScheduled')} keys scheduled for deletion ({part.get('KeysAlreadyPending')} already pending), latest DeletionDate {part.get('LatestDeletionDate')}"
+        return (
+            f"{part.get('KeysScheduled')} keys scheduled for deletion ({part.get('KeysAlreadyPending')} already "
+            f"pending), latest DeletionDate {part.get('LatestDeletionDate')}"
+        )
     if state == "CheckKeysDeleted":
-        return f"{part.get('KeysPending')} keys still pending deletion" if not part.get("AllDeleted") else "every key is deleted"
+        if part.get("AllDeleted"):
+            return "every key is deleted"
+        return f"{part.get('KeysPending')} keys still pending deletion"
     if state == "DisconnectStore":
         return f"store {part.get('ConnectionState')}"
     return None
@@ -101,7 +111,9 @@ def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str
 
 
 # KMS operations a refused decommission may make: it reads, it never writes.
-READ_ONLY_OPERATIONS = frozenset({"DescribeCustomKeyStores", "ListKeys", "DescribeKey", "GetKeyLastUsage", "ListResourceTags"})
+READ_ONLY_OPERATIONS = frozenset(
+    {"DescribeCustomKeyStores", "ListKeys", "DescribeKey", "GetKeyLastUsage", "ListResourceTags"}
+)
 
 
 def failure_message(cause: str | None) -> str:
@@ -123,13 +135,22 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
     kms.encrypt(KeyId=key, Plaintext=b"an application's data")
     usage = kms.get_key_last_usage(KeyId=key)["KeyLastUsage"]
     out(label, f"CloudHSM key store {store.id} '{store.name}': CONNECTED, 1 key {key}")
-    out(label, f"an application encrypts under it: KMS records {usage['Operation']} at {usage['Timestamp']:%Y-%m-%dT%H:%M:%SZ} (CloudTrail event {usage['CloudTrailEventId']})")
+    out(
+        label,
+        f"an application encrypts under it: KMS records {usage['Operation']} at "
+        f"{usage['Timestamp']:%Y-%m-%dT%H:%M:%SZ} (CloudTrail event {usage['CloudTrailEventId']})",
+    )
     before = fixtures.key_snapshot(kms, key)
     first_call = max((c["seq"] for c in admin.calls()), default=0)
 
-    document = workflow.execution_input("execution-decommission-cloudhsm.json", CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
+    document = workflow.execution_input(
+        "execution-decommission-cloudhsm.json", CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name
+    )
     execution = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
-    out(label, f"started {execution} (MinDaysSinceLastUse {document.get('MinDaysSinceLastUse')}: the last-use guard is on)")
+    out(
+        label,
+        f"started {execution} (MinDaysSinceLastUse {document.get('MinDaysSinceLastUse')}: the last-use guard is on)",
+    )
     results: dict[str, Any] = {}
     follow_execution(sfn, label, execution, results)
     described = results.get(label, {"status": "DEMO-ERROR", "error": "no result"})
@@ -141,20 +162,33 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
     names_key = key in message and usage["Operation"] in message and usage["CloudTrailEventId"] in message
     after = fixtures.key_snapshot(kms, key)
     connection = fixtures.connection_state(kms, store.id)
-    writes = sorted({c["operation"] for c in admin.calls() if c["seq"] > first_call and c["operation"] not in READ_ONLY_OPERATIONS})
-    print(f"key {key}: {after['KeyState']}, tags {after['Tags'] or 'none'} -> {'unchanged' if after == before else 'CHANGED: ' + json.dumps(before) + ' -> ' + json.dumps(after)}")
-    print(f"store {store.id} '{store.name}': {connection}; KMS calls that change something: {', '.join(writes) or 'none'}")
+    writes = sorted(
+        {c["operation"] for c in admin.calls() if c["seq"] > first_call and c["operation"] not in READ_ONLY_OPERATIONS}
+    )
+    print(f"key {key}: {snapshot_change(before, after)}")
+    print(
+        f"store {store.id} '{store.name}': {connection}; KMS calls that change something: {', '.join(writes) or 'none'}"
+    )
     ok = refused and names_key and after == before and connection == "CONNECTED" and not writes
-    print(("guard held: refused before anything changed" if ok else "GUARD CHECK FAILED: expected KeysRecentlyUsed naming the key and nothing changed") + "\n", flush=True)
+    if ok:
+        print("guard held: refused before anything changed\n", flush=True)
+    else:
+        print("GUARD CHECK FAILED: expected KeysRecentlyUsed naming the key and nothing changed\n", flush=True)
     return ok, store
+
+
+def snapshot_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """A key's state and tags now, and whether its snapshot changed (with both when it did)."""
+    change = "unchanged" if after == before else f"CHANGED: {json.dumps(before)} -> {json.dumps(after)}"
+    return f"{after['KeyState']}, tags {after['Tags'] or 'none'} -> {change}"
 
 
 def _seconds_until(timestamp: str) -> str:
     try:
-        when = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return "?"
-    return f"in {max(0.0, (when - datetime.now(timezone.utc)).total_seconds()):.0f} s"
+    return f"in {max(0.0, (when - datetime.now(UTC)).total_seconds()):.0f} s"
 
 
 def run_demo(stack: LocalStack) -> bool:
@@ -172,9 +206,18 @@ def run_demo(stack: LocalStack) -> bool:
     xks = fixtures.make_store(kms, "xks", keys=3, name="demo-xks")
     out("setup", f"external key store {xks.id} '{xks.name}': CONNECTED, 3 keys")
     keep = fixtures.make_store(kms, "xks", keys=1, name="demo-keep")
-    unrelated = [fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 1"), fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"), *keep.keys, *in_use.keys]
+    unrelated = [
+        fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 1"),
+        fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"),
+        *keep.keys,
+        *in_use.keys,
+    ]
     before = {key: fixtures.key_snapshot(kms, key) for key in unrelated}
-    out("setup", f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}' and the key of '{in_use.name}'")
+    out(
+        "setup",
+        f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}' "
+        f"and the key of '{in_use.name}'",
+    )
 
     runs = {
         "cloudhsm": ("execution-decommission-cloudhsm.json", cloudhsm),
@@ -188,7 +231,10 @@ def run_demo(stack: LocalStack) -> bool:
         out(label, f"input (events/{event_file} with the real store): {json.dumps(document)}")
 
     results: dict[str, Any] = {}
-    threads = [threading.Thread(target=follow_execution, args=(sfn, label, arn, results), daemon=True) for label, arn in executions.items()]
+    threads = [
+        threading.Thread(target=follow_execution, args=(sfn, label, arn, results), daemon=True)
+        for label, arn in executions.items()
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -211,19 +257,30 @@ def run_demo(stack: LocalStack) -> bool:
     print("\n===== unrelated keys", flush=True)
     for key in unrelated:
         after = fixtures.key_snapshot(kms, key)
-        same = after == before[key]
-        print(f"{key}: {after['KeyState']}, tags {after['Tags'] or 'none'} -> {'unchanged' if same else 'CHANGED: ' + json.dumps(before[key]) + ' -> ' + json.dumps(after)}")
-        ok = ok and same
+        print(f"{key}: {snapshot_change(before[key], after)}")
+        ok = ok and after == before[key]
     for survivor in (keep, in_use):
-        print(f"store {survivor.id} '{survivor.name}' still exists: {fixtures.store_exists(kms, survivor.id)} ({fixtures.connection_state(kms, survivor.id)})")
+        exists = fixtures.store_exists(kms, survivor.id)
+        state = fixtures.connection_state(kms, survivor.id)
+        print(f"store {survivor.id} '{survivor.name}' still exists: {exists} ({state})")
     return ok
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo on a fresh local stack; 0 on success."""
     parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", 4566)), help="endpoint port (default $LOCAL_PORT or 4566)")
-    parser.add_argument("--day-seconds", type=float, default=2.2, help="length of an emulated day in seconds (default 2.2: the 30-day CloudHSM window lasts 66 s)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LOCAL_PORT", 4566)),
+        help="endpoint port (default $LOCAL_PORT or 4566)",
+    )
+    parser.add_argument(
+        "--day-seconds",
+        type=float,
+        default=2.2,
+        help="length of an emulated day in seconds (default 2.2: the 30-day CloudHSM window lasts 66 s)",
+    )
     parser.add_argument("--no-build", action="store_true", help="do not cargo build first")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     config = StackConfig(port=args.port, day_seconds=args.day_seconds, build=not args.no_build)
@@ -237,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr)
         return 130
-    print("\nDEMO " + ("SUCCEEDED: the store in use refused, both idle stores decommissioned, unrelated keys intact" if ok else "FAILED"), flush=True)
-    return 0 if ok else 1
+    if not ok:
+        print("\nDEMO FAILED", flush=True)
+        return 1
+    print(
+        "\nDEMO SUCCEEDED: the store in use refused, both idle stores decommissioned, unrelated keys intact", flush=True
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -121,11 +121,9 @@ def advance(endpoint, seconds):
 
 
 def create_hsm_store(emu, name="hsm", cluster="cluster-234567abcdefg"):
-    return kms(
-        emu, "create-custom-key-store", "--custom-key-store-name", name,
-        "--cloud-hsm-cluster-id", cluster, "--trust-anchor-certificate", TRUST_ANCHOR,
-        "--key-store-password", "kmsPswd123",
-    )["CustomKeyStoreId"]
+    args = ["--custom-key-store-name", name, "--cloud-hsm-cluster-id", cluster]
+    args += ["--trust-anchor-certificate", TRUST_ANCHOR, "--key-store-password", "kmsPswd123"]
+    return kms(emu, "create-custom-key-store", *args)["CustomKeyStoreId"]
 
 
 def store_state(emu, store):
@@ -141,12 +139,16 @@ def test_cli_decommission_path(emu):
     store = create_hsm_store(emu)
     assert store.startswith("cks-") and len(store) == 21
     assert store_state(emu, store) == "DISCONNECTED"
-    assert cli_error(emu, "delete-custom-key-store", "--custom-key-store-id", "cks-00000000000000000") \
+    assert (
+        cli_error(emu, "delete-custom-key-store", "--custom-key-store-id", "cks-00000000000000000")
         == "CustomKeyStoreNotFoundException"
+    )
     assert kms(emu, "connect-custom-key-store", "--custom-key-store-id", store) == {}
     assert store_state(emu, store) == "CONNECTING"
-    assert cli_error(emu, "create-key", "--origin", "AWS_CLOUDHSM", "--custom-key-store-id", store) \
+    assert (
+        cli_error(emu, "create-key", "--origin", "AWS_CLOUDHSM", "--custom-key-store-id", store)
         == "CustomKeyStoreInvalidStateException"
+    )
     advance(emu, 20 * 60)
     assert store_state(emu, store) == "CONNECTED"
     meta = kms(emu, "create-key", "--origin", "AWS_CLOUDHSM", "--custom-key-store-id", store)["KeyMetadata"]
@@ -165,24 +167,28 @@ def test_cli_decommission_path(emu):
     # the CLI shows the wire timestamp: epoch seconds, 7 emulated (here: real) days ahead
     assert out["DeletionDate"] > time.time() + 7 * 86400 - 60
     assert cli_error(emu, "schedule-key-deletion", "--key-id", key) == "KMSInvalidStateException"
-    assert cli_error(emu, "tag-resource", "--key-id", key, "--tags", "TagKey=a,TagValue=b") \
-        == "KMSInvalidStateException"
+    assert (
+        cli_error(emu, "tag-resource", "--key-id", key, "--tags", "TagKey=a,TagValue=b") == "KMSInvalidStateException"
+    )
 
     kms(emu, "disconnect-custom-key-store", "--custom-key-store-id", store)
     assert store_state(emu, store) == "DISCONNECTING"
-    assert cli_error(emu, "disconnect-custom-key-store", "--custom-key-store-id", store) \
+    assert (
+        cli_error(emu, "disconnect-custom-key-store", "--custom-key-store-id", store)
         == "CustomKeyStoreInvalidStateException"
+    )
     advance(emu, 5 * 60)
     assert store_state(emu, store) == "DISCONNECTED"
     assert key_state(emu, key) == "PendingDeletion"
-    assert cli_error(emu, "delete-custom-key-store", "--custom-key-store-id", store) \
-        == "CustomKeyStoreHasCMKsException"
+    assert cli_error(emu, "delete-custom-key-store", "--custom-key-store-id", store) == "CustomKeyStoreHasCMKsException"
 
     advance(emu, 8 * 86400)
     assert cli_error(emu, "describe-key", "--key-id", key) == "NotFoundException"
     assert kms(emu, "delete-custom-key-store", "--custom-key-store-id", store) == {}
-    assert cli_error(emu, "describe-custom-key-stores", "--custom-key-store-id", store) \
+    assert (
+        cli_error(emu, "describe-custom-key-stores", "--custom-key-store-id", store)
         == "CustomKeyStoreNotFoundException"
+    )
 
 
 def test_cli_key_states_and_disconnect(emu):
@@ -204,8 +210,10 @@ def test_cli_key_states_and_disconnect(emu):
     kms(emu, "enable-key", "--key-id", key)
     assert key_state(emu, key) == "Enabled"
     assert cli_error(emu, "cancel-key-deletion", "--key-id", key) == "KMSInvalidStateException"
-    assert cli_error(emu, "schedule-key-deletion", "--key-id", key, "--pending-window-in-days", "6") \
+    assert (
+        cli_error(emu, "schedule-key-deletion", "--key-id", key, "--pending-window-in-days", "6")
         == "ValidationException"
+    )
 
 
 def test_cli_xks_store_and_key(emu):
@@ -227,11 +235,18 @@ def test_cli_xks_store_and_key(emu):
     assert entry["XksProxyConfiguration"]["UriEndpoint"] == "https://xks.example.com"
     kms(emu, "connect-custom-key-store", "--custom-key-store-id", store)
     advance(emu, 5 * 60)
-    meta = kms(emu, "create-key", "--origin", "EXTERNAL_KEY_STORE", "--custom-key-store-id", store,
-               "--xks-key-id", "ext-1")["KeyMetadata"]
+    create_key = (
+        "create-key",
+        "--origin",
+        "EXTERNAL_KEY_STORE",
+        "--custom-key-store-id",
+        store,
+        "--xks-key-id",
+        "ext-1",
+    )
+    meta = kms(emu, *create_key)["KeyMetadata"]
     assert meta["XksKeyConfiguration"] == {"Id": "ext-1"}
-    assert cli_error(emu, "create-key", "--origin", "EXTERNAL_KEY_STORE", "--custom-key-store-id", store,
-                     "--xks-key-id", "ext-1") == "XksKeyAlreadyInUseException"
+    assert cli_error(emu, *create_key) == "XksKeyAlreadyInUseException"
 
 
 def test_cli_list_keys_pagination(emu):
@@ -275,8 +290,7 @@ def test_boto3_error_codes_and_statuses(emu):
         client.describe_key(KeyId=missing)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert info.value.response["ResponseMetadata"]["RequestId"]
-    admin(emu, "POST", "/_emulator/faults",
-          {"operation": "DescribeKey", "error": "KMSInternalException", "count": 1})
+    admin(emu, "POST", "/_emulator/faults", {"operation": "DescribeKey", "error": "KMSInternalException", "count": 1})
     with pytest.raises(client.exceptions.KMSInternalException) as info:
         client.describe_key(KeyId=missing)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

@@ -11,7 +11,10 @@ from typing import Any
 
 CLUSTER_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # CloudHSM ids: cluster-[2-7a-zA-Z]{11,16}
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIBlocalstacktrustanchor\n-----END CERTIFICATE-----"
-XKS_CREDENTIAL = {"AccessKeyId": "ABCDEFGHIJKLMNOPQRST", "RawSecretAccessKey": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG="}
+XKS_CREDENTIAL = {
+    "AccessKeyId": "ABCDEFGHIJKLMNOPQRST",
+    "RawSecretAccessKey": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG=",
+}
 
 
 class FixtureError(Exception):

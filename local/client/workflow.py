@@ -47,7 +47,9 @@ class Admin:
     def call(self, method: str, path: str, body: object | None = None) -> Any:
         """Send one admin request; return the decoded JSON answer (None when empty)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.endpoint}/_emulator/{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.endpoint}/_emulator/{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 raw = answer.read()
@@ -84,7 +86,9 @@ class Admin:
         """Remove every injected fault."""
         self.call("DELETE", "faults")
 
-    def force_connection_state(self, store_id: str, state: str, error_code: str | None = None, for_seconds: float | None = None) -> None:
+    def force_connection_state(
+        self, store_id: str, state: str, error_code: str | None = None, for_seconds: float | None = None
+    ) -> None:
         """Force a store's ConnectionState; a transient state is held `for_seconds` emulated seconds."""
         body: dict[str, Any] = {"state": state}
         if error_code is not None:
@@ -149,7 +153,9 @@ def wait_for_end(sfn: Any, execution_arn: str, timeout: float, poll_seconds: flo
             return described
         if time.monotonic() > deadline:
             entered = states_entered(history(sfn, execution_arn))
-            raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout:.0f} s; last states: {entered[-5:]}")
+            raise TimeoutError(
+                f"execution {execution_arn} still RUNNING after {timeout:.0f} s; last states: {entered[-5:]}"
+            )
         time.sleep(poll_seconds)
 
 

@@ -75,7 +75,9 @@ class InvokeAdapter:
     invocation still running after it answers `Sandbox.Timedout`, as Lambda does. `region` and
     `account` are the ones of the local function ARNs."""
 
-    def __init__(self, watch_host: str, watch_port: int, functions: dict[str, float], region: str, account: str) -> None:
+    def __init__(
+        self, watch_host: str, watch_port: int, functions: dict[str, float], region: str, account: str
+    ) -> None:
         self.watch_host = watch_host
         self.watch_port = watch_port
         self.functions = dict(functions)
@@ -128,7 +130,9 @@ class InvokeAdapter:
         request_id = str(uuid.uuid4())
         match = INVOKE_PATH.match(request.path)
         if match is None or request.method != "POST":
-            return _error(request_id, 404, "ResourceNotFoundException", f"No Lambda API at {request.method} {request.path}")
+            return _error(
+                request_id, 404, "ResourceNotFoundException", f"No Lambda API at {request.method} {request.path}"
+            )
         function_name = urllib.parse.unquote(match["name"])
         query = urllib.parse.parse_qs(match["query"] or "")
         query_qualifier = query.get("Qualifier", [None])[0]
@@ -165,7 +169,13 @@ class InvokeAdapter:
         def run() -> None:
             answer = self._invoke(function, request, request_id)
             if answer.header("X-Amz-Function-Error") or answer.status >= 300:
-                LOG.warning("Event invocation %s of %s failed: %s %s", request_id, function.binary, answer.status, answer.body[:500])
+                LOG.warning(
+                    "Event invocation %s of %s failed: %s %s",
+                    request_id,
+                    function.binary,
+                    answer.status,
+                    answer.body[:500],
+                )
             with self._background_lock:
                 self._background.remove(threading.current_thread())
 
@@ -176,10 +186,14 @@ class InvokeAdapter:
 
     def invoke(self, binary: str, payload: bytes, timeout: float) -> Response:
         """Invoke `binary` synchronously with its own `timeout` (the stack's warm-up uses this)."""
-        request = Request("POST", f"/2015-03-31/functions/{binary}/invocations", [("Content-Type", "application/json")], payload)
+        request = Request(
+            "POST", f"/2015-03-31/functions/{binary}/invocations", [("Content-Type", "application/json")], payload
+        )
         return self._invoke(ResolvedFunction(binary, LATEST), request, str(uuid.uuid4()), timeout)
 
-    def _invoke(self, function: ResolvedFunction, request: Request, request_id: str, timeout: float | None = None) -> Response:
+    def _invoke(
+        self, function: ResolvedFunction, request: Request, request_id: str, timeout: float | None = None
+    ) -> Response:
         """Forward to `cargo lambda watch` and translate its answer."""
         limit = timeout if timeout is not None else self.functions[function.binary] + TIMEOUT_GRACE_SECONDS
         forwarded = Request(
@@ -196,8 +210,13 @@ class InvokeAdapter:
         try:
             answer = forward(self.watch_host, self.watch_port, forwarded, limit)
         except TimeoutError:
-            timed_out = {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {request_id} Error: Task timed out after {limit:.2f} seconds"}
-            return Response(200, success_headers + [("X-Amz-Function-Error", "Unhandled")], json.dumps(timed_out).encode())
+            timed_out = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"RequestId: {request_id} Error: Task timed out after {limit:.2f} seconds",
+            }
+            return Response(
+                200, success_headers + [("X-Amz-Function-Error", "Unhandled")], json.dumps(timed_out).encode()
+            )
         except OSError as err:
             return _error(
                 request_id,
@@ -207,19 +226,20 @@ class InvokeAdapter:
                 f"{function.binary}: {err}",
             )
         except Exception as err:  # http.client.HTTPException and friends: a broken answer
-            return _error(request_id, 502, "ServiceException", f"cargo lambda watch sent a broken answer for {function.binary}: {err!r}")
+            return _error(
+                request_id,
+                502,
+                "ServiceException",
+                f"cargo lambda watch sent a broken answer for {function.binary}: {err!r}",
+            )
 
         if answer.status == 200:
             return Response(200, success_headers, answer.body)
         if answer.status == 500 and _is_handler_error(answer.body):
             return Response(200, success_headers + [("X-Amz-Function-Error", "Unhandled")], answer.body)
         detail = answer.body[:2000].decode("utf-8", errors="replace")
-        return _error(
-            request_id,
-            500,
-            "ServiceException",
-            f"cargo lambda watch answered HTTP {answer.status} for {function.binary} without a handler result: {detail}",
-        )
+        message = f"cargo lambda watch answered HTTP {answer.status} for {function.binary} without a handler result"
+        return _error(request_id, 500, "ServiceException", f"{message}: {detail}")
 
 
 def _is_handler_error(body: bytes) -> bool:

@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +27,6 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from local.stack import template as tpl
-from local.stack.http_message import Request
 from local.stack.invoke_adapter import InvokeAdapter
 from local.stack.processes import ManagedProcess, ProcessFailed, free_port, port_is_free
 from local.stack.router import Router, RouterServer, Upstream
@@ -88,7 +87,9 @@ def _run_showing_output(command: list[str]) -> tuple[int, list[str]]:
     """Run a command in the repository, passing its output (stderr merged) on to our stderr as it
     comes; return its exit code and its last BUILD_OUTPUT_LINES lines."""
     tail: collections.deque[str] = collections.deque(maxlen=BUILD_OUTPUT_LINES)
-    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+    with subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
         assert process.stdout is not None  # stdout=PIPE
         for line in process.stdout:
             sys.stderr.write(line)
@@ -136,7 +137,7 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": "local",
         }
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.start()
         return self
 
@@ -175,7 +176,14 @@ class LocalStack:
         echo = _echo if config.verbose else None
         emulator = ManagedProcess(
             "kms-emulator",
-            [str(REPO / "target" / "debug" / "kms-emulator"), "--port", str(self.emulator_port), "--day-seconds", _number(config.day_seconds), *config.emulator_args],
+            [
+                str(REPO / "target" / "debug" / "kms-emulator"),
+                "--port",
+                str(self.emulator_port),
+                "--day-seconds",
+                _number(config.day_seconds),
+                *config.emulator_args,
+            ],
             logs / "kms-emulator.log",
             env=os.environ.copy(),
             cwd=REPO,
@@ -192,9 +200,26 @@ class LocalStack:
         )
         env_file = config.run_dir / "handlers.env"
         # The template's environment (resolved to local values), then the local scale-downs.
-        handler_env = {**self.client_env(), **tpl.merged_environment(self.functions), **config.handler_env, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        handler_env = {
+            **self.client_env(),
+            **tpl.merged_environment(self.functions),
+            **config.handler_env,
+            "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        }
         env_file.write_text("".join(f"{key}={value}\n" for key, value in handler_env.items()), encoding="utf-8")
-        watch_command = [_tool("cargo-lambda"), "lambda", "watch", "-A", HOST, "-P", str(self.watch_port), "--env-file", str(env_file), "--concurrency", "4"]
+        watch_command = [
+            _tool("cargo-lambda"),
+            "lambda",
+            "watch",
+            "-A",
+            HOST,
+            "-P",
+            str(self.watch_port),
+            "--env-file",
+            str(env_file),
+            "--concurrency",
+            "4",
+        ]
         if not config.reload:
             watch_command.append("--ignore-changes")
         watch = ManagedProcess(
@@ -210,13 +235,25 @@ class LocalStack:
             process.start()
         ready = emulator.wait_for_line(EMULATOR_READY, 60, "'kms-emulator listening on http://HOST:PORT'")
         if int(ready["port"]) != self.emulator_port:
-            raise StackError(f"kms-emulator listens on {ready['port']}, not on the port it was given ({self.emulator_port})")
+            raise StackError(
+                f"kms-emulator listens on {ready['port']}, not on the port it was given ({self.emulator_port})"
+            )
         moto.wait_for_port(HOST, self.moto_port, 60)
         watch.wait_for_port(HOST, self.watch_port, 60)
 
-        adapter = InvokeAdapter(HOST, self.watch_port, {f.binary: f.timeout_seconds for f in self.functions.values()}, tpl.LOCAL_REGION, tpl.LOCAL_ACCOUNT)
+        adapter = InvokeAdapter(
+            HOST,
+            self.watch_port,
+            {f.binary: f.timeout_seconds for f in self.functions.values()},
+            tpl.LOCAL_REGION,
+            tpl.LOCAL_ACCOUNT,
+        )
         moto = Upstream(HOST, self.moto_port)
-        router = Router(kms=Upstream(HOST, self.emulator_port), lambda_invoke=adapter.handle, moto=lambda request: moto(name_unnamed_execution(request)))
+        router = Router(
+            kms=Upstream(HOST, self.emulator_port),
+            lambda_invoke=adapter.handle,
+            moto=lambda request: moto(name_unnamed_execution(request)),
+        )
         self.router_server = RouterServer((HOST, config.port), router)
         self.router_server.start_in_thread()
 
@@ -240,13 +277,22 @@ class LocalStack:
             if returncode != 0:
                 # The error quotes cargo's own reason: test runners show an exception's message
                 # even where they hide what a fixture printed.
-                raise StackError(f"building {label} failed ({' '.join(command)} exited {returncode}); its last output:\n" + "\n".join(tail))
+                raise StackError(
+                    f"building {label} failed ({' '.join(command)} exited {returncode}); its last output:\n"
+                    + "\n".join(tail)
+                )
             say(f"built {label} in {time.monotonic() - started:.1f} s")
 
     def _create_state_machines(self) -> None:
         import boto3  # in the venv; imported late so the router tests need no boto3
 
-        client = boto3.client("stepfunctions", endpoint_url=self.endpoint, region_name=tpl.LOCAL_REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        client = boto3.client(
+            "stepfunctions",
+            endpoint_url=self.endpoint,
+            region_name=tpl.LOCAL_REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         for machine in self.state_machines:
             client.create_state_machine(
                 name=machine.name,
@@ -266,12 +312,19 @@ class LocalStack:
         if parameter is None:
             return
         secret = secrets.token_hex(32)
-        ssm = boto3.client("ssm", endpoint_url=self.endpoint, region_name=tpl.LOCAL_REGION, aws_access_key_id="local", aws_secret_access_key="local")
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=self.endpoint,
+            region_name=tpl.LOCAL_REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         ssm.put_parameter(Name=parameter, Value=secret, Type="SecureString", Overwrite=True)
         secret_file = self.config.run_dir / "webhook-secret"
         secret_file.write_text(secret + "\n", encoding="utf-8")
         secret_file.chmod(0o600)
-        say(f"webhook secret stored in SSM parameter {parameter} (value in {secret_file.relative_to(REPO) if secret_file.is_relative_to(REPO) else secret_file})")
+        shown = secret_file.relative_to(REPO) if secret_file.is_relative_to(REPO) else secret_file
+        say(f"webhook secret stored in SSM parameter {parameter} (value in {shown})")
 
     def _warm_up(self, adapter: InvokeAdapter, watch: ManagedProcess) -> None:
         """Invoke every function once with an empty document, so `cargo lambda watch` starts its
@@ -291,9 +344,14 @@ class LocalStack:
                 except ValueError:
                     error = "an unreadable error"
             if answer.status != 200 or error == "Sandbox.Timedout":
-                problems.append(f"function {function.binary} did not answer its warm-up invocation (HTTP {answer.status}): {answer.body[:300]!r}")
+                problems.append(
+                    f"function {function.binary} did not answer its warm-up invocation "
+                    f"(HTTP {answer.status}): {answer.body[:300]!r}"
+                )
                 return
-            say(f"function {function.binary} ready in {time.monotonic() - started:.1f} s (warm-up answered with {'error ' + error if error else 'a result'})")
+            answered = f"error {error}" if error else "a result"
+            elapsed = time.monotonic() - started
+            say(f"function {function.binary} ready in {elapsed:.1f} s (warm-up answered with {answered})")
 
         threads = [threading.Thread(target=warm, args=(function,), daemon=True) for function in self.functions.values()]
         for thread in threads:
@@ -304,7 +362,11 @@ class LocalStack:
                 break
             time.sleep(0.2)
         if problems:
-            raise StackError("\n".join(problems) + "\ncargo lambda watch's output (a function that exits at start shows its error here):\n" + watch.tail(40))
+            raise StackError(
+                "\n".join(problems)
+                + "\ncargo lambda watch's output (a function that exits at start shows its error here):\n"
+                + watch.tail(40)
+            )
 
     def stop(self) -> None:
         """Stop the router and every process the stack started (in reverse order)."""
@@ -327,7 +389,9 @@ class LocalStack:
 def configure_moto(host: str, port: int) -> None:
     """Turn on moto's Step Functions interpreter (off by default: executions would do nothing)."""
     body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-    request = urllib.request.Request(f"http://{host}:{port}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://{host}:{port}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()
@@ -347,6 +411,9 @@ def print_usage(stack: LocalStack) -> None:
     """Print the endpoint and example AWS CLI calls."""
     machine = stack.state_machines[0].arn if stack.state_machines else "<state machine arn>"
     env = " ".join(f"{k}={v}" for k, v in stack.client_env().items())
+    example_input = json.dumps(
+        {"CustomKeyStoreId": "<CustomKeyStoreId>", "ConfirmCustomKeyStoreName": "rehearsal", "PendingWindowInDays": 7}
+    )
     print(
         f"""
 Local stack ready: {stack.endpoint}   (KMS emulator, Step Functions, Lambda Invoke)
@@ -360,7 +427,7 @@ In another shell (README.md, "The local stack", has a complete walk-through):
   aws kms connect-custom-key-store --custom-key-store-id <CustomKeyStoreId>
   aws kms create-key --origin AWS_CLOUDHSM --custom-key-store-id <CustomKeyStoreId>
   aws stepfunctions start-execution --state-machine-arn {machine} \\
-      --input '{{"CustomKeyStoreId": "<CustomKeyStoreId>", "ConfirmCustomKeyStoreName": "rehearsal", "PendingWindowInDays": 7}}'
+      --input '{example_input}'
   aws stepfunctions get-execution-history --execution-arn <executionArn>
   curl -s {stack.endpoint}/_emulator/state        # the emulator's whole state (docs/emulator.md)
 
@@ -381,9 +448,25 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def parse_args(argv: list[str]) -> StackConfig:
     """The command line of `python -m local.stack`."""
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", DEFAULT_PORT)), help="endpoint port (default $LOCAL_PORT or 4566)")
-    parser.add_argument("--day-seconds", type=float, default=60.0, help="how long an emulated day lasts, in seconds (default 60: a 7-day window lasts 7 min)")
-    parser.add_argument("--emulator-arg", action="append", default=[], metavar="FLAG", help="extra kms-emulator flag, repeatable (e.g. --emulator-arg=--no-quotas)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LOCAL_PORT", DEFAULT_PORT)),
+        help="endpoint port (default $LOCAL_PORT or 4566)",
+    )
+    parser.add_argument(
+        "--day-seconds",
+        type=float,
+        default=60.0,
+        help="how long an emulated day lasts, in seconds (default 60: a 7-day window lasts 7 min)",
+    )
+    parser.add_argument(
+        "--emulator-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra kms-emulator flag, repeatable (e.g. --emulator-arg=--no-quotas)",
+    )
     parser.add_argument("--no-build", action="store_true", help="do not cargo build first")
     parser.add_argument("--reload", action="store_true", help="rebuild handlers when their sources change")
     parser.add_argument("--verbose", action="store_true", help="echo every component's output")
@@ -392,7 +475,14 @@ def parse_args(argv: list[str]) -> StackConfig:
         parser.error(f"--port {args.port} is not a TCP port")
     if args.day_seconds <= 0:
         parser.error("--day-seconds must be positive")
-    return StackConfig(port=args.port, day_seconds=args.day_seconds, emulator_args=args.emulator_arg, build=not args.no_build, reload=args.reload, verbose=args.verbose)
+    return StackConfig(
+        port=args.port,
+        day_seconds=args.day_seconds,
+        emulator_args=args.emulator_arg,
+        build=not args.no_build,
+        reload=args.reload,
+        verbose=args.verbose,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,7 +134,9 @@ class ManagedProcess:
                 found = next((m for m in map(pattern.search, self._early) if m), None)
                 if found:
                     return found
-                raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before printing {what}\n{self.tail()}")
+                raise ProcessFailed(
+                    f"{self.name} exited (code {self.exit_code()}) before printing {what}\n{self.tail()}"
+                )
             raise ProcessFailed(f"{self.name} did not print {what} within {timeout:.0f} s\n{self.tail()}")
 
     def _drain_output(self) -> None:
@@ -159,9 +161,13 @@ class ManagedProcess:
                 pass
             if not self.running():
                 self._drain_output()
-                raise ProcessFailed(f"{self.name} exited (code {self.exit_code()}) before listening on {host}:{port}\n{self.tail()}")
+                raise ProcessFailed(
+                    f"{self.name} exited (code {self.exit_code()}) before listening on {host}:{port}\n{self.tail()}"
+                )
             if time.monotonic() > deadline:
-                raise ProcessFailed(f"{self.name} did not listen on {host}:{port} within {timeout:.0f} s\n{self.tail()}")
+                raise ProcessFailed(
+                    f"{self.name} did not listen on {host}:{port} within {timeout:.0f} s\n{self.tail()}"
+                )
             time.sleep(0.1)
 
     def exit_code(self) -> int | None:

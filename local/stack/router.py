@@ -73,18 +73,15 @@ class Router:
             return self.handlers[backend](request)
         except Exception as err:  # the backend is down or answered garbage
             LOG.warning("%s backend failed for %s %s: %r", backend.value, request.method, request.path, err)
-            body = json.dumps(
-                {
-                    "__type": "LocalStackBackendUnavailable",
-                    "message": f"the local {backend.value} backend did not answer {request.method} {request.path}: {err}",
-                }
-            ).encode()
-            return Response(502, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "LocalStackBackendUnavailable")], body)
+            error_type = "LocalStackBackendUnavailable"
+            message = f"the local {backend.value} backend did not answer {request.method} {request.path}: {err}"
+            body = json.dumps({"__type": error_type, "message": message}).encode()
+            return Response(502, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)], body)
 
 
 class _RequestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "RouterServer"
+    server: RouterServer
 
     def _serve(self) -> None:
         try:

@@ -106,7 +106,7 @@ def functions(template: dict[str, Any], stack_name: str = "kms-decommission") ->
             raise TemplateError(f"function {logical_id} has no Metadata.BuildProperties.Binary naming its cargo binary")
         binaries[logical_id] = LocalFunction(logical_id=logical_id, binary=binary)
     context = _Context(template, binaries, stack_name)
-    global_properties = ((template.get("Globals") or {}).get("Function") or {})
+    global_properties = (template.get("Globals") or {}).get("Function") or {}
     found = {}
     for logical_id, function in binaries.items():
         properties = template["Resources"][logical_id].get("Properties") or {}
@@ -119,7 +119,11 @@ def functions(template: dict[str, Any], stack_name: str = "kms-decommission") ->
             **((global_properties.get("Environment") or {}).get("Variables") or {}),
             **((properties.get("Environment") or {}).get("Variables") or {}),
         }
-        environment = tuple(sorted((name, context.resolve(value, f"{logical_id}.Environment.{name}")) for name, value in variables.items()))
+        environment = tuple(
+            sorted(
+                (name, context.resolve(value, f"{logical_id}.Environment.{name}")) for name, value in variables.items()
+            )
+        )
         found[logical_id] = LocalFunction(logical_id, function.binary, timeout_seconds, environment)
     return found
 
@@ -159,7 +163,9 @@ def state_machines(template: dict[str, Any], template_dir: Path, stack_name: str
         properties = resource.get("Properties") or {}
         uri = properties.get("DefinitionUri")
         if not isinstance(uri, str):
-            raise TemplateError(f"state machine {logical_id} has no DefinitionUri file (the local stack runs the ASL file)")
+            raise TemplateError(
+                f"state machine {logical_id} has no DefinitionUri file (the local stack runs the ASL file)"
+            )
         path = template_dir / uri
         try:
             text = path.read_text(encoding="utf-8")
@@ -169,15 +175,23 @@ def state_machines(template: dict[str, Any], template_dir: Path, stack_name: str
         raw = properties.get("DefinitionSubstitutions") or {}
         if not isinstance(raw, dict):
             raise TemplateError(f"state machine {logical_id}: DefinitionSubstitutions is not a mapping")
-        values = {key: context.resolve(value, f"{logical_id}.DefinitionSubstitutions.{key}") for key, value in raw.items()}
+        values = {
+            key: context.resolve(value, f"{logical_id}.DefinitionSubstitutions.{key}") for key, value in raw.items()
+        }
         definition = substitute(text, values, f"{path}")
         try:
             json.loads(definition)
         except ValueError as err:
             raise TemplateError(f"{path} is not valid JSON once substituted: {err}") from err
         name_value = properties.get("Name")
-        name = context.resolve(name_value, f"{logical_id}.Name") if name_value is not None else default_state_machine_name(stack_name, logical_id)
-        machines.append(LocalStateMachine(logical_id=logical_id, name=name, definition_path=path, definition=definition))
+        name = (
+            context.resolve(name_value, f"{logical_id}.Name")
+            if name_value is not None
+            else default_state_machine_name(stack_name, logical_id)
+        )
+        machines.append(
+            LocalStateMachine(logical_id=logical_id, name=name, definition_path=path, definition=definition)
+        )
     return machines
 
 
@@ -220,14 +234,16 @@ class _Context:
         if isinstance(value, (str, int, float)):
             return str(value)
         if isinstance(value, dict) and len(value) == 1:
-            (function, argument), = value.items()
+            ((function, argument),) = value.items()
             if function == "Ref":
                 return self._ref(argument, where)
             if function == "Fn::GetAtt":
                 return self._get_att(argument, where)
             if function == "Fn::Sub":
                 return self._sub(argument, where)
-        raise TemplateError(f"{where}: cannot resolve {value!r} locally (supported: literals, Ref, GetAtt <Function>.Arn, Sub)")
+        raise TemplateError(
+            f"{where}: cannot resolve {value!r} locally (supported: literals, Ref, GetAtt <Function>.Arn, Sub)"
+        )
 
     def _ref(self, name: Any, where: str) -> str:
         if not isinstance(name, str):
@@ -244,9 +260,15 @@ class _Context:
         resource = self.resources.get(name)
         if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::StateMachine":
             given = (resource.get("Properties") or {}).get("Name")
-            machine = self.resolve(given, f"{name}.Name") if given is not None else default_state_machine_name(self.stack_name, name)
+            machine = (
+                self.resolve(given, f"{name}.Name")
+                if given is not None
+                else default_state_machine_name(self.stack_name, name)
+            )
             return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:{machine}"
-        raise TemplateError(f"{where}: Ref {name} is neither a parameter, a pseudo parameter, a function nor a state machine")
+        raise TemplateError(
+            f"{where}: Ref {name} is neither a parameter, a pseudo parameter, a function nor a state machine"
+        )
 
     def _get_att(self, argument: Any, where: str) -> str:
         if isinstance(argument, str):

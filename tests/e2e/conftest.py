@@ -18,8 +18,8 @@ import pytest
 from botocore.config import Config
 
 from local.client import workflow
-from local.stack.processes import free_port
 from local.stack.launcher import RUN_DIR, LocalStack, StackConfig
+from local.stack.processes import free_port
 from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # An emulated day lasts DAY_SECONDS: a 7-day window takes 7 s.
@@ -43,7 +43,9 @@ class E2E:
         """Start an execution of the decommission state machine; return its ARN."""
         return workflow.start_execution(self.sfn, self.state_machine_arn, document)
 
-    def finish(self, execution_arn: str, timeout: float = EXECUTION_TIMEOUT) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def finish(
+        self, execution_arn: str, timeout: float = EXECUTION_TIMEOUT
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Wait for the execution's end; return (DescribeExecution, history events)."""
         described = workflow.wait_for_end(self.sfn, execution_arn, timeout)
         return described, workflow.history(self.sfn, execution_arn)
@@ -78,9 +80,13 @@ def e2e(e2e_session):
     emulator's settings and faults restored."""
     e2e_session.admin.reset()
     yield e2e_session
-    for page in e2e_session.sfn.get_paginator("list_executions").paginate(stateMachineArn=e2e_session.state_machine_arn, statusFilter="RUNNING"):
+    for page in e2e_session.sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=e2e_session.state_machine_arn, statusFilter="RUNNING"
+    ):
         for execution in page["executions"]:
-            e2e_session.sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
+            e2e_session.sfn.stop_execution(
+                executionArn=execution["executionArn"], error="TestEnded", cause="the test ended"
+            )
     e2e_session.admin.clear_faults()
     e2e_session.admin.configure(**e2e_session.baseline_settings)
 
@@ -104,15 +110,25 @@ class TriggerStack:
 
     def cancel(self, document: dict[str, Any], name: str | None = None) -> str:
         """Start an execution of the cancel state machine as a console user would; its ARN."""
-        return workflow.start_execution(self.e2e.sfn, self.cancel_state_machine_arn, document, name or f"cancel-{uuid.uuid4().hex[:12]}")
+        return workflow.start_execution(
+            self.e2e.sfn, self.cancel_state_machine_arn, document, name or f"cancel-{uuid.uuid4().hex[:12]}"
+        )
 
 
 @pytest.fixture(scope="session")
 def trigger_stack_session(e2e_session, stack_endpoint):
-    common = {"endpoint_url": stack_endpoint, "region_name": LOCAL_REGION, "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    common = {
+        "endpoint_url": stack_endpoint,
+        "region_name": LOCAL_REGION,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+    }
     # No SDK retries: a retried Invoke would run the handler twice and hide what one delivery does.
-    lambda_client = boto3.client("lambda", config=Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=120), **common)
-    secret = boto3.client("ssm", **common).get_parameter(Name=WEBHOOK_SECRET_PARAMETER, WithDecryption=True)["Parameter"]["Value"]
+    lambda_client = boto3.client(
+        "lambda", config=Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=120), **common
+    )
+    parameter = boto3.client("ssm", **common).get_parameter(Name=WEBHOOK_SECRET_PARAMETER, WithDecryption=True)
+    secret = parameter["Parameter"]["Value"]
     return TriggerStack(e2e_session, lambda_client, secret.strip())
 
 
@@ -122,6 +138,8 @@ def trigger_stack(e2e, trigger_stack_session):
     executions are stopped too (before `e2e` stops decommissions and restores the emulator)."""
     yield trigger_stack_session
     sfn = trigger_stack_session.e2e.sfn
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=CANCEL_STATE_MACHINE_ARN, statusFilter="RUNNING"):
+    for page in sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=CANCEL_STATE_MACHINE_ARN, statusFilter="RUNNING"
+    ):
         for execution in page["executions"]:
             sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")

@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from local.client import fixtures, workflow
@@ -46,7 +46,11 @@ def bystanders(e2e: Any) -> tuple[list[str], dict[str, dict[str, Any]], fixtures
     """Keys a decommission of another store must never touch: two AWS_KMS keys and the key of a
     third store. Returns (key ids, their snapshots, the third store)."""
     other = fixtures.make_store(e2e.kms, "xks", keys=1)
-    keys = [fixtures.create_aws_kms_key(e2e.kms, "bystander 1"), fixtures.create_aws_kms_key(e2e.kms, "bystander 2"), *other.keys]
+    keys = [
+        fixtures.create_aws_kms_key(e2e.kms, "bystander 1"),
+        fixtures.create_aws_kms_key(e2e.kms, "bystander 2"),
+        *other.keys,
+    ]
     return keys, {key: fixtures.key_snapshot(e2e.kms, key) for key in keys}, other
 
 
@@ -58,7 +62,9 @@ def assert_untouched(e2e: Any, snapshots: dict[str, dict[str, Any]]) -> None:
 
 def decommission_input(store: fixtures.Store, event_file: str, **overrides: Any) -> dict[str, Any]:
     """The console input of events/<event_file> for `store`."""
-    return workflow.execution_input(event_file, **{"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, **overrides})
+    return workflow.execution_input(
+        event_file, **{"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, **overrides}
+    )
 
 
 def failure(described: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -74,7 +80,9 @@ def wait_for_state(e2e: Any, execution_arn: str, state: str, timeout: float = 12
         if state in workflow.states_entered(events):
             return events
         status = e2e.sfn.describe_execution(executionArn=execution_arn)["status"]
-        assert status == "RUNNING", f"execution ended ({status}) before entering {state}: {workflow.states_entered(events)}"
+        assert status == "RUNNING", (
+            f"execution ended ({status}) before entering {state}: {workflow.states_entered(events)}"
+        )
         assert time.monotonic() < deadline, f"{state} not entered within {timeout} s: {workflow.states_entered(events)}"
         time.sleep(0.2)
 
@@ -96,7 +104,7 @@ def tag_change(sample: str, resource_arn: str, tags: dict[str, str]) -> dict[str
     changed now (EventBridge's `time`)."""
     event = trigger_event(sample)
     event["id"] = str(uuid.uuid4())
-    event["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event["resources"] = [resource_arn]
     event["detail"]["tags"] = dict(tags)
     return event
@@ -107,7 +115,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def webhook_request(sample: str, body: dict[str, Any] | bytes, secret: str | None, timestamp: int | None = None, base64_body: bool = False) -> dict[str, Any]:
+def webhook_request(
+    sample: str,
+    body: dict[str, Any] | bytes,
+    secret: str | None,
+    timestamp: int | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
     """The function URL request of events/triggers/<sample> carrying `body` (a dict is sent as
     compact JSON), signed with `secret` at `timestamp` (default now); `secret=None` sends no
     signature headers at all."""
@@ -154,7 +168,11 @@ def executions_of_store(sfn: Any, state_machine_arn: str, store_id: str) -> list
 
 def execution_count(sfn: Any, state_machine_arns: list[str]) -> int:
     """How many executions the state machines have had (to prove none was started)."""
-    return sum(len(page["executions"]) for arn in state_machine_arns for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn))
+    return sum(
+        len(page["executions"])
+        for arn in state_machine_arns
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn)
+    )
 
 
 def kms_state(e2e: Any) -> dict[str, Any]:
@@ -174,4 +192,3 @@ def emulator_keys(e2e: Any, key_ids: list[str]) -> dict[str, dict[str, Any]]:
 def emulator_store(e2e: Any, store_id: str) -> dict[str, Any] | None:
     """The emulator's record of a store (connection state, key count, ...), None once deleted."""
     return next((store for store in e2e.admin.state()["stores"] if store["id"] == store_id), None)
-

@@ -26,7 +26,6 @@ from helpers import (
     wait_for_state,
     webhook_request,
 )
-
 from local.client import fixtures, workflow
 
 # A 30-day window at 3 s a day: 90 s, so the decommission sits in WaitForDeletionDate
@@ -37,7 +36,9 @@ WEBHOOK = "ticket-webhook"
 
 def cancel_input(store: fixtures.Store, decommission_arn: str, **overrides: Any) -> dict[str, Any]:
     """The console input of events/cancel-execution.json for `store` and its decommission."""
-    return workflow.execution_input("cancel-execution.json", CustomKeyStoreId=store.id, DecommissionExecutionArn=decommission_arn, **overrides)
+    return workflow.execution_input(
+        "cancel-execution.json", CustomKeyStoreId=store.id, DecommissionExecutionArn=decommission_arn, **overrides
+    )
 
 
 def decommission_in_its_wait(e2e: Any, store: fixtures.Store) -> str:
@@ -76,10 +77,12 @@ def test_cancel_during_the_wait_restores_every_key_to_its_prior_state(trigger_st
     # Every key exactly as before the decommission: Enabled ones Enabled, Disabled ones Disabled,
     # no deletion date, no markers (the emulator's whole record of each key).
     assert emulator_keys(e2e, store.keys) == keys_before
-    assert [e2e.kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] for key in store.keys] == ["Enabled", "Enabled", "Disabled", "Disabled"]
+    states = [e2e.kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] for key in store.keys]
+    assert states == ["Enabled", "Enabled", "Disabled", "Disabled"]
     assert emulator_store(e2e, store.id) == store_before, "the store is untouched"
     assert fixtures.connection_state(e2e.kms, store.id) == "CONNECTED"
-    assert (report["Outcome"], report["DecommissionStatus"], report["StoppedByThisCancel"]) == ("Cancelled", "RUNNING", True), report
+    outcome = (report["Outcome"], report["DecommissionStatus"], report["StoppedByThisCancel"])
+    assert outcome == ("Cancelled", "RUNNING", True), report
     assert (report["KeysRestored"], report["KeysDeletionCancelled"], report["KeysReEnabled"]) == (4, 4, 2), report
     assert (report["KeysDeleted"], report["StoreDeleted"], report["KeysGone"]) == (None, False, 0), report
     assert report["DecommissionKeysScheduled"] == 4
@@ -148,7 +151,8 @@ def test_cancel_while_the_decommission_runs_after_its_keys_were_deleted_reports_
     assert "DeleteStore" not in workflow.states_entered(workflow.history(e2e.sfn, decommission))
     assert (report["StoppedByThisCancel"], report["KeysRestored"], report["StoreDeleted"]) == (True, 0, False), report
     assert report["DecommissionKeysScheduled"] == 2, "the count comes from the decommission's history"
-    assert any("scheduled 2 key(s); this cancel restored 0" in line for line in report["FollowUps"]), report["FollowUps"]
+    follow_ups = report["FollowUps"]
+    assert any("scheduled 2 key(s); this cancel restored 0" in line for line in follow_ups), follow_ups
     # Only the decommission's disconnect attempt in flight when it was stopped, refused by KMS.
     assert [c for c in mutating_calls(e2e.admin.calls()) if c["outcome"] == "OK"] == []
     assert emulator_store(e2e, store.id)["state"] == "CONNECTED", "the store is left as it was"
@@ -163,15 +167,21 @@ def test_webhook_cancel_by_ticket_stops_the_decommission_and_restores_the_keys(t
     secret = trigger_stack.webhook_secret
     start = json.loads(trigger_event("webhook-start.json")["body"])
     start.update({"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, "TicketId": ticket})
-    status, started = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-start.json", start, secret)))
+    status, started = http_answer(
+        invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-start.json", start, secret))
+    )
     assert status == 202, started
     decommission = started["ExecutionArn"]
     wait_for_state(e2e, decommission, "WaitForDeletionDate")
     cancel = json.loads(trigger_event("webhook-cancel.json")["body"]) | {"TicketId": ticket}
 
-    status, answer = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-cancel.json", cancel, secret)))
+    status, answer = http_answer(
+        invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-cancel.json", cancel, secret))
+    )
 
-    assert status == 202 and (answer["Result"], answer["ExecutionArn"], answer["StoppedNow"]) == ("CancelStarted", decommission, True), answer
+    assert status == 202, answer
+    started_cancel = (answer["Result"], answer["ExecutionArn"], answer["StoppedNow"])
+    assert started_cancel == ("CancelStarted", decommission, True), answer
     described = workflow.wait_for_end(e2e.sfn, answer["CancelExecutionArn"], 120)
     assert described["status"] == "SUCCEEDED", failure(described)
     report = json.loads(described["output"])
@@ -180,8 +190,12 @@ def test_webhook_cancel_by_ticket_stops_the_decommission_and_restores_the_keys(t
     assert e2e.sfn.describe_execution(executionArn=decommission)["status"] == "ABORTED"
     assert emulator_keys(e2e, store.keys) == keys_before, "every key as before the decommission"
     # The ticketing system sends the cancel again: same cancel back, nothing new started.
-    status, again = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-cancel.json", cancel, secret)))
-    assert (status, again["CancelExecutionArn"], again["StoppedNow"]) == (200, answer["CancelExecutionArn"], False), again
+    status, again = http_answer(
+        invoke(trigger_stack.lambda_client, WEBHOOK, webhook_request("webhook-cancel.json", cancel, secret))
+    )
+    assert (status, again["CancelExecutionArn"], again["StoppedNow"]) == (200, answer["CancelExecutionArn"], False), (
+        again
+    )
     status_request = webhook_request("webhook-status.json", {"Action": "status", "TicketId": ticket}, secret)
     status, state = http_answer(invoke(trigger_stack.lambda_client, WEBHOOK, status_request))
     assert (status, state["Status"], state["ExecutionArn"]) == (200, "ABORTED", decommission), state

@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 
 from helpers import assert_untouched, bystanders, calls_of, decommission_input, failure, mutating_calls
-
 from local.client import fixtures, workflow
 
-STEPS = ("PlanDecommission", "EnsureStoreConnected", "ScheduleKeyDeletion", "CheckKeysDeleted", "DisconnectStore", "DeleteStore", "Decommissioned")
+STEPS = (
+    "PlanDecommission",
+    "EnsureStoreConnected",
+    "ScheduleKeyDeletion",
+    "CheckKeysDeleted",
+    "DisconnectStore",
+    "DeleteStore",
+    "Decommissioned",
+)
 
 
 def assert_decommissioned(e2e, store, described, events, snapshots, other):
@@ -88,7 +95,9 @@ def test_wrong_store_name_is_refused_before_anything_changes(e2e):
     snapshots = {key: fixtures.key_snapshot(e2e.kms, key) for key in store.keys}
     e2e.admin.clear_calls()
 
-    execution = e2e.run(decommission_input(store, "execution-decommission-xks.json", ConfirmCustomKeyStoreName=store.name + "-typo"))
+    execution = e2e.run(
+        decommission_input(store, "execution-decommission-xks.json", ConfirmCustomKeyStoreName=store.name + "-typo")
+    )
     described, _ = e2e.finish(execution)
 
     assert described["status"] == "FAILED"

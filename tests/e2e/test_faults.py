@@ -4,7 +4,6 @@ throttling, end in a successful decommission; the history shows the retries."""
 from __future__ import annotations
 
 from helpers import calls_of, decommission_input, failure
-
 from local.client import fixtures, workflow
 
 
@@ -26,13 +25,21 @@ def test_internal_errors_in_several_steps_are_retried_and_the_run_succeeds(e2e):
     assert {error for _, error in failures} == {"KMSInternalException"}
     calls = e2e.admin.calls()
     for operation, count in bursts.items():
-        assert len(calls_of(calls, operation, "KMSInternalException")) == count, f"{operation}: every injected fault was hit"
+        assert len(calls_of(calls, operation, "KMSInternalException")) == count, (
+            f"{operation}: every injected fault was hit"
+        )
     assert not fixtures.store_exists(e2e.kms, store.id)
 
 
 def test_throttling_bursts_never_fail_the_execution(e2e):
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=5)
-    bursts = {"DescribeKey": 8, "ScheduleKeyDeletion": 8, "TagResource": 4, "DescribeCustomKeyStores": 4, "DisconnectCustomKeyStore": 4}
+    bursts = {
+        "DescribeKey": 8,
+        "ScheduleKeyDeletion": 8,
+        "TagResource": 4,
+        "DescribeCustomKeyStores": 4,
+        "DisconnectCustomKeyStore": 4,
+    }
     for operation, count in bursts.items():
         e2e.admin.fail_next(operation, "ThrottlingException", count)
 

@@ -6,11 +6,10 @@ used after the plan (while the CloudHSM store is still connecting) is not schedu
 from __future__ import annotations
 
 import json
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from helpers import assert_untouched, calls_of, decommission_input, failure, mutating_calls, wait_for_state
-
 from local.client import fixtures, workflow
 
 EMULATED_SECONDS_PER_WALL_SECOND = 86_400  # tests/e2e/conftest.py: one emulated day per second
@@ -25,7 +24,7 @@ def use_key(e2e: Any, key_id: str) -> dict[str, Any]:
 
 def use_as_named(key_arn: str, usage: dict[str, Any]) -> str:
     """How the KeysRecentlyUsed cause names a key's last use: ARN, operation, time, CloudTrail event."""
-    at = usage["Timestamp"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = usage["Timestamp"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{key_arn}: {usage['Operation']} at {at} (CloudTrail event {usage['CloudTrailEventId']}"
 
 
@@ -74,7 +73,9 @@ def test_guard_off_decommissions_a_store_with_a_recently_used_key_and_says_so(e2
     use_key(e2e, used)
     e2e.admin.clear_calls()
 
-    execution = e2e.run(decommission_input(store, "execution-decommission-cloudhsm.json", PendingWindowInDays=7, MinDaysSinceLastUse=0))
+    execution = e2e.run(
+        decommission_input(store, "execution-decommission-cloudhsm.json", PendingWindowInDays=7, MinDaysSinceLastUse=0)
+    )
     described, events = e2e.finish(execution)
 
     assert described["status"] == "SUCCEEDED", failure(described)
@@ -84,11 +85,13 @@ def test_guard_off_decommissions_a_store_with_a_recently_used_key_and_says_so(e2
     assert (last_use["KeysChecked"], last_use["KeysUsed"], last_use["KeysRecentlyUsed"]) == (3, 1, 0)
     assert last_use["MostRecentUse"]["KeyId"] == used and last_use["MostRecentUse"]["Operation"] == "Encrypt"
     assert last_use["Verdict"].startswith("Last-use guard off"), last_use["Verdict"]
-    assert any("MinDaysSinceLastUse" in line or "guard" in line.lower() for line in report["FollowUps"]), report["FollowUps"]
+    follow_ups = report["FollowUps"]
+    assert any("MinDaysSinceLastUse" in line or "guard" in line.lower() for line in follow_ups), follow_ups
     calls = e2e.admin.calls()
     assert {c["key_id"] for c in calls_of(calls, "ScheduleKeyDeletion", "OK")} == set(store.keys)
     assert calls_of(calls, "GetKeyLastUsage", "OK") and all(
-        c["seq"] < min(s["seq"] for s in calls_of(calls, "ScheduleKeyDeletion")) for c in calls_of(calls, "GetKeyLastUsage")
+        c["seq"] < min(s["seq"] for s in calls_of(calls, "ScheduleKeyDeletion"))
+        for c in calls_of(calls, "GetKeyLastUsage")
     ), "with the guard off nothing is re-checked at scheduling time"
     assert not fixtures.store_exists(e2e.kms, store.id)
     assert [key for key in store.keys if fixtures.key_exists(e2e.kms, key)] == []
@@ -109,7 +112,8 @@ def test_dry_run_reports_what_the_guard_would_say_and_changes_nothing(e2e):
     last_use = json.loads(described["output"])["LastUse"]
     assert last_use["GuardOn"] and last_use["MinDaysSinceLastUse"] == 30
     assert last_use["Verdict"].startswith("Refused: 1 key(s) were used within the last 30 day(s)"), last_use["Verdict"]
-    assert (last_use["KeysChecked"], last_use["KeysUsed"], last_use["KeysNeverUsed"], last_use["KeysRecentlyUsed"]) == (3, 1, 2, 1)
+    counts = (last_use["KeysChecked"], last_use["KeysUsed"], last_use["KeysNeverUsed"], last_use["KeysRecentlyUsed"])
+    assert counts == (3, 1, 2, 1), last_use
     [blocking] = last_use["RecentlyUsed"]
     assert blocking["KeyId"] == used and blocking["Status"] == "Used"
     assert (blocking["Operation"], blocking["CloudTrailEventId"], blocking["KmsRequestId"]) == (
@@ -130,7 +134,11 @@ def test_key_used_while_the_store_connects_is_not_scheduled_and_the_run_stops(e2
 
     execution = e2e.run(decommission_input(store, "execution-decommission-cloudhsm.json", PendingWindowInDays=7))
     wait_for_state(e2e, execution, "WaitForConnection")
-    plan = next(doc for doc in workflow.state_outputs(workflow.history(e2e.sfn, execution), "PlanDecommission") if doc["Plan"]["Done"])
+    plan = next(
+        doc
+        for doc in workflow.state_outputs(workflow.history(e2e.sfn, execution), "PlanDecommission")
+        if doc["Plan"]["Done"]
+    )
     assert plan["Plan"]["LastUse"]["Verdict"].startswith("Passed"), "no key was used at plan time"
 
     # While EnsureStoreConnected cannot look (every DescribeCustomKeyStores fails, transiently),
@@ -153,7 +161,9 @@ def test_key_used_while_the_store_connects_is_not_scheduled_and_the_run_stops(e2
     assert_untouched(e2e, snapshots)
     # Keys scheduled before the guard stopped the run carry this execution's marker, and the cause
     # says how many (the cancel workflow restores them).
-    scheduled = [key for key in store.keys if e2e.kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingDeletion"]
+    scheduled = [
+        key for key in store.keys if e2e.kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    ]
     for key in scheduled:
         tags = {t["TagKey"]: t["TagValue"] for t in e2e.kms.list_resource_tags(KeyId=key)["Tags"]}
         assert tags.get(MARKER) == execution

@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import decommission_input, failure
 
+from helpers import decommission_input, failure
 from local.client import fixtures, workflow
 from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
@@ -35,18 +35,27 @@ class Subscription:
         """The status events of one execution, in the order received, once `until` has arrived."""
         deadline = time.monotonic() + timeout
         while True:
-            for message in self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            for message in self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
                 self.received.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             mine = [e for e in self.received if e["detail"]["Execution"]["Id"] == execution_arn]
             if any(e["detail"]["Milestone"] == until for e in mine):
                 return mine
-            assert time.monotonic() < deadline, f"no {until} event within {timeout} s; got {[e['detail']['Milestone'] for e in mine]}"
+            assert time.monotonic() < deadline, (
+                f"no {until} event within {timeout} s; got {[e['detail']['Milestone'] for e in mine]}"
+            )
 
 
 @pytest.fixture
 def subscription(e2e) -> Iterator[Subscription]:
-    common = {"endpoint_url": e2e.endpoint, "region_name": LOCAL_REGION, "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    common = {
+        "endpoint_url": e2e.endpoint,
+        "region_name": LOCAL_REGION,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+    }
     sqs, events = boto3.client("sqs", **common), boto3.client("events", **common)
     name = f"status-events-{uuid.uuid4().hex[:12]}"
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -68,7 +77,9 @@ def assert_well_formed(events: list[dict[str, Any]], execution_arn: str, state_m
         milestone = event["detail"]["Milestone"]
         assert event["source"] == SOURCE
         assert event["detail-type"].startswith(DETAIL_TYPE_PREFIX), event["detail-type"]
-        assert state_machine_arn in event["resources"] and execution_arn in event["resources"], f"{milestone}: resources {event['resources']}"
+        assert state_machine_arn in event["resources"] and execution_arn in event["resources"], (
+            f"{milestone}: resources {event['resources']}"
+        )
         assert event["detail"]["Input"]["CustomKeyStoreId"] == store_id, f"{milestone}: the event names the store"
 
 
@@ -88,12 +99,16 @@ def test_a_decommission_announces_every_milestone_in_order(e2e, subscription):
     assert scheduling["LatestDeletionDate"], "the keys-scheduled event gives the deadline to cancel"
     assert by_milestone["KeysDeleted"]["Deletion"]["AllDeleted"] is True
     assert by_milestone["StoreDisconnected"]["Disconnect"]["Disconnected"] is True
-    assert by_milestone["StoreDeleted"]["Report"] == json.loads(described["output"]), "the final event carries the final report"
+    assert by_milestone["StoreDeleted"]["Report"] == json.loads(described["output"]), (
+        "the final event carries the final report"
+    )
 
 
 def test_a_refused_decommission_announces_its_failure_with_the_error_name(e2e, subscription):
     store = fixtures.make_store(e2e.kms, "xks", keys=1)
-    execution = e2e.run(decommission_input(store, "execution-decommission-xks.json", ConfirmCustomKeyStoreName="not-the-name"))
+    execution = e2e.run(
+        decommission_input(store, "execution-decommission-xks.json", ConfirmCustomKeyStoreName="not-the-name")
+    )
     described, _ = e2e.finish(execution)
     assert described["status"] == "FAILED"
 
@@ -123,7 +138,9 @@ def test_a_cancel_during_the_wait_announces_cancelled(e2e, subscription):
     execution = e2e.run(decommission_input(store, "execution-decommission-xks.json", PendingWindowInDays=30))
     subscription.events_of(execution, until="KeysScheduled")
 
-    cancel_input = workflow.execution_input("cancel-execution.json", CustomKeyStoreId=store.id, DecommissionExecutionArn=execution)
+    cancel_input = workflow.execution_input(
+        "cancel-execution.json", CustomKeyStoreId=store.id, DecommissionExecutionArn=execution
+    )
     cancel = workflow.start_execution(e2e.sfn, CANCEL_STATE_MACHINE, cancel_input)
     described = workflow.wait_for_end(e2e.sfn, cancel, timeout=180)
     assert described["status"] == "SUCCEEDED", failure(described)
@@ -133,4 +150,6 @@ def test_a_cancel_during_the_wait_announces_cancelled(e2e, subscription):
     assert_well_formed(events, cancel, CANCEL_STATE_MACHINE, store.id)
     assert events[0]["detail"]["Report"] == json.loads(described["output"])
     assert e2e.sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
-    assert milestones(subscription.events_of(execution, until="KeysScheduled")) == ["Started", "KeysScheduled"], "a stopped decommission says nothing more"
+    assert milestones(subscription.events_of(execution, until="KeysScheduled")) == ["Started", "KeysScheduled"], (
+        "a stopped decommission says nothing more"
+    )

@@ -4,10 +4,9 @@ store lingers in DISCONNECTING, or starts FAILED. The workflow stops safely or c
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from helpers import calls_of, decommission_input, failure, mutating_calls, wait_for_state
-
 from local.client import fixtures, workflow
 
 DAY_SECONDS = 1.0  # tests/e2e/conftest.py
@@ -42,8 +41,11 @@ def test_keys_still_pending_after_their_deletion_date_are_polled_until_gone(e2e)
     described, events = e2e.finish(execution)
 
     assert described["status"] == "SUCCEEDED", failure(described)
-    scheduling = next(doc for doc in workflow.state_outputs(events, "ScheduleKeyDeletion") if doc.get("Scheduling", {}).get("Done"))
-    deletion_date = datetime.strptime(scheduling["Scheduling"]["LatestDeletionDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    scheduling = next(
+        doc for doc in workflow.state_outputs(events, "ScheduleKeyDeletion") if doc.get("Scheduling", {}).get("Done")
+    )
+    latest = scheduling["Scheduling"]["LatestDeletionDate"]
+    deletion_date = datetime.strptime(latest, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     pending_after_date = [
         event
         for event in events
@@ -67,7 +69,9 @@ def test_store_lingering_in_disconnecting_is_polled_until_disconnected(e2e):
     assert described["status"] == "SUCCEEDED", failure(described)
     entered = workflow.states_entered(events)
     assert entered.count("WaitForDisconnect") >= 2, entered
-    assert calls_of(e2e.admin.calls(), "DeleteCustomKeyStore", "CustomKeyStoreInvalidStateException") == [], "never deleted before DISCONNECTED"
+    assert calls_of(e2e.admin.calls(), "DeleteCustomKeyStore", "CustomKeyStoreInvalidStateException") == [], (
+        "never deleted before DISCONNECTED"
+    )
     assert not fixtures.store_exists(e2e.kms, store.id)
 
 
@@ -103,4 +107,6 @@ def test_cloudhsm_store_that_cannot_connect_fails_with_connection_failed_and_not
     assert "ScheduleKeyDeletion" not in workflow.states_entered(events)
     for key, before in snapshots.items():
         after = fixtures.key_snapshot(e2e.kms, key)
-        assert (after["DeletionDate"], after["Tags"]) == (before["DeletionDate"], before["Tags"]), f"key {key} was changed"
+        assert (after["DeletionDate"], after["Tags"]) == (before["DeletionDate"], before["Tags"]), (
+            f"key {key} was changed"
+        )

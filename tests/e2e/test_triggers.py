@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
+
 from helpers import (
     TRIGGER_TAG_KEY,
     execution_count,
@@ -30,7 +31,6 @@ from helpers import (
     wait_for_state,
     webhook_request,
 )
-
 from local.client import fixtures, workflow
 
 TAG_TRIGGER = "tag-trigger"
@@ -58,7 +58,9 @@ def tagged_event(e2e: Any, key_id: str, value: str) -> dict[str, Any]:
 def start_body(store: fixtures.Store, ticket: str, **overrides: Any) -> dict[str, Any]:
     """The `start` body of events/triggers/webhook-start.json for `store` and `ticket`."""
     body = json.loads(trigger_event("webhook-start.json")["body"])
-    body.update({"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, "TicketId": ticket, **overrides})
+    body.update(
+        {"CustomKeyStoreId": store.id, "ConfirmCustomKeyStoreName": store.name, "TicketId": ticket, **overrides}
+    )
     return body
 
 
@@ -121,7 +123,8 @@ def test_every_key_of_the_store_tagged_starts_one_execution(trigger_stack):
     for later in outcomes[1:]:
         assert later["Outcome"] == "AlreadyRunning", later
         assert later["ExecutionArn"] == first["ExecutionArn"], "a duplicate gets the running execution back"
-    assert [run["executionArn"] for run in executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id)] == [first["ExecutionArn"]]
+    runs = executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id)
+    assert [run["executionArn"] for run in runs] == [first["ExecutionArn"]]
 
     e2e.admin.clear_faults()
     described, _ = e2e.finish(first["ExecutionArn"])
@@ -140,12 +143,20 @@ def test_tag_on_the_cloudhsm_cluster_of_the_store_starts_a_dry_run(trigger_stack
     other_cluster = sample["resources"][0].rsplit("/", 1)[0] + "/cluster-234567abcdefg"
     before = kms_state(e2e)
 
-    refused = invoke(trigger_stack.lambda_client, TAG_TRIGGER, tag_change("tag-change-cloudhsm-cluster.json", other_cluster, {TRIGGER_TAG_KEY: store.id}))
+    refused = invoke(
+        trigger_stack.lambda_client,
+        TAG_TRIGGER,
+        tag_change("tag-change-cloudhsm-cluster.json", other_cluster, {TRIGGER_TAG_KEY: store.id}),
+    )
     assert (refused["Outcome"], refused["Reason"]) == ("Refused", "ClusterDoesNotBackStore"), refused
     assert executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id) == []
 
     cluster_arn = sample["resources"][0].rsplit("/", 1)[0] + "/" + cluster
-    started = invoke(trigger_stack.lambda_client, TAG_TRIGGER, tag_change("tag-change-cloudhsm-cluster.json", cluster_arn, {TRIGGER_TAG_KEY: store.id}))
+    started = invoke(
+        trigger_stack.lambda_client,
+        TAG_TRIGGER,
+        tag_change("tag-change-cloudhsm-cluster.json", cluster_arn, {TRIGGER_TAG_KEY: store.id}),
+    )
     assert (started["Outcome"], started["DryRun"]) == ("Started", True), started
     described, _ = e2e.finish(started["ExecutionArn"])
     assert described["status"] == "SUCCEEDED", failure(described)
@@ -164,7 +175,10 @@ def test_tags_not_meant_for_a_decommission_start_nothing_and_change_nothing(trig
         "AWS_KMS-origin key": (tagged_event(e2e, aws_kms_key, store.id), ("Refused", "KeyNotInCustomKeyStore")),
         "key of another store": (tagged_event(e2e, other.keys[0], store.id), ("Refused", "KeyInOtherStore")),
         "value not a store id": (tagged_event(e2e, key, "yes"), ("Refused", "InvalidTagValue")),
-        "value naming a store the key is not in": (tagged_event(e2e, second, gone_store), ("Refused", "KeyInOtherStore")),
+        "value naming a store the key is not in": (
+            tagged_event(e2e, second, gone_store),
+            ("Refused", "KeyInOtherStore"),
+        ),
     }
     # The tag removed from the key (the removed sample: the tag is absent from `tags`).
     e2e.kms.untag_resource(KeyId=key, TagKeys=[TRIGGER_TAG_KEY])
@@ -178,7 +192,10 @@ def test_tags_not_meant_for_a_decommission_start_nothing_and_change_nothing(trig
     confirmed = tag_change("tag-change-kms-key-confirmed.json", key_arn(e2e, second), confirmation)
     cases["confirmation tag alone"] = (confirmed, ("Ignored", "TriggerTagNotChanged"))
     # Not a tag change at all.
-    not_a_tag = trigger_event("tag-change-kms-key.json") | {"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail"}
+    not_a_tag = trigger_event("tag-change-kms-key.json") | {
+        "source": "aws.kms",
+        "detail-type": "AWS API Call via CloudTrail",
+    }
     cases["another event"] = (not_a_tag, ("Ignored", "NotATagChange"))
     machines = [e2e.state_machine_arn, trigger_stack.cancel_state_machine_arn]
     executions_before = execution_count(e2e.sfn, machines)
@@ -204,7 +221,9 @@ def test_signed_start_delivered_three_times_starts_one_decommission_and_status_f
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=3, disabled=1)
     ticket = new_ticket()
     # One signed request, delivered three times byte for byte (a ticketing system's retries).
-    request = webhook_request("webhook-start.json", start_body(store, ticket, PendingWindowInDays=30), trigger_stack.webhook_secret)
+    request = webhook_request(
+        "webhook-start.json", start_body(store, ticket, PendingWindowInDays=30), trigger_stack.webhook_secret
+    )
 
     answers = [webhook(trigger_stack, request) for _ in range(3)]
 
@@ -218,9 +237,12 @@ def test_signed_start_delivered_three_times_starts_one_decommission_and_status_f
     assert json.loads(runs[0]["input"])["TicketId"] == ticket
 
     wait_for_state(e2e, arn, "WaitForDeletionDate")
-    status, answer = webhook(trigger_stack, webhook_request("webhook-status.json", status_body(ticket), trigger_stack.webhook_secret))
+    status, answer = webhook(
+        trigger_stack, webhook_request("webhook-status.json", status_body(ticket), trigger_stack.webhook_secret)
+    )
     assert status == 200, answer
-    assert (answer["Result"], answer["ExecutionArn"], answer["Status"], answer["DryRun"]) == ("Status", arn, "RUNNING", False)
+    summary = (answer["Result"], answer["ExecutionArn"], answer["Status"], answer["DryRun"])
+    assert summary == ("Status", arn, "RUNNING", False), answer
     assert answer["Phase"] == "WaitForDeletionDate", answer
     assert answer["KeysPending"] == 3 and answer["NextDeadline"], answer
     assert answer["CustomKeyStoreId"] == store.id
@@ -231,14 +253,21 @@ def test_second_ticket_for_a_store_being_decommissioned_gets_409(trigger_stack):
     e2e = trigger_stack.e2e
     e2e.admin.configure(day_seconds=WAITING_DAY_SECONDS)
     store = fixtures.make_store(e2e.kms, "xks", keys=2)
-    status, first = webhook(trigger_stack, webhook_request("webhook-start.json", start_body(store, new_ticket()), trigger_stack.webhook_secret))
+    status, first = webhook(
+        trigger_stack,
+        webhook_request("webhook-start.json", start_body(store, new_ticket()), trigger_stack.webhook_secret),
+    )
     assert status == 202, first
 
-    status, second = webhook(trigger_stack, webhook_request("webhook-start.json", start_body(store, new_ticket()), trigger_stack.webhook_secret))
+    status, second = webhook(
+        trigger_stack,
+        webhook_request("webhook-start.json", start_body(store, new_ticket()), trigger_stack.webhook_secret),
+    )
 
     assert status == 409, second
     assert (second["Error"], second["ExecutionArn"]) == ("StoreBusy", first["ExecutionArn"]), second
-    assert [run["executionArn"] for run in executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id)] == [first["ExecutionArn"]]
+    runs = executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id)
+    assert [run["executionArn"] for run in runs] == [first["ExecutionArn"]]
     # End the test with no step in flight (a step stopped mid-invocation would still call KMS).
     wait_for_state(e2e, first["ExecutionArn"], "WaitForDeletionDate")
 
@@ -252,12 +281,17 @@ def test_base64_dry_run_start_plans_and_status_reports_its_end(trigger_stack):
     before = kms_state(e2e)
     e2e.admin.clear_calls()
 
-    status, started = webhook(trigger_stack, webhook_request("webhook-start-dry-run-base64.json", body, trigger_stack.webhook_secret, base64_body=True))
+    status, started = webhook(
+        trigger_stack,
+        webhook_request("webhook-start-dry-run-base64.json", body, trigger_stack.webhook_secret, base64_body=True),
+    )
 
     assert status == 202 and (started["Result"], started["DryRun"]) == ("Started", True), started
     described, _ = e2e.finish(started["ExecutionArn"])
     assert described["status"] == "SUCCEEDED", failure(described)
-    status, answer = webhook(trigger_stack, webhook_request("webhook-status.json", status_body(ticket), trigger_stack.webhook_secret))
+    status, answer = webhook(
+        trigger_stack, webhook_request("webhook-status.json", status_body(ticket), trigger_stack.webhook_secret)
+    )
     assert status == 200 and (answer["Status"], answer["DryRun"]) == ("SUCCEEDED", True), answer
     assert mutating_calls(e2e.admin.calls()) == [] and kms_state(e2e) == before
 
@@ -269,25 +303,55 @@ def _bad_requests(secret: str, valid_start: dict[str, Any]) -> dict[str, tuple[d
     now = int(time.time())
     raw = json.dumps(valid_start, separators=(",", ":")).encode()
     return {
-        "wrong secret": (webhook_request("webhook-start.json", valid_start, "not-the-shared-secret-" + "x" * 32), 401, "SignatureMismatch"),
+        "wrong secret": (
+            webhook_request("webhook-start.json", valid_start, "not-the-shared-secret-" + "x" * 32),
+            401,
+            "SignatureMismatch",
+        ),
         "no signature": (webhook_request("webhook-start.json", valid_start, None), 401, "MissingSignature"),
-        "stale timestamp": (webhook_request("webhook-start.json", valid_start, secret, timestamp=now - 301), 401, "StaleTimestamp"),
+        "stale timestamp": (
+            webhook_request("webhook-start.json", valid_start, secret, timestamp=now - 301),
+            401,
+            "StaleTimestamp",
+        ),
         "malformed JSON": (webhook_request("webhook-start.json", raw[:-1], secret), 400, "MalformedJson"),
-        "unknown action": (webhook_request("webhook-start.json", valid_start | {"Action": "delete"}, secret), 400, "UnknownAction"),
+        "unknown action": (
+            webhook_request("webhook-start.json", valid_start | {"Action": "delete"}, secret),
+            400,
+            "UnknownAction",
+        ),
         # Valid JSON even past 16 KiB (trailing whitespace): only the size check refuses it.
-        "oversized body": (webhook_request("webhook-start.json", raw + b" " * (16 * 1024), secret), 413, "PayloadTooLarge"),
-        "status of an unknown ticket": (webhook_request("webhook-status.json", status_body(new_ticket()), secret), 404, "UnknownTicket"),
+        "oversized body": (
+            webhook_request("webhook-start.json", raw + b" " * (16 * 1024), secret),
+            413,
+            "PayloadTooLarge",
+        ),
+        "status of an unknown ticket": (
+            webhook_request("webhook-status.json", status_body(new_ticket()), secret),
+            404,
+            "UnknownTicket",
+        ),
     }
 
 
-BAD_REQUESTS = ["wrong secret", "no signature", "stale timestamp", "malformed JSON", "unknown action", "oversized body", "status of an unknown ticket"]
+BAD_REQUESTS = [
+    "wrong secret",
+    "no signature",
+    "stale timestamp",
+    "malformed JSON",
+    "unknown action",
+    "oversized body",
+    "status of an unknown ticket",
+]
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
 def test_refused_request_gets_its_status_code_and_changes_nothing(trigger_stack, case):
     e2e = trigger_stack.e2e
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2)
-    request, expected_status, expected_error = _bad_requests(trigger_stack.webhook_secret, start_body(store, new_ticket()))[case]
+    request, expected_status, expected_error = _bad_requests(
+        trigger_stack.webhook_secret, start_body(store, new_ticket())
+    )[case]
     machines = [e2e.state_machine_arn, trigger_stack.cancel_state_machine_arn]
     executions_before = execution_count(e2e.sfn, machines)
     before = kms_state(e2e)

@@ -71,7 +71,9 @@ def test_readme_lists_every_phase_of_make_test():
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     match = re.search(r"runs only the phases you name \(`([^`]*)`\)", readme)
     assert match, "README.md must list the phases of `make test` (runs only the phases you name (`...`))"
-    assert match.group(1).split() == [phase.name for phase in phases()], "README's phase list differs from tools/check.py"
+    assert match.group(1).split() == [phase.name for phase in phases()], (
+        "README's phase list differs from tools/check.py"
+    )
 
 
 def test_readme_paths_under_local_and_tools_exist():

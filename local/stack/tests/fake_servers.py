@@ -90,6 +90,10 @@ def fake_cargo_lambda_watch(binaries: set[str]) -> FakeServer:
             time.sleep(payload["sleep"])
         if isinstance(payload, dict) and payload.get("crash"):
             return 500, {"content-type": "text/plain"}, b"failed to spawn function"
-        return 200, {"content-type": "application/json"}, json.dumps({"function": match.group(1), "echo": payload}).encode()
+        return (
+            200,
+            {"content-type": "application/json"},
+            json.dumps({"function": match.group(1), "echo": payload}).encode(),
+        )
 
     return FakeServer(answer)

@@ -28,17 +28,28 @@ def watch():
 
 @pytest.fixture
 def adapter(watch):
-    return InvokeAdapter("127.0.0.1", watch.port, {"plan-decommission": 300, "delete-store": 60, "slow-function": 1}, REGION, ACCOUNT)
+    return InvokeAdapter(
+        "127.0.0.1", watch.port, {"plan-decommission": 300, "delete-store": 60, "slow-function": 1}, REGION, ACCOUNT
+    )
 
 
-def invoke(adapter: InvokeAdapter, name: str, payload: object, headers: list[tuple[str, str]] | None = None, query: str = ""):
+def invoke(
+    adapter: InvokeAdapter, name: str, payload: object, headers: list[tuple[str, str]] | None = None, query: str = ""
+):
     path = f"/2015-03-31/functions/{name}/invocations{query}"
     return adapter.handle(Request("POST", path, headers or [], json.dumps(payload).encode()))
 
 
 @pytest.mark.parametrize(
     "name",
-    [ARN, "plan-decommission", f"{ACCOUNT}:function:plan-decommission", f"{ARN}:$LATEST", "plan-decommission:$LATEST", ARN.replace(":", "%3A")],
+    [
+        ARN,
+        "plan-decommission",
+        f"{ACCOUNT}:function:plan-decommission",
+        f"{ARN}:$LATEST",
+        "plan-decommission:$LATEST",
+        ARN.replace(":", "%3A"),
+    ],
 )
 def test_every_function_name_form_reaches_the_binary(adapter, watch, name):
     answer = invoke(adapter, name, {"a": 1})
@@ -147,7 +158,9 @@ def test_watch_not_running_is_a_service_exception_naming_it():
 
 def test_boto3_sees_a_function_error_once_and_does_not_retry(adapter, watch):
     """Through the router, the way moto's interpreter and the AWS SDKs call Lambda."""
-    router = Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=Upstream("127.0.0.1", free_port()))
+    router = Router(
+        kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=Upstream("127.0.0.1", free_port())
+    )
     server = RouterServer(("127.0.0.1", 0), router)
     server.start_in_thread()
     try:

@@ -17,10 +17,10 @@ import boto3
 import pytest
 
 from local.stack.invoke_adapter import InvokeAdapter
+from local.stack.launcher import configure_moto
 from local.stack.processes import ManagedProcess, free_port
 from local.stack.router import Router, RouterServer, Upstream
 from local.stack.sfn_compat import name_unnamed_execution
-from local.stack.launcher import configure_moto
 from local.stack.tests.fake_servers import FakeServer
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
@@ -59,7 +59,11 @@ def chain(tmp_path_factory):
         if name == "flaky" and calls[name] <= 2:
             return 500, {}, json.dumps({"errorType": "KMSInternalException", "errorMessage": "try again"}).encode()
         if name == "refuses":
-            return 500, {}, json.dumps({"errorType": "KeysNotPendingDeletion", "errorMessage": "key 1234 is Enabled"}).encode()
+            return (
+                500,
+                {},
+                json.dumps({"errorType": "KeysNotPendingDeletion", "errorMessage": "key 1234 is Enabled"}).encode(),
+            )
         return 200, {}, json.dumps({"Done": True, "Calls": calls[name]}).encode()
 
     watch = FakeServer(handler)
@@ -73,14 +77,26 @@ def chain(tmp_path_factory):
     moto.start()
     adapter = InvokeAdapter("127.0.0.1", watch.port, {"flaky": 30, "refuses": 30, "fine": 30}, REGION, ACCOUNT)
     upstream = Upstream("127.0.0.1", moto_port)
-    router = Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=adapter.handle, moto=lambda request: upstream(name_unnamed_execution(request)))
+    router = Router(
+        kms=Upstream("127.0.0.1", free_port()),
+        lambda_invoke=adapter.handle,
+        moto=lambda request: upstream(name_unnamed_execution(request)),
+    )
     server = RouterServer(("127.0.0.1", router_port), router)
     server.start_in_thread()
     try:
         moto.wait_for_port("127.0.0.1", moto_port, 60)
         configure_moto("127.0.0.1", moto_port)
-        sfn = boto3.client("stepfunctions", endpoint_url=f"http://127.0.0.1:{router_port}", region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-        machine = sfn.create_state_machine(name="chain", definition=json.dumps(DEFINITION), roleArn=f"arn:aws:iam::{ACCOUNT}:role/chain")["stateMachineArn"]
+        sfn = boto3.client(
+            "stepfunctions",
+            endpoint_url=f"http://127.0.0.1:{router_port}",
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        machine = sfn.create_state_machine(
+            name="chain", definition=json.dumps(DEFINITION), roleArn=f"arn:aws:iam::{ACCOUNT}:role/chain"
+        )["stateMachineArn"]
         yield sfn, machine, calls
     finally:
         server.shutdown()
@@ -90,7 +106,9 @@ def chain(tmp_path_factory):
 
 
 def _run(sfn, machine: str, function: str) -> tuple[dict, list[dict]]:
-    execution = sfn.start_execution(stateMachineArn=machine, name=f"{function}-{uuid.uuid4()}", input=json.dumps({"Function": _fn(function)}))["executionArn"]
+    execution = sfn.start_execution(
+        stateMachineArn=machine, name=f"{function}-{uuid.uuid4()}", input=json.dumps({"Function": _fn(function)})
+    )["executionArn"]
     deadline = time.monotonic() + 60
     while True:
         described = sfn.describe_execution(executionArn=execution)
@@ -129,6 +147,9 @@ def test_unknown_function_fails_the_task_without_retry(chain):
 
 def test_unnamed_executions_get_distinct_names_as_on_aws(chain):
     sfn, machine, _ = chain
-    arns = [sfn.start_execution(stateMachineArn=machine, input=json.dumps({"Function": _fn("fine")}))["executionArn"] for _ in range(2)]
+    arns = [
+        sfn.start_execution(stateMachineArn=machine, input=json.dumps({"Function": _fn("fine")}))["executionArn"]
+        for _ in range(2)
+    ]
     assert arns[0] != arns[1]
     assert not any(arn.endswith(":None") for arn in arns)

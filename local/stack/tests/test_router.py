@@ -22,7 +22,12 @@ from local.stack.tests.fake_servers import FakeServer
         ("GET", "/_emulator/state", None, Backend.KMS),
         ("POST", "/_emulator/faults", None, Backend.KMS),
         ("POST", "/2015-03-31/functions/plan-decommission/invocations", None, Backend.LAMBDA),
-        ("POST", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ax/invocations", None, Backend.LAMBDA),
+        (
+            "POST",
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Ax/invocations",
+            None,
+            Backend.LAMBDA,
+        ),
         ("POST", "/", "AWSStepFunctions.StartExecution", Backend.MOTO),
         ("POST", "/moto-api/config", None, Backend.MOTO),
         ("GET", "/2015-03-31/functions/", None, Backend.MOTO),  # ListFunctions is not an invoke
@@ -34,7 +39,13 @@ def test_choose_backend(method, path, target, backend):
 
 
 def _named(name: str) -> FakeServer:
-    return FakeServer(lambda request: (200, {"content-type": "application/json"}, json.dumps({"backend": name, "path": request.path}).encode()))
+    return FakeServer(
+        lambda request: (
+            200,
+            {"content-type": "application/json"},
+            json.dumps({"backend": name, "path": request.path}).encode(),
+        )
+    )
 
 
 @pytest.fixture
@@ -46,7 +57,10 @@ def stack():
         invokes.append(request)
         return Response(200, [("Content-Type", "application/json")], b'{"backend": "lambda"}')
 
-    server = RouterServer(("127.0.0.1", 0), Router(kms=Upstream("127.0.0.1", kms.port), lambda_invoke=lambda_invoke, moto=Upstream("127.0.0.1", moto.port)))
+    server = RouterServer(
+        ("127.0.0.1", 0),
+        Router(kms=Upstream("127.0.0.1", kms.port), lambda_invoke=lambda_invoke, moto=Upstream("127.0.0.1", moto.port)),
+    )
     server.start_in_thread()
     yield server, kms, moto, invokes
     server.shutdown()
@@ -56,7 +70,13 @@ def stack():
 
 
 def _client(server, service):
-    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{server.port}", region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{server.port}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
 
 
 def test_sdk_calls_reach_their_service_with_headers_and_body_intact(stack):
@@ -115,7 +135,14 @@ def test_keep_alive_connection_serves_several_requests(stack):
 
 
 def test_backend_down_gives_a_named_502():
-    server = RouterServer(("127.0.0.1", 0), Router(kms=Upstream("127.0.0.1", free_port()), lambda_invoke=lambda r: Response(200), moto=Upstream("127.0.0.1", free_port())))
+    server = RouterServer(
+        ("127.0.0.1", 0),
+        Router(
+            kms=Upstream("127.0.0.1", free_port()),
+            lambda_invoke=lambda r: Response(200),
+            moto=Upstream("127.0.0.1", free_port()),
+        ),
+    )
     server.start_in_thread()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

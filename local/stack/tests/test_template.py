@@ -63,8 +63,23 @@ SAMPLE = textwrap.dedent(
 ASL = {
     "StartAt": "Plan",
     "States": {
-        "Plan": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "${PlanDecommissionFunctionArn}", "Payload.$": "$", "Window": "${Window}", "Where": "${Where}"}, "Next": "Delete"},
-        "Delete": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "${DeleteStoreFunctionArn}", "Payload.$": "$"}, "End": True},
+        "Plan": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": "${PlanDecommissionFunctionArn}",
+                "Payload.$": "$",
+                "Window": "${Window}",
+                "Where": "${Where}",
+            },
+            "Next": "Delete",
+        },
+        "Delete": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "${DeleteStoreFunctionArn}", "Payload.$": "$"},
+            "End": True,
+        },
     },
 }
 
@@ -77,7 +92,10 @@ def write(tmp_path: Path, template: str, asl: object) -> dict:
 
 def test_functions_map_logical_ids_to_binaries_and_local_arns(tmp_path):
     functions = tpl.functions(write(tmp_path, SAMPLE, ASL))
-    assert {k: f.binary for k, f in functions.items()} == {"PlanDecommissionFunction": "plan-decommission", "DeleteStoreFunction": "delete-store"}
+    assert {k: f.binary for k, f in functions.items()} == {
+        "PlanDecommissionFunction": "plan-decommission",
+        "DeleteStoreFunction": "delete-store",
+    }
     assert functions["DeleteStoreFunction"].arn == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
 
 
@@ -85,12 +103,18 @@ def test_functions_carry_their_timeout_and_resolved_environment(tmp_path):
     functions = tpl.functions(write(tmp_path, SAMPLE, ASL))
     plan, delete = functions["PlanDecommissionFunction"], functions["DeleteStoreFunction"]
     assert (plan.timeout_seconds, delete.timeout_seconds) == (60, 300)
-    assert dict(plan.environment) == {"POLL_SECONDS": "30", "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:kms-decommission"}
+    assert dict(plan.environment) == {
+        "POLL_SECONDS": "30",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:kms-decommission",
+    }
     assert tpl.merged_environment(functions) == dict(plan.environment)
 
 
 def test_functions_that_need_different_values_of_one_variable_are_refused(tmp_path):
-    template = SAMPLE.replace("BuildProperties: {Binary: delete-store}", "BuildProperties: {Binary: delete-store}\n    Properties:\n      Environment:\n        Variables:\n          POLL_SECONDS: 5")
+    environment = "\n    Properties:\n      Environment:\n        Variables:\n          POLL_SECONDS: 5"
+    template = SAMPLE.replace(
+        "BuildProperties: {Binary: delete-store}", "BuildProperties: {Binary: delete-store}" + environment
+    )
     with pytest.raises(tpl.TemplateError, match="POLL_SECONDS"):
         tpl.merged_environment(tpl.functions(write(tmp_path, template, ASL)))
 
@@ -100,15 +124,24 @@ def test_state_machine_gets_every_substitution_and_the_template_name(tmp_path):
     assert machine.name == "kms-decommission"
     assert machine.arn == "arn:aws:states:us-east-1:123456789012:stateMachine:kms-decommission"
     states = json.loads(machine.definition)["States"]
-    assert states["Plan"]["Parameters"]["FunctionName"] == "arn:aws:lambda:us-east-1:123456789012:function:plan-decommission"
-    assert states["Delete"]["Parameters"]["FunctionName"] == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
+    assert (
+        states["Plan"]["Parameters"]["FunctionName"]
+        == "arn:aws:lambda:us-east-1:123456789012:function:plan-decommission"
+    )
+    assert (
+        states["Delete"]["Parameters"]["FunctionName"] == "arn:aws:lambda:us-east-1:123456789012:function:delete-store"
+    )
     assert states["Plan"]["Parameters"]["Window"] == "30"
     assert states["Plan"]["Parameters"]["Where"] == "us-east-1/123456789012"
 
 
 @pytest.mark.parametrize(
     ("logical_id", "name"),
-    [("DecommissionStateMachine", "kms-decommission"), ("CancelStateMachine", "kms-decommission-cancel"), ("KeyAuditStateMachine", "kms-decommission-key-audit")],
+    [
+        ("DecommissionStateMachine", "kms-decommission"),
+        ("CancelStateMachine", "kms-decommission-cancel"),
+        ("KeyAuditStateMachine", "kms-decommission-key-audit"),
+    ],
 )
 def test_unnamed_state_machines_get_stable_local_names(logical_id, name):
     assert tpl.default_state_machine_name("kms-decommission", logical_id) == name
@@ -153,7 +186,9 @@ def test_the_project_template_resolves_to_binaries_that_exist():
     functions = tpl.functions(template)
     assert functions, "template.yaml defines no function"
     for function in functions.values():
-        assert (REPO / "src" / "bin" / f"{function.binary}.rs").exists(), f"{function.logical_id}: no src/bin/{function.binary}.rs"
+        assert (REPO / "src" / "bin" / f"{function.binary}.rs").exists(), (
+            f"{function.logical_id}: no src/bin/{function.binary}.rs"
+        )
     machines = tpl.state_machines(template, REPO, "kms-decommission")
     assert any(m.definition_path.name == "decommission.asl.json" for m in machines)
     for machine in machines:

@@ -2,10 +2,10 @@
 #
 #   make local   start the local stack (KMS emulator + Step Functions + Lambda) on port $(LOCAL_PORT)
 #   make demo    decommission a CloudHSM and an external key store end to end on the local stack
-#   make test    every check: cargo fmt/clippy/test, sam validate --lint, asl-validator, the
+#   make test    every check: cargo fmt/clippy/test, ruff, sam validate --lint, asl-validator, the
 #                local-stack unit tests and the end-to-end state machine tests
 #
-# Python tools (moto, cargo-lambda, aws-sam-cli, awscli, pytest) go into .venv, pinned by
+# Python tools (moto, cargo-lambda, aws-sam-cli, awscli, pytest, ruff) go into .venv, pinned by
 # requirements-dev.txt; Node tools (asl-validator) into node_modules, pinned by package-lock.json.
 # Both are installed on first use and reinstalled only when their pin file changes.
 

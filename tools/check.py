@@ -38,6 +38,11 @@ def _pytest(*args: str) -> tuple[str, ...]:
     return (str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", *args)
 
 
+def _ruff(*args: str) -> tuple[str, ...]:
+    # ruff.toml at the root configures both; files ignored by git are skipped.
+    return (str(BIN / "ruff"), *args)
+
+
 def phases() -> list[Phase]:
     """Every phase of `make test`, in the order they run."""
     asl = _asl_files()
@@ -46,13 +51,42 @@ def phases() -> list[Phase]:
         asl_command += ("--json-path", path)
     return [
         Phase("fmt", "cargo fmt --check", (("cargo", "fmt", "--all", "--", "--check"),)),
-        Phase("clippy", "cargo clippy, warnings denied", (("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"),)),
+        Phase(
+            "python-lint",
+            "ruff format --check and ruff check on every Python file (ruff.toml)",
+            (_ruff("format", "--check", "."), _ruff("check", ".")),
+        ),
+        Phase(
+            "clippy",
+            "cargo clippy, warnings denied",
+            (("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"),),
+        ),
         Phase("cargo-test", "cargo test --workspace", (("cargo", "test", "--workspace"),)),
-        Phase("sam-validate", "sam validate --lint template.yaml", ((str(BIN / "sam"), "validate", "--lint", "--template-file", "template.yaml"),)),
-        Phase("asl-validator", f"asl-validator on {', '.join(asl) or 'no ASL file'}", (asl_command,) if asl else (("false",),)),
-        Phase("emulator-cli", "the KMS emulator against an independent client (AWS CLI)", (_pytest("-q", "kms-emulator/tests/test_cli.py"),)),
-        Phase("tools-unit", "repository tooling: module-cycle finder, README and Makefile checks", (_pytest("-q", "tools/tests"),)),
-        Phase("local-unit", "local stack: router, Invoke adapter, template, processes, moto chain", (_pytest("-q", "local/stack/tests"),)),
+        Phase(
+            "sam-validate",
+            "sam validate --lint template.yaml",
+            ((str(BIN / "sam"), "validate", "--lint", "--template-file", "template.yaml"),),
+        ),
+        Phase(
+            "asl-validator",
+            f"asl-validator on {', '.join(asl) or 'no ASL file'}",
+            (asl_command,) if asl else (("false",),),
+        ),
+        Phase(
+            "emulator-cli",
+            "the KMS emulator against an independent client (AWS CLI)",
+            (_pytest("-q", "kms-emulator/tests/test_cli.py"),),
+        ),
+        Phase(
+            "tools-unit",
+            "repository tooling: module-cycle finder, README and Makefile checks",
+            (_pytest("-q", "tools/tests"),),
+        ),
+        Phase(
+            "local-unit",
+            "local stack: router, Invoke adapter, template, processes, moto chain",
+            (_pytest("-q", "local/stack/tests"),),
+        ),
         Phase("e2e", "end-to-end state machine tests on the local stack", (_pytest("-v", "tests/e2e"),)),
     ]
 
@@ -97,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the phase names and run them."""
     everything = phases()
     names = [phase.name for phase in everything]
-    parser = argparse.ArgumentParser(prog="python -m tools.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("phase", nargs="*", help=f"phases to run (default: all): {', '.join(names)}")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     wanted = set(args.phase)

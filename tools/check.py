@@ -61,6 +61,11 @@ def phases() -> list[Phase]:
             "cargo clippy, warnings denied",
             (("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings"),),
         ),
+        Phase(
+            "module-cycles",
+            "the library's modules (src/, not src/bin) import each other in no cycle",
+            ((str(BIN / "python"), "-m", "tools.module_cycles"),),
+        ),
         Phase("cargo-test", "cargo test --workspace", (("cargo", "test", "--workspace"),)),
         Phase(
             "sam-validate",

@@ -294,7 +294,7 @@ fn header() {
 /// invocation after another, each stopping between pages before its deadline.
 /// Returns (keys scanned, keys in the store, invocations).
 async fn paced_inventory(ctx: &StepContext, store_id: &str) -> Res<(u64, u64, usize)> {
-    let summary = store::describe(&ctx.kms, &ctx.pacing, store_id).await?;
+    let summary = store::describe(&ctx.kms, store_id).await?;
     let target = TargetStore::new(&summary);
     let (mut scanned, mut in_store, mut invocations) = (0, 0, 0);
     let mut cursor: Option<String> = None;
@@ -305,7 +305,6 @@ async fn paced_inventory(ctx: &StepContext, store_id: &str) -> Res<(u64, u64, us
             let started = Instant::now();
             let page = scan_page(
                 &ctx.kms,
-                &ctx.pacing,
                 &target,
                 cursor.as_deref(),
                 ctx.config.list_keys_page_size,

@@ -117,6 +117,22 @@ pub fn seconds_between(earlier: SystemTime, later: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Earlier of two optional times.
+pub fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Later of two optional times.
+pub fn max_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

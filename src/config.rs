@@ -231,6 +231,31 @@ fn rate(
     }
 }
 
+/// A trigger function's environment is incomplete or wrong; the function does not start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable has an unusable value.
+    #[error("environment variable {variable}: {reason}")]
+    Invalid {
+        /// The variable.
+        variable: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<ConfigError> for lambda_runtime::Diagnostic {
+    fn from(err: ConfigError) -> Self {
+        Self {
+            error_type: "InvalidConfiguration".to_string(),
+            error_message: format!("invalid configuration: {err}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,34 @@ pub const TRANSIENT_KMS_CODES: &[&str] = &[
     "DependencyTimeoutException",
 ];
 
+/// KMS error codes the library acts on (every other code passes through as sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KmsErrorCode {
+    /// `NotFoundException`: the key does not exist (any more).
+    NotFound,
+    /// `KMSInvalidStateException`: the key's state does not allow the operation.
+    InvalidState,
+    /// `CustomKeyStoreNotFoundException`.
+    CustomKeyStoreNotFound,
+    /// `CustomKeyStoreInvalidStateException`: the store's connection state does not allow it.
+    CustomKeyStoreInvalidState,
+    /// `CustomKeyStoreHasCMKsException`: the store still holds keys.
+    CustomKeyStoreHasCmks,
+}
+
+impl KmsErrorCode {
+    /// KMS's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "NotFoundException",
+            Self::InvalidState => "KMSInvalidStateException",
+            Self::CustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
+            Self::CustomKeyStoreInvalidState => "CustomKeyStoreInvalidStateException",
+            Self::CustomKeyStoreHasCmks => "CustomKeyStoreHasCMKsException",
+        }
+    }
+}
+
 /// Everything that can stop a decommission step. Each variant names the store or key involved
 /// and says what to do about it; none of them is raised after a partial, unrecorded change.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -277,6 +305,11 @@ impl DecommissionError {
             Self::Kms { code, .. } => Some(code),
             _ => None,
         }
+    }
+
+    /// Whether KMS answered with `code`.
+    pub fn is_kms(&self, code: KmsErrorCode) -> bool {
+        self.kms_code() == Some(code.as_str())
     }
 
     /// Whether the state machine retries this error (a transient KMS condition).

@@ -1,30 +1,47 @@
-//! The Lambda glue shared by the six binaries: tracing, clients built once, the invocation
-//! deadline, the state document in and out, errors mapped to `Diagnostic` by name.
+//! The six workflow steps as Lambda functions: the invocation deadline, the state document in
+//! and out, errors mapped to `Diagnostic` by name. Started by [`crate::bootstrap::run`].
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::bootstrap::LambdaFunction;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::DecommissionState;
 use crate::steps::{Step, StepContext};
 
-/// Runs `step` as a Lambda function until the runtime stops.
-pub async fn run_lambda(step: Step) -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let aws = crate::sdk_config::load().await;
-    // A bad configuration does not crash the instance: every invocation reports it by name.
-    let context = Config::from_env().map(|config| StepContext::from_sdk_config(&aws, config));
-    if let Err(err) = &context {
-        tracing::error!(error_type = err.error_type(), error = %err, "invalid configuration");
+/// One step of the workflow as a Lambda function.
+#[derive(Debug)]
+pub struct StepFunction {
+    step: Step,
+    context: Result<StepContext, DecommissionError>,
+}
+
+impl StepFunction {
+    /// The function of `step`, with clients from `sdk` and configuration from the environment.
+    /// A bad configuration is kept and reported by name on every invocation.
+    pub fn from_env(step: Step, sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            step,
+            context: Config::from_env().map(|config| StepContext::from_sdk_config(sdk, config)),
+        }
     }
-    let context = &context;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(context, step, event).await
-    }))
-    .await
+
+    /// The function of `step` with a given context (tests, benchmarks).
+    pub fn new(step: Step, context: Result<StepContext, DecommissionError>) -> Self {
+        Self { step, context }
+    }
+}
+
+impl LambdaFunction for StepFunction {
+    type Event = Value;
+    type Output = Value;
+
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        handle(&self.context, self.step, event).await
+    }
 }
 
 /// Handles one invocation: parses the state document, runs the step before the invocation
@@ -60,35 +77,6 @@ pub async fn handle(
         );
         Diagnostic::from(err)
     })
-}
-
-/// JSON logs when Lambda's log format is JSON, plain text otherwise; level from `RUST_LOG`,
-/// else `AWS_LAMBDA_LOG_LEVEL`, else INFO. Never panics on a bad value.
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            std::env::var("AWS_LAMBDA_LOG_LEVEL")
-                .map_err(|_| ())
-                .and_then(|level| EnvFilter::try_new(level.to_lowercase()).map_err(|_| ()))
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(false);
-    // Another subscriber may already be installed (tests): keep it.
-    let _ = if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_kms::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
-use crate::keys::{describe_key, StoreKey, TargetStore};
-use crate::pacing::Pacing;
+use crate::keys::{StoreKey, TargetStore};
+use crate::kms::Kms;
 
 /// One ListKeys page, filtered down to the target store's keys.
 #[derive(Debug, Clone, Default)]
@@ -26,48 +25,25 @@ pub struct Page {
 /// Lists one page of the account's keys from `cursor` and describes each of them.
 /// Keys deleted between ListKeys and DescribeKey are skipped.
 pub async fn scan_page(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     target: &TargetStore,
     cursor: Option<&str>,
     page_size: i32,
 ) -> Result<Page, DecommissionError> {
-    pacing.list_keys.acquire().await;
-    let output = kms
-        .list_keys()
-        .limit(page_size)
-        .set_marker(cursor.map(str::to_string))
-        .send()
-        .await
-        .map_err(|e| DecommissionError::from_sdk("ListKeys", e))?;
-    let next_cursor = match (output.truncated(), output.next_marker()) {
-        (true, Some(next)) => Some(next.to_string()),
-        (true, None) => {
-            return Err(DecommissionError::unexpected(
-                "ListKeys",
-                "Truncated without NextMarker",
-            ))
-        }
-        (false, _) => None,
-    };
-    let ids: Vec<String> = output
-        .keys()
-        .iter()
-        .filter_map(|entry| entry.key_id().or(entry.key_arn()).map(str::to_string))
-        .collect();
-    let scanned = ids.len() as u64;
-    let described: Vec<Option<StoreKey>> = stream::iter(ids)
+    let page = kms.list_keys(page_size, cursor).await?;
+    let scanned = page.key_ids.len() as u64;
+    let described: Vec<Option<StoreKey>> = stream::iter(page.key_ids)
         .map(|id| async move {
-            let metadata = describe_key(kms, pacing, &id).await?;
+            let metadata = kms.describe_key(&id).await?;
             Ok::<_, DecommissionError>(metadata.and_then(|m| StoreKey::from_metadata(&m, target)))
         })
-        .buffered(pacing.concurrency)
+        .buffered(kms.pacing().concurrency)
         .try_collect()
         .await?;
     Ok(Page {
         keys: described.into_iter().flatten().collect(),
         scanned,
-        next_cursor,
+        next_cursor: page.next_marker,
     })
 }
 
@@ -90,8 +66,7 @@ pub struct Paging<'a> {
 /// Pages are sized by [`page_size_within`]. Returns the cursor to resume from, `None` when the
 /// scan is complete. The one loop every batch step runs.
 pub async fn scan_pages(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     target: &TargetStore,
     mut cursor: Option<String>,
     paging: Paging<'_>,
@@ -105,7 +80,7 @@ pub async fn scan_pages(
             paging.per_store_key,
             paging.max_page_size,
         );
-        let page = scan_page(kms, pacing, target, cursor.as_deref(), page_size).await?;
+        let page = scan_page(kms, target, cursor.as_deref(), page_size).await?;
         let next_cursor = page.next_cursor.clone();
         on_page(page).await?;
         cursor = next_cursor;

@@ -8,12 +8,11 @@
 use std::time::SystemTime;
 
 use aws_sdk_kms::types::{KeyMetadata, Tag};
-use aws_sdk_kms::Client;
 
 use crate::clock::{from_kms, to_rfc3339};
-use crate::error::DecommissionError;
-use crate::pacing::Pacing;
-use crate::state::{KeySample, StoreSummary, StoreType};
+use crate::error::{DecommissionError, KmsErrorCode};
+use crate::kms::Kms;
+use crate::model::{KeySample, StoreSummary, StoreType};
 
 /// Tag key of the marker naming the execution that scheduled the key.
 pub const MARKER_EXECUTION: &str = "kms-decommission:execution";
@@ -212,81 +211,25 @@ pub enum KeyOutcome {
 }
 
 /// Reads a key's markers (all tag pages). `None` when the key no longer exists.
-pub async fn read_markers(
-    kms: &Client,
-    pacing: &Pacing,
-    key: &StoreKey,
-) -> Result<Option<Markers>, DecommissionError> {
-    let mut tags = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        pacing.list_resource_tags.acquire().await;
-        let result = kms
-            .list_resource_tags()
-            .key_id(key.key_id())
-            .set_marker(marker.clone())
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(e) => {
-                let err = DecommissionError::from_sdk("ListResourceTags", e);
-                if err.kms_code() == Some("NotFoundException") {
-                    return Ok(None);
-                }
-                return Err(err);
-            }
-        };
-        tags.extend_from_slice(output.tags());
-        match (output.truncated(), output.next_marker()) {
-            (true, Some(next)) => marker = Some(next.to_string()),
-            (true, None) => {
-                return Err(DecommissionError::unexpected(
-                    "ListResourceTags",
-                    "Truncated without NextMarker",
-                ))
-            }
-            (false, _) => return Ok(Some(Markers::from_tags(&tags))),
-        }
-    }
-}
-
-/// Describes one key by id or ARN; `None` when it no longer exists.
-pub async fn describe_key(
-    kms: &Client,
-    pacing: &Pacing,
-    key_id: &str,
-) -> Result<Option<KeyMetadata>, DecommissionError> {
-    const OP: &str = "DescribeKey";
-    pacing.describe_key.acquire().await;
-    match kms.describe_key().key_id(key_id).send().await {
-        Ok(output) => output.key_metadata.map(Some).ok_or_else(|| {
-            DecommissionError::unexpected(OP, format!("no KeyMetadata for {key_id}"))
-        }),
-        Err(e) => {
-            let err = DecommissionError::from_sdk(OP, e);
-            if err.kms_code() == Some("NotFoundException") {
-                Ok(None)
-            } else {
-                Err(err)
-            }
-        }
-    }
+pub async fn read_markers(kms: &Kms, key: &StoreKey) -> Result<Option<Markers>, DecommissionError> {
+    Ok(kms
+        .list_resource_tags(key.key_id())
+        .await?
+        .map(|tags| Markers::from_tags(&tags)))
 }
 
 /// Makes sure `key` is pending deletion with this execution's markers (or was already pending
 /// before it came): markers first (TagResource fails on a pending key), then ScheduleKeyDeletion.
 /// Safe to repeat after a crash at any point.
 pub async fn ensure_scheduled(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     key: &StoreKey,
     target: &TargetStore,
     markers_for: MarkerContext<'_>,
     pending_window_in_days: i32,
 ) -> Result<KeyOutcome, DecommissionError> {
     if key.is_pending_deletion() {
-        return pending_outcome(kms, pacing, key, markers_for.execution).await;
+        return pending_outcome(kms, key, markers_for.execution).await;
     }
     if !SCHEDULABLE_STATES.contains(&key.state()) {
         return Err(DecommissionError::unexpected(
@@ -299,7 +242,7 @@ pub async fn ensure_scheduled(
             ),
         ));
     }
-    let Some(markers) = read_markers(kms, pacing, key).await? else {
+    let Some(markers) = read_markers(kms, key).await? else {
         return Ok(KeyOutcome::Gone);
     };
     let prior_state = markers.prior_state_for(markers_for.execution, key.state());
@@ -307,14 +250,14 @@ pub async fn ensure_scheduled(
         && markers.prior_state.as_deref() == Some(prior_state.as_str())
         && markers.ticket.as_deref() == markers_for.ticket;
     if !up_to_date {
-        match write_markers(kms, pacing, key, markers_for, &prior_state).await {
+        match write_markers(kms, key, markers_for, &prior_state).await {
             Ok(()) => {}
-            Err(err) if err.kms_code() == Some("NotFoundException") => return Ok(KeyOutcome::Gone),
-            Err(err) if err.kms_code() == Some("KMSInvalidStateException") => {
+            Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(KeyOutcome::Gone),
+            Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {
                 // Scheduled by someone else since we described it: re-describe to be sure.
-                return match refreshed(kms, pacing, key, target).await? {
+                return match refreshed(kms, key, target).await? {
                     Some(now) if now.is_pending_deletion() => {
-                        pending_outcome(kms, pacing, &now, markers_for.execution).await
+                        pending_outcome(kms, &now, markers_for.execution).await
                     }
                     Some(_) => Err(err),
                     None => Ok(KeyOutcome::Gone),
@@ -324,16 +267,12 @@ pub async fn ensure_scheduled(
         }
     }
 
-    pacing.schedule_key_deletion.acquire().await;
     let result = kms
-        .schedule_key_deletion()
-        .key_id(key.key_id())
-        .pending_window_in_days(pending_window_in_days)
-        .send()
+        .schedule_key_deletion(key.key_id(), pending_window_in_days)
         .await;
     match result {
-        Ok(output) => {
-            let deletion_date = output.deletion_date().map(from_kms);
+        Ok(deletion_date) => {
+            let deletion_date = deletion_date.as_ref().map(from_kms);
             tracing::info!(
                 key_id = key.key_id(),
                 key_arn = key.arn(),
@@ -347,35 +286,29 @@ pub async fn ensure_scheduled(
             );
             Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
         }
-        Err(e) => {
-            let err = DecommissionError::from_sdk("ScheduleKeyDeletion", e);
-            match err.kms_code() {
-                Some("NotFoundException") => Ok(KeyOutcome::Gone),
-                // Already pending (a repeated call): done only if DescribeKey agrees.
-                Some("KMSInvalidStateException") => {
-                    match refreshed(kms, pacing, key, target).await? {
-                        Some(now) if now.is_pending_deletion() => {
-                            pending_outcome(kms, pacing, &now, markers_for.execution).await
-                        }
-                        Some(_) => Err(err),
-                        None => Ok(KeyOutcome::Gone),
-                    }
+        Err(err) if err.is_kms(KmsErrorCode::NotFound) => Ok(KeyOutcome::Gone),
+        // Already pending (a repeated call): done only if DescribeKey agrees.
+        Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {
+            match refreshed(kms, key, target).await? {
+                Some(now) if now.is_pending_deletion() => {
+                    pending_outcome(kms, &now, markers_for.execution).await
                 }
-                _ => Err(err),
+                Some(_) => Err(err),
+                None => Ok(KeyOutcome::Gone),
             }
         }
+        Err(err) => Err(err),
     }
 }
 
 /// Classifies a pending key by whose markers it carries.
 async fn pending_outcome(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     key: &StoreKey,
     execution: &str,
 ) -> Result<KeyOutcome, DecommissionError> {
     let deletion_date = key.deletion_date();
-    match read_markers(kms, pacing, key).await? {
+    match read_markers(kms, key).await? {
         None => Ok(KeyOutcome::Gone),
         Some(markers) if markers.written_by(execution) => {
             Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
@@ -384,14 +317,14 @@ async fn pending_outcome(
     }
 }
 
-/// The key described again; `None` when it is gone. Still proven to belong to the store.
-async fn refreshed(
-    kms: &Client,
-    pacing: &Pacing,
+/// The key described again; `None` when it is gone. Still proven to belong to the store
+/// (`UnexpectedKmsResponse` when KMS now shows it elsewhere).
+pub async fn refreshed(
+    kms: &Kms,
     key: &StoreKey,
     target: &TargetStore,
 ) -> Result<Option<StoreKey>, DecommissionError> {
-    let Some(metadata) = describe_key(kms, pacing, key.key_id()).await? else {
+    let Some(metadata) = kms.describe_key(key.key_id()).await? else {
         return Ok(None);
     };
     StoreKey::from_metadata(&metadata, target)
@@ -406,8 +339,7 @@ async fn refreshed(
 
 /// Writes this execution's markers on a key (one TagResource call).
 async fn write_markers(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     key: &StoreKey,
     markers_for: MarkerContext<'_>,
     prior_state: &str,
@@ -424,13 +356,7 @@ async fn write_markers(
     if let Some(ticket) = markers_for.ticket {
         tags.push(tag(MARKER_TICKET, ticket)?);
     }
-    pacing.tag_resource.acquire().await;
-    kms.tag_resource()
-        .key_id(key.key_id())
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(|e| DecommissionError::from_sdk("TagResource", e))?;
+    kms.tag_resource(key.key_id(), tags).await?;
     tracing::info!(
         key_id = key.key_id(),
         key_arn = key.arn(),
@@ -563,7 +489,6 @@ mod tests {
 
     mod with_mocked_kms {
         use super::super::*;
-        use crate::pacing::Pacing;
         use crate::test_support::*;
         use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
         use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
@@ -573,6 +498,7 @@ mod tests {
         use aws_sdk_kms::operation::tag_resource::{TagResourceError, TagResourceOutput};
         use aws_sdk_kms::types::error::KmsInvalidStateException;
         use aws_sdk_kms::types::KeyState;
+        use aws_sdk_kms::Client;
         use aws_smithy_mocks::mock;
 
         fn markers_for() -> MarkerContext<'static> {
@@ -589,10 +515,6 @@ mod tests {
                 .tags(tag(MARKER_PRIOR_STATE, prior).unwrap())
                 .tags(tag(MARKER_TICKET, "CHG-1").unwrap())
                 .build()
-        }
-
-        fn pacing() -> Pacing {
-            Pacing::new(&crate::config::PacingConfig::default())
         }
 
         fn invalid_state() -> ScheduleKeyDeletionError {
@@ -619,9 +541,15 @@ mod tests {
             });
             let kms = mock_kms(&[&tags, &tag_resource, &schedule, &describe]);
             let key = store_key("k1", KeyState::Enabled);
-            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
-                .await
-                .unwrap();
+            let outcome = ensure_scheduled(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                markers_for(),
+                7,
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::ScheduledByThisExecution {
@@ -643,9 +571,15 @@ mod tests {
             });
             let kms = mock_kms(&[&tags, &schedule, &describe]);
             let key = store_key("k1", KeyState::Enabled);
-            let err = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
-                .await
-                .unwrap_err();
+            let err = ensure_scheduled(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                markers_for(),
+                7,
+            )
+            .await
+            .unwrap_err();
             assert_eq!(err.error_type(), "KMSInvalidStateException");
         }
 
@@ -660,9 +594,15 @@ mod tests {
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
             let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
             let key = store_key("k1", KeyState::Disabled);
-            let err = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
-                .await
-                .unwrap_err();
+            let err = ensure_scheduled(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                markers_for(),
+                7,
+            )
+            .await
+            .unwrap_err();
             assert_eq!(err.error_type(), "ThrottlingException");
             assert_eq!(schedule.num_calls(), 0);
         }
@@ -693,9 +633,15 @@ mod tests {
                 });
             let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
             let key = store_key("k1", KeyState::Disabled);
-            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
-                .await
-                .unwrap();
+            let outcome = ensure_scheduled(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                markers_for(),
+                7,
+            )
+            .await
+            .unwrap();
             assert_eq!(tag_resource.num_calls(), 1);
             assert_eq!(
                 outcome,
@@ -715,9 +661,15 @@ mod tests {
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
             let kms = mock_kms(&[&tags, &schedule]);
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = ensure_scheduled(&kms, &pacing(), &key, &target(), markers_for(), 7)
-                .await
-                .unwrap();
+            let outcome = ensure_scheduled(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                markers_for(),
+                7,
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::AlreadyPending {

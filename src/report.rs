@@ -1,13 +1,10 @@
 //! The final report, and what KMS leaves for the operator to clean up by hand.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::to_rfc3339_floor;
-use crate::error::DecommissionError;
-use crate::state::{DecommissionState, KeySample, StoreSummary, StoreType};
+use crate::model::{KeySample, StoreSummary, StoreType};
 use crate::usage::UsageSummary;
 
 /// How the decommission ended.
@@ -162,107 +159,6 @@ pub fn left_behind(store: &StoreSummary) -> Vec<String> {
             );
             sentences
         }
-    }
-}
-
-impl Report {
-    /// The report of a dry run, from a completed plan.
-    pub fn dry_run(state: &DecommissionState, now: SystemTime) -> Result<Self, DecommissionError> {
-        let plan = state
-            .plan
-            .as_ref()
-            .ok_or_else(|| DecommissionError::invalid_state("no Plan section"))?;
-        let already_pending = plan
-            .keys_by_state
-            .get("PendingDeletion")
-            .copied()
-            .unwrap_or(0);
-        let mut report = Self::base(state, Outcome::DryRun, now)?;
-        report.keys_scheduled = plan.keys_in_store.saturating_sub(already_pending);
-        report.keys_already_pending = already_pending;
-        Ok(report)
-    }
-
-    /// The report of a completed decommission.
-    pub fn decommissioned(
-        state: &DecommissionState,
-        outcome: Outcome,
-        now: SystemTime,
-    ) -> Result<Self, DecommissionError> {
-        let scheduling = state.scheduling.as_ref().ok_or_else(|| {
-            DecommissionError::invalid_state(
-                "no Scheduling section (schedule-key-deletion has not run)",
-            )
-        })?;
-        let mut report = Self::base(state, outcome, now)?;
-        report.keys_scheduled = scheduling.keys_scheduled;
-        report.keys_already_pending = scheduling.keys_already_pending;
-        report.keys_deleted = scheduling.keys_scheduled + scheduling.keys_already_pending;
-        Ok(report)
-    }
-
-    fn base(
-        state: &DecommissionState,
-        outcome: Outcome,
-        now: SystemTime,
-    ) -> Result<Self, DecommissionError> {
-        let request = state.require_request()?;
-        let store = state.require_store()?;
-        let plan = state.plan.clone().unwrap_or_default();
-        let orphaned = state.orphaned_key_material_accepted();
-        let mut follow_ups = left_behind(store);
-        if orphaned {
-            follow_ups.push(format!(
-                "The store could not be connected (ConnectionErrorCode {}) and \
-                 AllowOrphanedKeyMaterial was true: expect the material of every deleted key to \
-                 remain in the cluster (DeleteKey events with FAILURE).",
-                state
-                    .connection
-                    .as_ref()
-                    .and_then(|c| c.connection_error_code.as_deref())
-                    .unwrap_or("unknown")
-            ));
-        }
-        if let Some(usage) = &plan.last_use {
-            follow_ups.extend(last_use_follow_ups(usage));
-        }
-        if plan.keys_truncated {
-            follow_ups.push(format!(
-                "Only the first {} of {} keys are listed here; the complete list (key ARNs{}) is \
-                 in the plan-decommission logs of this execution (message \"store key\").",
-                plan.keys.len(),
-                plan.keys_in_store,
-                if store.custom_key_store_type == StoreType::External {
-                    " and external key ids"
-                } else {
-                    ""
-                }
-            ));
-        }
-        Ok(Self {
-            outcome,
-            custom_key_store_id: store.custom_key_store_id.clone(),
-            custom_key_store_name: store.custom_key_store_name.clone(),
-            custom_key_store_type: store.custom_key_store_type,
-            cloud_hsm_cluster_id: store.cloud_hsm_cluster_id.clone(),
-            execution_id: state.execution.as_ref().map(|e| e.id.clone()),
-            requested_by: request.requested_by.clone(),
-            reason: request.reason.clone(),
-            ticket_id: request.ticket_id.clone(),
-            pending_window_in_days: request.pending_window_in_days,
-            keys_in_store: plan.keys_in_store,
-            keys_by_state: plan.keys_by_state,
-            keys_scheduled: 0,
-            keys_already_pending: 0,
-            keys_deleted: 0,
-            keys: plan.keys,
-            keys_truncated: plan.keys_truncated,
-            orphaned_key_material_accepted: orphaned,
-            last_use: plan.last_use,
-            follow_ups,
-            started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
-            finished_at: to_rfc3339_floor(now),
-        })
     }
 }
 

@@ -2,20 +2,20 @@
 //! (`docs/workflow-contract.md`). PascalCase JSON; a section is absent until its step has run.
 //!
 //! The document stays small whatever the store size: counts, cursors, timestamps and key
-//! samples capped at [`SAMPLE_CAP`]; complete key lists go to the logs.
+//! samples capped at [`SAMPLE_CAP`](crate::model::SAMPLE_CAP); complete key lists go to the logs.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::clock::to_rfc3339_floor;
 use crate::error::DecommissionError;
-use crate::report::Report;
+use crate::model::{ExecutionInfo, KeySample, StoreSummary, StoreType};
+use crate::report::{last_use_follow_ups, left_behind, Outcome, Report};
 use crate::request::DecommissionRequest;
 use crate::usage::UsageSummary;
-
-/// Most keys any list in the state document (or an error message) carries.
-pub const SAMPLE_CAP: usize = 25;
 
 /// The whole state document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -118,93 +118,6 @@ impl DecommissionState {
     }
 }
 
-/// The Step Functions execution running the decommission.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ExecutionInfo {
-    /// Execution ARN.
-    pub id: String,
-    /// Execution name.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// When the execution (or its Initialize state) started.
-    #[serde(default)]
-    pub start_time: Option<String>,
-}
-
-/// The kind of custom key store, with KMS's wire names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StoreType {
-    /// A CloudHSM key store.
-    #[serde(rename = "AWS_CLOUDHSM")]
-    CloudHsm,
-    /// An external key store (XKS).
-    #[serde(rename = "EXTERNAL_KEY_STORE")]
-    External,
-}
-
-impl StoreType {
-    /// KMS's name of the type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CloudHsm => "AWS_CLOUDHSM",
-            Self::External => "EXTERNAL_KEY_STORE",
-        }
-    }
-
-    /// The `Origin` KMS gives the keys of such a store.
-    pub fn key_origin(self) -> &'static str {
-        match self {
-            Self::CloudHsm => "AWS_CLOUDHSM",
-            Self::External => "EXTERNAL_KEY_STORE",
-        }
-    }
-}
-
-/// The store as last described by DescribeCustomKeyStores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct StoreSummary {
-    /// Store id.
-    pub custom_key_store_id: String,
-    /// Store name.
-    pub custom_key_store_name: String,
-    /// CloudHSM or external key store.
-    pub custom_key_store_type: StoreType,
-    /// The CloudHSM cluster (CloudHSM stores only).
-    #[serde(default)]
-    pub cloud_hsm_cluster_id: Option<String>,
-    /// The XKS proxy endpoint (external key stores only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xks_proxy_uri_endpoint: Option<String>,
-    /// The XKS proxy's VPC endpoint service (external key stores with VPC connectivity).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xks_proxy_vpc_endpoint_service_name: Option<String>,
-    /// Connection state when described (`CONNECTED`, `DISCONNECTED`, ...).
-    pub connection_state: String,
-    /// KMS's ConnectionErrorCode, present only in FAILED.
-    #[serde(default)]
-    pub connection_error_code: Option<String>,
-}
-
-/// One key of the store, as shown in samples.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct KeySample {
-    /// Key id.
-    pub key_id: String,
-    /// Key ARN (the label of the key material in a CloudHSM cluster).
-    pub arn: String,
-    /// Key state when inventoried.
-    pub key_state: String,
-    /// The external key id (external key stores only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xks_key_id: Option<String>,
-    /// DeletionDate (PendingDeletion keys only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_date: Option<String>,
-}
-
 /// Progress and result of plan-decommission.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -223,7 +136,7 @@ pub struct PlanProgress {
     /// Keys of the store by key state.
     #[serde(default)]
     pub keys_by_state: BTreeMap<String, u64>,
-    /// The first keys found (at most [`SAMPLE_CAP`]).
+    /// The first keys found (at most [`SAMPLE_CAP`](crate::model::SAMPLE_CAP)).
     #[serde(default)]
     pub keys: Vec<KeySample>,
     /// More keys exist than `keys` lists (the complete list is in the logs).
@@ -332,7 +245,7 @@ pub struct DeletionCheck {
     /// Keys of the store found not pending deletion in the current scan.
     #[serde(default)]
     pub keys_not_pending: u64,
-    /// The first of them, as `ARN (State)` (at most [`SAMPLE_CAP`]).
+    /// The first of them, as `ARN (State)` (at most [`SAMPLE_CAP`](crate::model::SAMPLE_CAP)).
     #[serde(default)]
     pub keys_not_pending_sample: Vec<String>,
 }
@@ -355,19 +268,110 @@ pub struct DisconnectStatus {
     pub since: Option<String>,
 }
 
-/// Appends `item` to a capped sample, returning whether it was kept.
-pub fn push_capped<T>(sample: &mut Vec<T>, item: T) -> bool {
-    if sample.len() < SAMPLE_CAP {
-        sample.push(item);
-        true
-    } else {
-        false
+impl DecommissionState {
+    /// The report of a dry run, from a completed plan (`Report` of the document).
+    pub fn dry_run_report(&self, now: SystemTime) -> Result<Report, DecommissionError> {
+        let state = self;
+        let plan = state
+            .plan
+            .as_ref()
+            .ok_or_else(|| DecommissionError::invalid_state("no Plan section"))?;
+        let already_pending = plan
+            .keys_by_state
+            .get("PendingDeletion")
+            .copied()
+            .unwrap_or(0);
+        let mut report = state.base_report(Outcome::DryRun, now)?;
+        report.keys_scheduled = plan.keys_in_store.saturating_sub(already_pending);
+        report.keys_already_pending = already_pending;
+        Ok(report)
+    }
+
+    /// The report of a completed decommission.
+    pub fn final_report(
+        &self,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> Result<Report, DecommissionError> {
+        let state = self;
+        let scheduling = state.scheduling.as_ref().ok_or_else(|| {
+            DecommissionError::invalid_state(
+                "no Scheduling section (schedule-key-deletion has not run)",
+            )
+        })?;
+        let mut report = state.base_report(outcome, now)?;
+        report.keys_scheduled = scheduling.keys_scheduled;
+        report.keys_already_pending = scheduling.keys_already_pending;
+        report.keys_deleted = scheduling.keys_scheduled + scheduling.keys_already_pending;
+        Ok(report)
+    }
+
+    fn base_report(&self, outcome: Outcome, now: SystemTime) -> Result<Report, DecommissionError> {
+        let state = self;
+        let request = state.require_request()?;
+        let store = state.require_store()?;
+        let plan = state.plan.clone().unwrap_or_default();
+        let orphaned = state.orphaned_key_material_accepted();
+        let mut follow_ups = left_behind(store);
+        if orphaned {
+            follow_ups.push(format!(
+                "The store could not be connected (ConnectionErrorCode {}) and \
+                 AllowOrphanedKeyMaterial was true: expect the material of every deleted key to \
+                 remain in the cluster (DeleteKey events with FAILURE).",
+                state
+                    .connection
+                    .as_ref()
+                    .and_then(|c| c.connection_error_code.as_deref())
+                    .unwrap_or("unknown")
+            ));
+        }
+        if let Some(usage) = &plan.last_use {
+            follow_ups.extend(last_use_follow_ups(usage));
+        }
+        if plan.keys_truncated {
+            follow_ups.push(format!(
+                "Only the first {} of {} keys are listed here; the complete list (key ARNs{}) is \
+                 in the plan-decommission logs of this execution (message \"store key\").",
+                plan.keys.len(),
+                plan.keys_in_store,
+                if store.custom_key_store_type == StoreType::External {
+                    " and external key ids"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(Report {
+            outcome,
+            custom_key_store_id: store.custom_key_store_id.clone(),
+            custom_key_store_name: store.custom_key_store_name.clone(),
+            custom_key_store_type: store.custom_key_store_type,
+            cloud_hsm_cluster_id: store.cloud_hsm_cluster_id.clone(),
+            execution_id: state.execution.as_ref().map(|e| e.id.clone()),
+            requested_by: request.requested_by.clone(),
+            reason: request.reason.clone(),
+            ticket_id: request.ticket_id.clone(),
+            pending_window_in_days: request.pending_window_in_days,
+            keys_in_store: plan.keys_in_store,
+            keys_by_state: plan.keys_by_state,
+            keys_scheduled: 0,
+            keys_already_pending: 0,
+            keys_deleted: 0,
+            keys: plan.keys,
+            keys_truncated: plan.keys_truncated,
+            orphaned_key_material_accepted: orphaned,
+            last_use: plan.last_use,
+            follow_ups,
+            started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
+            finished_at: to_rfc3339_floor(now),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{push_capped, SAMPLE_CAP};
     use serde_json::json;
 
     #[test]

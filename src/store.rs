@@ -1,13 +1,11 @@
 //! The custom key store itself: describe, connect, disconnect, delete.
 //!
-//! Each function makes one paced KMS call and maps its errors to KMS's names; the steps decide
-//! what a state or an error means.
-
-use aws_sdk_kms::Client;
+//! Each function makes one KMS call through [`Kms`]; the steps decide what a state or an error
+//! means.
 
 use crate::error::DecommissionError;
-use crate::pacing::Pacing;
-use crate::state::{StoreSummary, StoreType};
+use crate::kms::Kms;
+use crate::model::{StoreSummary, StoreType};
 
 /// A custom key store's connection state, as KMS names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,28 +46,9 @@ impl StoreSummary {
 }
 
 /// Describes one store by id. A store KMS does not know is `CustomKeyStoreNotFoundException`.
-pub async fn describe(
-    kms: &Client,
-    pacing: &Pacing,
-    store_id: &str,
-) -> Result<StoreSummary, DecommissionError> {
+pub async fn describe(kms: &Kms, store_id: &str) -> Result<StoreSummary, DecommissionError> {
     const OP: &str = "DescribeCustomKeyStores";
-    pacing.describe_custom_key_stores.acquire().await;
-    let output = kms
-        .describe_custom_key_stores()
-        .custom_key_store_id(store_id)
-        .send()
-        .await
-        .map_err(|e| DecommissionError::from_sdk(OP, e))?;
-    let entry = output
-        .custom_key_stores()
-        .iter()
-        .find(|s| s.custom_key_store_id() == Some(store_id))
-        .ok_or_else(|| DecommissionError::Kms {
-            operation: OP,
-            code: "CustomKeyStoreNotFoundException".to_string(),
-            message: format!("no custom key store with id {store_id} in the answer"),
-        })?;
+    let entry = kms.describe_custom_key_store(store_id).await?;
     let store_type = match (entry.custom_key_store_type(), entry.cloud_hsm_cluster_id()) {
         (Some(t), _) => match t.as_str() {
             "AWS_CLOUDHSM" => StoreType::CloudHsm,
@@ -117,48 +96,18 @@ pub async fn describe(
 }
 
 /// Starts connecting a store (ConnectCustomKeyStore is asynchronous: poll [`describe`]).
-pub async fn connect(
-    kms: &Client,
-    pacing: &Pacing,
-    store_id: &str,
-) -> Result<(), DecommissionError> {
-    pacing.change_custom_key_store.acquire().await;
-    kms.connect_custom_key_store()
-        .custom_key_store_id(store_id)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| DecommissionError::from_sdk("ConnectCustomKeyStore", e))
+pub async fn connect(kms: &Kms, store_id: &str) -> Result<(), DecommissionError> {
+    kms.connect_custom_key_store(store_id).await
 }
 
 /// Starts disconnecting a store (poll [`describe`] until DISCONNECTED).
-pub async fn disconnect(
-    kms: &Client,
-    pacing: &Pacing,
-    store_id: &str,
-) -> Result<(), DecommissionError> {
-    pacing.change_custom_key_store.acquire().await;
-    kms.disconnect_custom_key_store()
-        .custom_key_store_id(store_id)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| DecommissionError::from_sdk("DisconnectCustomKeyStore", e))
+pub async fn disconnect(kms: &Kms, store_id: &str) -> Result<(), DecommissionError> {
+    kms.disconnect_custom_key_store(store_id).await
 }
 
 /// Deletes a DISCONNECTED store that holds no keys.
-pub async fn delete(
-    kms: &Client,
-    pacing: &Pacing,
-    store_id: &str,
-) -> Result<(), DecommissionError> {
-    pacing.change_custom_key_store.acquire().await;
-    kms.delete_custom_key_store()
-        .custom_key_store_id(store_id)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| DecommissionError::from_sdk("DeleteCustomKeyStore", e))
+pub async fn delete(kms: &Kms, store_id: &str) -> Result<(), DecommissionError> {
+    kms.delete_custom_key_store(store_id).await
 }
 
 #[cfg(test)]
@@ -186,7 +135,6 @@ mod tests {
 #[cfg(test)]
 mod mocked_tests {
     use super::*;
-    use crate::config::PacingConfig;
     use crate::test_support::*;
     use aws_sdk_kms::operation::describe_custom_key_stores::{
         DescribeCustomKeyStoresError, DescribeCustomKeyStoresOutput,
@@ -195,7 +143,7 @@ mod mocked_tests {
 
     #[tokio::test]
     async fn an_answer_without_the_store_is_not_found() {
-        let describe = mock!(Client::describe_custom_key_stores)
+        let describe = mock!(aws_sdk_kms::Client::describe_custom_key_stores)
             .then_output(|| DescribeCustomKeyStoresOutput::builder().build());
         let kms = mock_kms(&[&describe]);
         let err = describe_store(&kms).await.unwrap_err();
@@ -204,7 +152,7 @@ mod mocked_tests {
 
     #[tokio::test]
     async fn throttling_keeps_its_name() {
-        let describe = mock!(Client::describe_custom_key_stores).then_error(|| {
+        let describe = mock!(aws_sdk_kms::Client::describe_custom_key_stores).then_error(|| {
             DescribeCustomKeyStoresError::generic(kms_error(
                 "ThrottlingException",
                 "You have exceeded the rate at which you may call KMS.",
@@ -216,7 +164,7 @@ mod mocked_tests {
         assert!(err.is_transient());
     }
 
-    async fn describe_store(kms: &Client) -> Result<StoreSummary, DecommissionError> {
-        describe(kms, &Pacing::new(&PacingConfig::default()), STORE_ID).await
+    async fn describe_store(kms: &aws_sdk_kms::Client) -> Result<StoreSummary, DecommissionError> {
+        describe(&Kms::with_default_pacing(kms.clone()), STORE_ID).await
     }
 }

@@ -8,14 +8,13 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_kms::operation::get_key_last_usage::GetKeyLastUsageOutput;
-use aws_sdk_kms::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{from_kms, parse_rfc3339, to_rfc3339_floor};
 use crate::error::DecommissionError;
 use crate::keys::StoreKey;
-use crate::pacing::Pacing;
-use crate::state::{push_capped, SAMPLE_CAP};
+use crate::kms::Kms;
+use crate::model::{push_capped, SAMPLE_CAP};
 
 /// Days a key must have been idle before it may be scheduled, when the input gives none.
 pub const DEFAULT_MIN_DAYS_SINCE_LAST_USE: u32 = 30;
@@ -145,21 +144,12 @@ impl KeyLastUse {
 /// Asks KMS for a key's last use (paced under the GetKeyLastUsage quota). `None` when the key
 /// no longer exists.
 pub async fn key_last_use(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     key: &StoreKey,
 ) -> Result<Option<KeyLastUse>, DecommissionError> {
-    pacing.get_key_last_usage.acquire().await;
-    match kms.get_key_last_usage().key_id(key.key_id()).send().await {
-        Ok(output) => KeyLastUse::from_output(key, &output).map(Some),
-        Err(e) => {
-            let err = DecommissionError::from_sdk(OPERATION, e);
-            if err.kms_code() == Some("NotFoundException") {
-                Ok(None)
-            } else {
-                Err(err)
-            }
-        }
+    match kms.get_key_last_usage(key.key_id()).await? {
+        Some(output) => KeyLastUse::from_output(key, &output).map(Some),
+        None => Ok(None),
     }
 }
 

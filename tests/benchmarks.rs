@@ -20,6 +20,7 @@ use common::*;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::inventory::scan_page;
 use kms_decommission::keys::TargetStore;
+use kms_decommission::kms::Kms;
 use kms_decommission::pacing::Pacing;
 use kms_decommission::sdk_config::ThrottleFeedback;
 use kms_decommission::state::DecommissionState;
@@ -190,14 +191,12 @@ async fn concurrent_inventory_stays_under_the_configured_rate_in_the_emulators_c
     config.pacing.describe_key_rps = rate;
     config.pacing.concurrency = 32;
     let ctx = env.context(config).await;
-    let summary = store::describe(&ctx.kms, &ctx.pacing, &store)
-        .await
-        .unwrap();
+    let summary = store::describe(&ctx.kms, &store).await.unwrap();
     let target = TargetStore::new(&summary);
     env.clear_calls().await;
     let (mut cursor, mut found, mut scanned) = (None, 0, 0);
     loop {
-        let page = scan_page(&ctx.kms, &ctx.pacing, &target, cursor.as_deref(), 1000)
+        let page = scan_page(&ctx.kms, &target, cursor.as_deref(), 1000)
             .await
             .unwrap();
         found += page.keys.len();
@@ -339,7 +338,7 @@ async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_
             .build(),
     );
     let mut ctx = StepContext::new(kms, config);
-    ctx.pacing = pacing;
+    ctx.kms = Kms::new(ctx.kms.client(), pacing);
     ctx.clock = env.clock().await;
     let mut input = real_input(&store, "Shared");
     input["MinDaysSinceLastUse"] = json!(0);

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_sdk_kms::types::OriginType;
 use common::*;
+use kms_decommission::cancel::step::{run, CancelContext, CancelReport, CancelState};
 use kms_decommission::state::DecommissionState;
-use kms_decommission::steps::cancel_decommission::{run, CancelContext, CancelReport, CancelState};
 use kms_decommission::steps::Step;
 use serde_json::{json, Value};
 use triggers_support::Moto;

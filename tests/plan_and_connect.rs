@@ -5,8 +5,8 @@ mod common;
 
 use aws_sdk_kms::types::OriginType;
 use common::*;
+use kms_decommission::model::{StoreType, SAMPLE_CAP};
 use kms_decommission::report::Outcome;
-use kms_decommission::state::{StoreType, SAMPLE_CAP};
 use kms_decommission::steps::Step;
 use lambda_runtime::Diagnostic;
 use serde_json::json;

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine as _;
-use kms_decommission::triggers::signature::{WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use kms_decommission::triggers::tag::{
     parse_tag_change, Ignored, NotStarted, TaggedResource, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
+};
+use kms_decommission::triggers::webhook::signature::{
+    WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use serde_json::Value;
 

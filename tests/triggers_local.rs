@@ -12,14 +12,15 @@ use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_sdk_kms::types::{OriginType, Tag};
 use base64::Engine as _;
 use common::{cluster_id_for, Env};
-use kms_decommission::triggers::executions::Executions;
-use kms_decommission::triggers::secret::SecretSource;
-use kms_decommission::triggers::signature::WebhookSecret;
+use kms_decommission::kms::Kms;
+use kms_decommission::sfn::Executions;
+use kms_decommission::sfn::RunMode;
 use kms_decommission::triggers::tag::{
     TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
 };
+use kms_decommission::triggers::webhook::secret::SecretSource;
+use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
-use kms_decommission::triggers::RunMode;
 use serde_json::{json, Value};
 use triggers_support::Moto;
 
@@ -87,7 +88,7 @@ impl Stack {
     fn trigger(&self, mode: RunMode) -> TagTrigger {
         let executions = Executions::new(self.moto.sfn(), self.machine.clone(), None);
         TagTrigger::new(
-            self.env.kms.clone(),
+            Kms::with_default_pacing(self.env.kms.clone()),
             executions,
             TagTriggerConfig {
                 tag_key: DEFAULT_TAG_KEY.into(),
@@ -100,8 +101,7 @@ impl Stack {
         let sfn = self.moto.sfn();
         let mut found = Vec::new();
         for name in self.moto.execution_names(&self.machine).await {
-            let arn = kms_decommission::triggers::executions::execution_arn(&self.machine, &name)
-                .unwrap();
+            let arn = kms_decommission::sfn::execution_arn(&self.machine, &name).unwrap();
             let described = sfn
                 .describe_execution()
                 .execution_arn(arn)
@@ -407,7 +407,11 @@ async fn the_webhook_samples_start_once_report_status_and_cancel() {
         stack.machine.clone(),
         Some(cancel_machine.clone()),
     );
-    let webhook = Webhook::new(secret, env.kms.clone(), executions);
+    let webhook = Webhook::new(
+        secret,
+        Kms::with_default_pacing(env.kms.clone()),
+        executions,
+    );
     env.clear_calls().await;
 
     // Refused requests: no KMS call at all, no execution.

@@ -5,11 +5,11 @@
 
 mod triggers_support;
 
-use kms_decommission::triggers::executions::{ExecutionRequest, Executions, StartOutcome};
-use kms_decommission::triggers::naming::ticket_execution_name;
-use kms_decommission::triggers::secret::{SecretError, SecretSource};
-use kms_decommission::triggers::signature::WebhookSecret;
-use kms_decommission::triggers::RunMode;
+use kms_decommission::sfn::naming::ticket_execution_name;
+use kms_decommission::sfn::RunMode;
+use kms_decommission::sfn::{ExecutionRequest, Executions, StartOutcome};
+use kms_decommission::triggers::webhook::secret::{SecretError, SecretSource};
+use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use serde_json::json;
 use triggers_support::Moto;
 

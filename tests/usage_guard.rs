@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use kms_decommission::report::Report;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use kms_decommission::usage::UsageStatus;
@@ -189,12 +188,9 @@ async fn min_days_zero_turns_the_guard_off_and_the_report_says_so() {
     assert_eq!(env.count_ok("GetKeyLastUsage").await, 0);
     assert_eq!(env.key_state(&keys[1]).await, "PendingDeletion");
 
-    let report = Report::decommissioned(
-        &scheduled,
-        kms_decommission::report::Outcome::Deleted,
-        ctx.clock.now(),
-    )
-    .unwrap();
+    let report = scheduled
+        .final_report(kms_decommission::report::Outcome::Deleted, ctx.clock.now())
+        .unwrap();
     let value = serde_json::to_value(&report).unwrap();
     assert_eq!(value["LastUse"]["GuardOn"], json!(false));
     assert_eq!(value["LastUse"]["MinDaysSinceLastUse"], json!(0));

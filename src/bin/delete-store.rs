@@ -1,9 +1,10 @@
 //! Lambda function `delete-store`: see `kms_decommission::steps` and docs/workflow-contract.md.
 
-use kms_decommission::handler::run_lambda;
+use kms_decommission::handler::StepFunction;
 use kms_decommission::steps::Step;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    run_lambda(Step::DeleteStore).await
+    kms_decommission::bootstrap::run(async |sdk| Ok(StepFunction::from_env(Step::DeleteStore, sdk)))
+        .await
 }

@@ -1,9 +1,12 @@
 //! Lambda function `ensure-store-connected`: see `kms_decommission::steps` and docs/workflow-contract.md.
 
-use kms_decommission::handler::run_lambda;
+use kms_decommission::handler::StepFunction;
 use kms_decommission::steps::Step;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    run_lambda(Step::EnsureStoreConnected).await
+    kms_decommission::bootstrap::run(async |sdk| {
+        Ok(StepFunction::from_env(Step::EnsureStoreConnected, sdk))
+    })
+    .await
 }

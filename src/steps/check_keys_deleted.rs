@@ -5,13 +5,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::clock::{max_time, min_time};
 use crate::clock::{parse_optional_rfc3339, seconds_between, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{scan_pages, Page, Paging};
 use crate::keys::TargetStore;
-use crate::state::{push_capped, DecommissionState, DeletionCheck, StoreType, SAMPLE_CAP};
-use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
+use crate::model::{push_capped, StoreType, SAMPLE_CAP};
+use crate::state::{DecommissionState, DeletionCheck};
+use crate::steps::context::StepContext;
+use crate::steps::flow::{next_check_time, require_planned_store, Step};
 use crate::store::{self, ConnectionState};
 
 /// Runs one batch of a check.
@@ -42,7 +45,6 @@ pub async fn run(
         parse_optional_rfc3339("Deletion.LatestDeletionDate", &check.latest_deletion_date)?;
     let cursor = scan_pages(
         &ctx.kms,
-        &ctx.pacing,
         &target,
         check.cursor.take(),
         Paging {
@@ -133,7 +135,7 @@ pub async fn run(
 
     if store.custom_key_store_type == StoreType::CloudHsm && !state.orphaned_key_material_accepted()
     {
-        let described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+        let described = store::describe(&ctx.kms, &store_id).await?;
         if described.state() != ConnectionState::Connected {
             tracing::warn!(
                 custom_key_store_id = store_id.as_str(),

@@ -4,10 +4,11 @@
 //! means an earlier attempt deleted it: success.
 
 use crate::deadline::Deadline;
-use crate::error::DecommissionError;
-use crate::report::{Outcome, Report};
+use crate::error::{DecommissionError, KmsErrorCode};
+use crate::report::Outcome;
 use crate::state::DecommissionState;
-use crate::steps::{require_planned_store, Step, StepContext};
+use crate::steps::context::StepContext;
+use crate::steps::flow::{require_planned_store, Step};
 use crate::store;
 
 /// Deletes the store.
@@ -20,14 +21,12 @@ pub async fn run(
     let request = state.require_real_run()?.clone();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
     let execution = state.execution.as_ref().map(|e| e.id.clone());
-    let outcome = match store::delete(&ctx.kms, &ctx.pacing, &store_id).await {
+    let outcome = match store::delete(&ctx.kms, &store_id).await {
         Ok(()) => Outcome::Deleted,
-        Err(err) if err.kms_code() == Some("CustomKeyStoreNotFoundException") => {
-            Outcome::AlreadyDeleted
-        }
+        Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => Outcome::AlreadyDeleted,
         Err(err) => return Err(err),
     };
-    let report = Report::decommissioned(&state, outcome, ctx.clock.now())?;
+    let report = state.final_report(outcome, ctx.clock.now())?;
     tracing::info!(
         custom_key_store_id = store_id.as_str(),
         execution = execution.as_deref(),
@@ -46,7 +45,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::report::Outcome;
-    use crate::steps::Step;
+    use crate::steps::flow::Step;
     use crate::test_support::*;
     use aws_sdk_kms::operation::delete_custom_key_store::{
         DeleteCustomKeyStoreError, DeleteCustomKeyStoreOutput,

@@ -3,9 +3,10 @@
 
 use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
-use crate::error::DecommissionError;
+use crate::error::{DecommissionError, KmsErrorCode};
 use crate::state::{DecommissionState, DisconnectStatus};
-use crate::steps::{require_planned_store, Step, StepContext};
+use crate::steps::context::StepContext;
+use crate::steps::flow::{require_planned_store, Step};
 use crate::store::{self, ConnectionState};
 
 /// Runs one poll of the disconnect.
@@ -28,11 +29,11 @@ pub async fn run(
     };
     status.poll_after_seconds = ctx.config.store_poll_seconds;
 
-    let mut described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    let mut described = store::describe(&ctx.kms, &store_id).await?;
     match described.state() {
         ConnectionState::Disconnected | ConnectionState::Disconnecting => {}
         ConnectionState::Connected | ConnectionState::Connecting | ConnectionState::Failed => {
-            match store::disconnect(&ctx.kms, &ctx.pacing, &store_id).await {
+            match store::disconnect(&ctx.kms, &store_id).await {
                 Ok(()) => {
                     status.disconnect_attempts += 1;
                     tracing::info!(
@@ -44,8 +45,8 @@ pub async fn run(
                     );
                 }
                 // Someone else disconnected it meanwhile: look again.
-                Err(err) if err.kms_code() == Some("CustomKeyStoreInvalidStateException") => {
-                    described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+                Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreInvalidState) => {
+                    described = store::describe(&ctx.kms, &store_id).await?;
                     if !matches!(
                         described.state(),
                         ConnectionState::Disconnected | ConnectionState::Disconnecting
@@ -56,7 +57,7 @@ pub async fn run(
                 Err(err) => return Err(err),
             }
             if status.disconnect_attempts > 0 {
-                described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+                described = store::describe(&ctx.kms, &store_id).await?;
             }
         }
         ConnectionState::Unknown(other) => {
@@ -101,7 +102,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::Step;
+    use crate::steps::flow::Step;
     use crate::test_support::*;
     use aws_sdk_kms::operation::describe_custom_key_stores::DescribeCustomKeyStoresOutput;
     use aws_sdk_kms::operation::disconnect_custom_key_store::DisconnectCustomKeyStoreError;

@@ -4,9 +4,11 @@
 
 use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
 use crate::deadline::Deadline;
-use crate::error::{DecommissionError, TRANSIENT_KMS_CODES};
-use crate::state::{ConnectionStatus, DecommissionState, StoreType};
-use crate::steps::{require_planned_store, Step, StepContext};
+use crate::error::{DecommissionError, KmsErrorCode, TRANSIENT_KMS_CODES};
+use crate::model::StoreType;
+use crate::state::{ConnectionStatus, DecommissionState};
+use crate::steps::context::StepContext;
+use crate::steps::flow::{require_planned_store, Step};
 use crate::store::{self, ConnectionState};
 
 /// ConnectionErrorCodes KMS documents as transient: disconnect and connect again.
@@ -34,7 +36,7 @@ pub async fn run(
     };
     status.poll_after_seconds = ctx.config.store_poll_seconds;
 
-    let described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    let described = store::describe(&ctx.kms, &store_id).await?;
     status.connection_state = described.connection_state.clone();
     status.connection_error_code = described.connection_error_code.clone();
     let store_type = described.custom_key_store_type;
@@ -51,7 +53,7 @@ pub async fn run(
         ConnectionState::Connected => return Ok(ready(state, status, false)),
         ConnectionState::Connecting | ConnectionState::Disconnecting => {}
         ConnectionState::Disconnected if attempts_left => {
-            match store::connect(&ctx.kms, &ctx.pacing, &store_id).await {
+            match store::connect(&ctx.kms, &store_id).await {
                 Ok(()) => {
                     status.connect_attempts += 1;
                     tracing::info!(
@@ -63,7 +65,7 @@ pub async fn run(
                     );
                 }
                 // The state changed under us: look again at the next poll.
-                Err(err) if err.kms_code() == Some("CustomKeyStoreInvalidStateException") => {}
+                Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreInvalidState) => {}
                 Err(err) if is_not_a_connection_problem(&err) => return Err(err),
                 // A fast failure (CloudHsmClusterNotActiveException, ...): the store stays
                 // DISCONNECTED and KMS names the cause in the error.
@@ -83,7 +85,7 @@ pub async fn run(
                         .as_deref()
                         .is_some_and(|c| TRANSIENT_CONNECTION_ERRORS.contains(&c))) =>
         {
-            match store::disconnect(&ctx.kms, &ctx.pacing, &store_id).await {
+            match store::disconnect(&ctx.kms, &store_id).await {
                 Ok(()) => tracing::info!(
                     custom_key_store_id = store_id.as_str(),
                     execution = execution.as_deref(),
@@ -91,7 +93,7 @@ pub async fn run(
                     connection_error_code = status.connection_error_code.as_deref(),
                     "disconnecting FAILED custom key store before connecting it"
                 ),
-                Err(err) if err.kms_code() == Some("CustomKeyStoreInvalidStateException") => {}
+                Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreInvalidState) => {}
                 Err(err) => return Err(err),
             }
         }
@@ -185,7 +187,7 @@ fn fail_or_accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steps::Step;
+    use crate::steps::flow::Step;
     use crate::test_support::*;
     use aws_sdk_kms::operation::connect_custom_key_store::ConnectCustomKeyStoreError;
     use aws_sdk_kms::operation::describe_custom_key_stores::DescribeCustomKeyStoresOutput;

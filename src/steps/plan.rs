@@ -9,10 +9,11 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::TargetStore;
-use crate::report::{left_behind, Report};
+use crate::model::push_capped;
+use crate::report::left_behind;
 use crate::request::DecommissionRequest;
-use crate::state::{push_capped, DecommissionState, PlanProgress};
-use crate::steps::StepContext;
+use crate::state::{DecommissionState, PlanProgress};
+use crate::steps::context::StepContext;
 use crate::store;
 use crate::usage::{key_last_use, UsageGuard, UsageSummary};
 
@@ -24,7 +25,7 @@ pub async fn run(
 ) -> Result<DecommissionState, DecommissionError> {
     let request = DecommissionRequest::from_input(&state.input)?;
     let store_id = request.custom_key_store_id.clone();
-    let store = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    let store = store::describe(&ctx.kms, &store_id).await?;
     request.confirm_store_name(&store.custom_key_store_name)?;
 
     let continuing = state.request.as_ref() == Some(&request)
@@ -48,7 +49,6 @@ pub async fn run(
     let target = TargetStore::new(&store);
     let cursor = scan_pages(
         &ctx.kms,
-        &ctx.pacing,
         &target,
         plan.cursor.take(),
         Paging {
@@ -59,8 +59,8 @@ pub async fn run(
         },
         async |page: Page| {
             let last_uses: Vec<_> = stream::iter(&page.keys)
-                .map(|key| key_last_use(&ctx.kms, &ctx.pacing, key))
-                .buffered(ctx.pacing.concurrency)
+                .map(|key| key_last_use(&ctx.kms, key))
+                .buffered(ctx.kms.pacing().concurrency)
                 .try_collect()
                 .await?;
             let now = ctx.clock.now();
@@ -130,7 +130,7 @@ pub async fn run(
     state.store = Some(store);
     state.plan = Some(plan);
     if dry_run_done {
-        state.report = Some(Report::dry_run(&state, ctx.clock.now())?);
+        state.report = Some(state.dry_run_report(ctx.clock.now())?);
     }
     Ok(state)
 }

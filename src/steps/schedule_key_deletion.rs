@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use crate::clock::{max_time, min_time};
 use crate::clock::{parse_optional_rfc3339, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
-use crate::state::{DecommissionState, SchedulingProgress, StoreType};
-use crate::steps::{max_time, min_time, next_check_time, require_planned_store, Step, StepContext};
+use crate::model::StoreType;
+use crate::state::{DecommissionState, SchedulingProgress};
+use crate::steps::context::StepContext;
+use crate::steps::flow::{next_check_time, require_planned_store, Step};
 use crate::store::{self, ConnectionState};
 use crate::usage::{key_last_use, recently_used_error, KeyLastUse, UsageGuard};
 
@@ -48,7 +51,7 @@ pub async fn run(
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
 
     // The first irreversible step: look at the store again, by id, and re-check the name.
-    let described = store::describe(&ctx.kms, &ctx.pacing, &store_id).await?;
+    let described = store::describe(&ctx.kms, &store_id).await?;
     request.confirm_store_name(&described.custom_key_store_name)?;
     if described.custom_key_store_type == StoreType::CloudHsm
         && described.state() != ConnectionState::Connected
@@ -92,7 +95,6 @@ pub async fn run(
     let per_store_key = per_call(per_key_rps);
     let cursor = scan_pages(
         &ctx.kms,
-        &ctx.pacing,
         &target,
         progress.cursor.take(),
         Paging {
@@ -112,8 +114,7 @@ pub async fn run(
                             if refused.load(Ordering::SeqCst) {
                                 return Ok(KeyStep::Skipped);
                             }
-                            let Some(last_use) = key_last_use(&ctx.kms, &ctx.pacing, key).await?
-                            else {
+                            let Some(last_use) = key_last_use(&ctx.kms, key).await? else {
                                 return Ok(KeyStep::Done(KeyOutcome::Gone));
                             };
                             if guard.blocks(&last_use, ctx.clock.now())? {
@@ -126,7 +127,6 @@ pub async fn run(
                         }
                         ensure_scheduled(
                             &ctx.kms,
-                            &ctx.pacing,
                             key,
                             target,
                             markers_for,
@@ -136,7 +136,7 @@ pub async fn run(
                         .map(KeyStep::Done)
                     }
                 })
-                .buffered(ctx.pacing.concurrency)
+                .buffered(ctx.kms.pacing().concurrency)
                 .try_collect::<Vec<KeyStep>>()
                 .await?;
             if refused.load(Ordering::SeqCst) {

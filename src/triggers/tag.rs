@@ -18,20 +18,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
-use super::aws_error::AwsCallError;
-use super::executions::{ExecutionRequest, Executions, StartOutcome};
-use super::naming::tag_execution_name;
-use super::{ConfigError, RunMode};
-use crate::config::PacingConfig;
-use crate::pacing::Pacing;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+
+use crate::aws_error::AwsCallError;
+use crate::bootstrap::LambdaFunction;
+use crate::config::ConfigError;
+use crate::error::KmsErrorCode;
+use crate::kms::Kms;
 use crate::request::{validate_custom_key_store_id, DecommissionRequest};
-use crate::{keys, store};
+use crate::sfn::naming::tag_execution_name;
+use crate::sfn::RunMode;
+use crate::sfn::{ExecutionRequest, Executions, StartOutcome};
+use crate::store;
 
 /// Default trigger tag key.
 pub const DEFAULT_TAG_KEY: &str = "DecommissionCustomKeyStore";
@@ -441,19 +444,16 @@ impl fmt::Display for TagOutcome {
 /// The tag trigger: KMS for the checks, Step Functions to start.
 #[derive(Debug, Clone)]
 pub struct TagTrigger {
-    kms: aws_sdk_kms::Client,
-    pacing: Arc<Pacing>,
+    kms: Kms,
     executions: Executions,
     config: TagTriggerConfig,
 }
 
 impl TagTrigger {
     /// A trigger checking with `kms` and starting through `executions`.
-    pub fn new(kms: aws_sdk_kms::Client, executions: Executions, config: TagTriggerConfig) -> Self {
-        let pacing = Arc::new(Pacing::new(&PacingConfig::default()));
+    pub fn new(kms: Kms, executions: Executions, config: TagTriggerConfig) -> Self {
         Self {
             kms,
-            pacing,
             executions,
             config,
         }
@@ -506,7 +506,11 @@ impl TagTrigger {
                 if let Err(refusal) = self.check_key(arn, &store).await? {
                     return Ok(Err(NotStarted::Refused(refusal)));
                 }
-                let current = self.current_tags(arn).await?;
+                let Some(current) = self.current_tags(arn).await? else {
+                    return Ok(Err(NotStarted::Refused(Refusal::KeyNotFound {
+                        key: arn.clone(),
+                    })));
+                };
                 let still_same = current.get(tag_key) == Some(&store)
                     && (!watches_confirmation
                         || current.get(CONFIRM_TAG_KEY) == change.tags.get(CONFIRM_TAG_KEY));
@@ -519,9 +523,9 @@ impl TagTrigger {
             }
             TaggedResource::CloudHsmCluster { .. } => change.tags.get(CONFIRM_TAG_KEY).cloned(),
         };
-        let summary = match store::describe(&self.kms, &self.pacing, &store).await {
+        let summary = match store::describe(&self.kms, &store).await {
             Ok(summary) => summary,
-            Err(e) if e.kms_code() == Some("CustomKeyStoreNotFoundException") => {
+            Err(e) if e.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => {
                 return Ok(Err(NotStarted::Refused(Refusal::StoreNotFound { store })))
             }
             Err(e) => return Err(e.into()),
@@ -663,7 +667,7 @@ impl TagTrigger {
         key_arn: &str,
         store: &str,
     ) -> Result<Result<(), Refusal>, AwsCallError> {
-        let Some(metadata) = keys::describe_key(&self.kms, &self.pacing, key_arn).await? else {
+        let Some(metadata) = self.kms.describe_key(key_arn).await? else {
             return Ok(Err(Refusal::KeyNotFound {
                 key: key_arn.into(),
             }));
@@ -686,27 +690,52 @@ impl TagTrigger {
         })
     }
 
-    async fn current_tags(&self, key_arn: &str) -> Result<BTreeMap<String, String>, AwsCallError> {
-        let mut tags = BTreeMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            self.pacing.list_resource_tags.acquire().await;
-            let page = self
-                .kms
-                .list_resource_tags()
-                .key_id(key_arn)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| crate::error::DecommissionError::from_sdk("ListResourceTags", e))?;
-            for tag in page.tags() {
-                tags.insert(tag.tag_key().to_owned(), tag.tag_value().to_owned());
-            }
-            match page.next_marker() {
-                Some(next) if page.truncated() => marker = Some(next.to_owned()),
-                _ => return Ok(tags),
-            }
+    /// The key's tags now; `None` when the key is gone.
+    async fn current_tags(
+        &self,
+        key_arn: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, AwsCallError> {
+        Ok(self.kms.list_resource_tags(key_arn).await?.map(|tags| {
+            tags.iter()
+                .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+                .collect()
+        }))
+    }
+}
+
+impl TagTrigger {
+    /// The function: configuration from the environment ([`TagTriggerConfig::from_env`],
+    /// `STATE_MACHINE_ARN`, `CANCEL_STATE_MACHINE_ARN`), clients from `sdk`.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok();
+        let config = TagTriggerConfig::from_env(var)?;
+        let executions = Executions::from_env(sdk, var)?;
+        Ok(Self::new(
+            Kms::from_sdk_config(sdk, Kms::default_pacing()),
+            executions,
+            config,
+        ))
+    }
+}
+
+impl LambdaFunction for TagTrigger {
+    type Event = Value;
+    type Output = Value;
+
+    /// Ignored and refused events return their named outcome (no retry); AWS failures return an
+    /// error named by the AWS error code (EventBridge retries).
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        let outcome = TagTrigger::handle(self, &event.payload)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "tag trigger failed; the event will be retried");
+                Diagnostic::from(e)
+            })?;
+        match &outcome {
+            TagOutcome::Refused(_) => tracing::warn!(outcome = %outcome, "tag change refused"),
+            _ => tracing::info!(outcome = %outcome, "tag change handled"),
         }
+        Ok(outcome.to_json())
     }
 }
 
@@ -734,7 +763,7 @@ impl From<Refusal> for NotStarted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triggers::mocks::{FakeKms, FakeSfn, MACHINE};
+    use crate::test_support::fakes::{FakeKms, FakeSfn, MACHINE};
     use aws_sdk_sfn::types::ExecutionStatus;
 
     const STORE: &str = "cks-1234567890abcdef0";
@@ -790,7 +819,7 @@ mod tests {
         fn trigger(&self, mode: RunMode) -> TagTrigger {
             let executions = Executions::new(self.sfn.client(), MACHINE, None);
             TagTrigger::new(
-                self.kms.client(),
+                Kms::with_default_pacing(self.kms.client()),
                 executions,
                 TagTriggerConfig {
                     tag_key: DEFAULT_TAG_KEY.into(),

@@ -6,17 +6,18 @@
 //! DescribeKey) whose `kms-decommission:execution` marker names the cancelled execution.
 //! Markers are removed last, so a restore cut off at any point is completed by the next scan.
 
-use aws_sdk_kms::Client;
+pub mod step;
+
 use serde_json::{Map, Value};
 
-use crate::error::DecommissionError;
+use crate::aws_error::AwsCallError;
+use crate::error::{DecommissionError, KmsErrorCode};
 use crate::keys::{
-    describe_key, read_markers, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE,
+    read_markers, refreshed, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE,
     MARKER_TICKET,
 };
-use crate::pacing::Pacing;
+use crate::kms::Kms;
 use crate::request::validate_custom_key_store_id;
-use crate::triggers::aws_error::AwsCallError;
 
 /// Fields a cancel input may carry.
 const CANCEL_FIELDS: &[&str] = &[
@@ -220,13 +221,12 @@ pub enum RestoreOutcome {
 /// Restores `key` if the markers show `execution` scheduled it: cancels its deletion, enables it
 /// when it was Enabled before, removes the markers. Safe to repeat after a crash at any point.
 pub async fn restore_key(
-    kms: &Client,
-    pacing: &Pacing,
+    kms: &Kms,
     key: &StoreKey,
     target: &TargetStore,
     execution: &str,
 ) -> Result<RestoreOutcome, DecommissionError> {
-    let Some(markers) = read_markers(kms, pacing, key).await? else {
+    let Some(markers) = read_markers(kms, key).await? else {
         return Ok(RestoreOutcome::Gone);
     };
     if !markers.written_by(execution) {
@@ -236,21 +236,18 @@ pub async fn restore_key(
     let mut state = key.state().to_string();
     let mut deletion_cancelled = false;
     if key.is_pending_deletion() {
-        pacing.cancel_key_deletion.acquire().await;
-        match kms.cancel_key_deletion().key_id(key.key_id()).send().await {
-            Ok(_) => deletion_cancelled = true,
-            Err(e) => {
-                let err = DecommissionError::from_sdk("CancelKeyDeletion", e);
-                match err.kms_code() {
-                    Some("NotFoundException") => return Ok(RestoreOutcome::Gone),
-                    // Cancelled meanwhile (a concurrent cancel): go on if DescribeKey agrees.
-                    Some("KMSInvalidStateException") => {}
-                    _ => return Err(err),
-                }
-            }
+        match kms.cancel_key_deletion(key.key_id()).await {
+            Ok(()) => deletion_cancelled = true,
+            Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(RestoreOutcome::Gone),
+            // Cancelled meanwhile (a concurrent cancel): go on if DescribeKey agrees.
+            Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {}
+            Err(err) => return Err(err),
         }
         // CancelKeyDeletion answers only the key id: read the state it left.
-        match current_state(kms, pacing, key, target).await? {
+        match refreshed(kms, key, target)
+            .await?
+            .map(|k| k.state().to_string())
+        {
             Some(now) if now == "PendingDeletion" => {
                 return Err(DecommissionError::unexpected(
                     "CancelKeyDeletion",
@@ -271,33 +268,25 @@ pub async fn restore_key(
         _ => Reenable::NotNeeded,
     };
     if matches!(reenable, Reenable::Enabled | Reenable::OnReconnect) {
-        pacing.enable_key.acquire().await;
-        if let Err(e) = kms.enable_key().key_id(key.key_id()).send().await {
-            let err = DecommissionError::from_sdk("EnableKey", e);
-            if err.kms_code() == Some("NotFoundException") {
-                return Ok(RestoreOutcome::Gone);
-            }
-            return Err(err);
+        match kms.enable_key(key.key_id()).await {
+            Ok(()) => {}
+            Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(RestoreOutcome::Gone),
+            Err(err) => return Err(err),
         }
         if reenable == Reenable::Enabled {
             state = "Enabled".to_string();
         }
     }
-    pacing.tag_resource.acquire().await;
-    let untagged = kms
-        .untag_resource()
-        .key_id(key.key_id())
-        .tag_keys(MARKER_EXECUTION)
-        .tag_keys(MARKER_PRIOR_STATE)
-        .tag_keys(MARKER_TICKET)
-        .send()
-        .await;
-    if let Err(e) = untagged {
-        let err = DecommissionError::from_sdk("UntagResource", e);
-        if err.kms_code() == Some("NotFoundException") {
-            return Ok(RestoreOutcome::Gone);
-        }
-        return Err(err);
+    match kms
+        .untag_resource(
+            key.key_id(),
+            &[MARKER_EXECUTION, MARKER_PRIOR_STATE, MARKER_TICKET],
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(RestoreOutcome::Gone),
+        Err(err) => return Err(err),
     }
     tracing::info!(
         key_id = key.key_id(),
@@ -317,26 +306,6 @@ pub async fn restore_key(
         reenable,
         key_state: state,
     }))
-}
-
-/// The key's state now, still proven to belong to the store; `None` when it is gone.
-async fn current_state(
-    kms: &Client,
-    pacing: &Pacing,
-    key: &StoreKey,
-    target: &TargetStore,
-) -> Result<Option<String>, DecommissionError> {
-    let Some(metadata) = describe_key(kms, pacing, key.key_id()).await? else {
-        return Ok(None);
-    };
-    StoreKey::from_metadata(&metadata, target)
-        .map(|k| Some(k.state().to_string()))
-        .ok_or_else(|| {
-            DecommissionError::unexpected(
-                "DescribeKey",
-                format!("key {} no longer shows store {}", key.arn(), target.id()),
-            )
-        })
 }
 
 #[cfg(test)]
@@ -431,7 +400,6 @@ mod tests {
 
     mod with_mocked_kms {
         use super::super::*;
-        use crate::config::PacingConfig;
         use crate::test_support::*;
         use aws_sdk_kms::operation::cancel_key_deletion::{
             CancelKeyDeletionError, CancelKeyDeletionOutput,
@@ -442,6 +410,7 @@ mod tests {
         use aws_sdk_kms::operation::untag_resource::UntagResourceOutput;
         use aws_sdk_kms::types::error::{KmsInternalException, KmsInvalidStateException};
         use aws_sdk_kms::types::{KeyState, Tag};
+        use aws_sdk_kms::Client;
         use aws_smithy_mocks::mock;
 
         fn tags(execution: &str, prior: &str) -> ListResourceTagsOutput {
@@ -450,10 +419,6 @@ mod tests {
                 .tags(tag(MARKER_EXECUTION, execution))
                 .tags(tag(MARKER_PRIOR_STATE, prior))
                 .build()
-        }
-
-        fn pacing() -> Pacing {
-            Pacing::new(&PacingConfig::default())
         }
 
         #[tokio::test]
@@ -472,9 +437,14 @@ mod tests {
                 .then_output(|| UntagResourceOutput::builder().build());
             let kms = mock_kms(&[&list, &cancel, &enable, &untag]);
             let key = store_key("k1", KeyState::PendingDeletion);
-            let err = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
-                .await
-                .unwrap_err();
+            let err = restore_key(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                EXECUTION,
+            )
+            .await
+            .unwrap_err();
             assert_eq!(err.error_type(), "KMSInternalException");
             assert_eq!(
                 (enable.num_calls(), untag.num_calls()),
@@ -504,9 +474,14 @@ mod tests {
                 .then_output(|| UntagResourceOutput::builder().build());
             let kms = mock_kms(&[&list, &cancel, &describe, &enable, &untag]);
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
-                .await
-                .unwrap();
+            let outcome = restore_key(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                EXECUTION,
+            )
+            .await
+            .unwrap();
             let RestoreOutcome::Restored(restored) = outcome else {
                 panic!("{outcome:?}")
             };
@@ -524,9 +499,14 @@ mod tests {
                 .then_output(|| CancelKeyDeletionOutput::builder().build());
             let kms = mock_kms(&[&list, &cancel]);
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(&kms, &pacing(), &key, &target(), EXECUTION)
-                .await
-                .unwrap();
+            let outcome = restore_key(
+                &Kms::with_default_pacing(kms.clone()),
+                &key,
+                &target(),
+                EXECUTION,
+            )
+            .await
+            .unwrap();
             assert_eq!(outcome, RestoreOutcome::NotOurs);
             assert_eq!(cancel.num_calls(), 0);
         }

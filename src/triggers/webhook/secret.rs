@@ -2,8 +2,8 @@
 //! AWS Secrets Manager. The secret never comes from a plain environment variable or the
 //! template: the environment only names where it is stored.
 
-use super::aws_error::AwsCallError;
 use super::signature::{WeakSecret, WebhookSecret};
+use crate::aws_error::AwsCallError;
 
 /// Environment variable naming an SSM `SecureString` parameter that holds the secret.
 pub const SECRET_PARAMETER_ENV: &str = "WEBHOOK_SECRET_PARAMETER";
@@ -117,7 +117,7 @@ pub enum SecretError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triggers::mocks::mocked;
+    use crate::test_support::fakes::mocked;
     use aws_smithy_mocks::mock;
 
     const GOOD: &str = "0123456789abcdef0123456789abcdef-good";

@@ -8,22 +8,23 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+use crate::bootstrap::LambdaFunction;
 use crate::cancel::{restore_key, CancelError, CancelRequest, Reenable, RestoreOutcome};
 use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
 use crate::config::Config;
 use crate::deadline::Deadline;
-use crate::error::DecommissionError;
+use crate::error::{DecommissionError, KmsErrorCode};
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::TargetStore;
-use crate::state::push_capped;
-use crate::steps::StepContext;
+use crate::model::push_capped;
+use crate::sfn::Executions;
+use crate::steps::context::StepContext;
 use crate::store;
-use crate::triggers::executions::Executions;
 
 /// Default of `CANCEL_SETTLE_SECONDS`: the batch functions' timeout (300 s) plus a margin.
 pub const DEFAULT_SETTLE_SECONDS: u64 = 330;
@@ -198,11 +199,10 @@ pub async fn run(
     progress.wait_required = false;
     progress.wait_seconds = 0;
     let kms = &ctx.step.kms;
-    let pacing = &ctx.step.pacing;
     let store_id = request.custom_key_store_id.as_str();
-    let described = match store::describe(kms, pacing, store_id).await {
+    let described = match store::describe(kms, store_id).await {
         Ok(described) => Some(described),
-        Err(err) if err.kms_code() == Some("CustomKeyStoreNotFoundException") => None,
+        Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => None,
         Err(err) => return Err(err.into()),
     };
     let Some(described) = described else {
@@ -224,14 +224,13 @@ pub async fn run(
     };
     progress.cursor = scan_pages(
         kms,
-        pacing,
         &target,
         progress.cursor.take(),
         paging,
         async |page: Page| {
             let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
-                .map(|key| Box::pin(restore_key(kms, pacing, key, &target, execution)))
-                .buffered(pacing.concurrency)
+                .map(|key| Box::pin(restore_key(kms, key, &target, execution)))
+                .buffered(ctx.step.kms.pacing().concurrency)
                 .try_collect()
                 .await?;
             for outcome in outcomes {
@@ -459,19 +458,29 @@ fn finish(
     state
 }
 
-/// Runs the cancel step as a Lambda function until the runtime stops.
-pub async fn run_lambda() -> Result<(), lambda_runtime::Error> {
-    crate::handler::init_tracing();
-    let aws = crate::sdk_config::load().await;
-    let context = CancelContext::from_env(&aws, aws_sdk_sfn::Client::new(&aws));
-    if let Err(err) = &context {
-        tracing::error!(error_type = err.error_type(), error = %err, "invalid configuration");
+/// The cancel step as a Lambda function: a bad configuration is kept and reported by name on
+/// every invocation.
+#[derive(Debug)]
+pub struct CancelFunction {
+    context: Result<CancelContext, DecommissionError>,
+}
+
+impl CancelFunction {
+    /// The function with clients from `sdk` and configuration from the environment.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            context: CancelContext::from_env(sdk, aws_sdk_sfn::Client::new(sdk)),
+        }
     }
-    let context = &context;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(context, event).await
-    }))
-    .await
+}
+
+impl LambdaFunction for CancelFunction {
+    type Event = Value;
+    type Output = Value;
+
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        handle(&self.context, event).await
+    }
 }
 
 /// Handles one invocation: the cancel document in, the updated document out, errors by name.

@@ -1,6 +1,8 @@
 //! Helpers for unit tests: a KMS client answered by `aws-smithy-mocks` rules, KMS errors with
 //! their wire codes, and ready-made state documents.
 
+pub mod fakes;
+
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{
     ConnectionStateType, CustomKeyStoreType, CustomKeyStoresListEntry, KeyManagerType, KeyMetadata,
@@ -77,10 +79,10 @@ pub fn store_key_metadata(key_id: &str, state: KeyState) -> KeyMetadata {
 
 /// The CloudHSM test store as a target.
 pub fn target() -> TargetStore {
-    TargetStore::new(&crate::state::StoreSummary {
+    TargetStore::new(&crate::model::StoreSummary {
         custom_key_store_id: STORE_ID.into(),
         custom_key_store_name: STORE_NAME.into(),
-        custom_key_store_type: crate::state::StoreType::CloudHsm,
+        custom_key_store_type: crate::model::StoreType::CloudHsm,
         cloud_hsm_cluster_id: Some("cluster-1234567890a".into()),
         xks_proxy_uri_endpoint: None,
         xks_proxy_vpc_endpoint_service_name: None,
@@ -117,6 +119,7 @@ pub fn initial_state(extra_input: serde_json::Value) -> DecommissionState {
 /// The test store's document as it stands when `step` is about to run in a real run (every
 /// earlier step completed: CloudHSM store connected, keys scheduled, all deleted, disconnected).
 pub fn state_before(step: crate::steps::Step) -> DecommissionState {
+    use crate::model::{StoreSummary, StoreType};
     use crate::state::*;
     use crate::steps::Step;
     let mut state = initial_state(json!({}));

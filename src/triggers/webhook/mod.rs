@@ -1,10 +1,13 @@
 //! The ticketing webhook behind a Lambda function URL: `start`, `status` and `cancel` a
-//! decommission by ticket id, authenticated by an HMAC-SHA256 signature (see [`super::signature`]).
+//! decommission by ticket id, authenticated by an HMAC-SHA256 signature (see [`signature`]).
 //!
 //! Order of checks, cheapest and least revealing first: method (405), body size (413), body
 //! encoding (400), signature (401); only a signed request is parsed (400 for bad JSON, a missing
 //! or unknown action, invalid fields), and only a valid one reaches KMS or Step Functions.
 //! Every answer is JSON: `{"Result": ...}` on success, `{"Error": <name>, "Message": ...}` else.
+
+pub mod secret;
+pub mod signature;
 
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use aws_lambda_events::lambda_function_urls::{
@@ -14,16 +17,20 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::aws_error::AwsCallError;
-use super::executions::{ExecutionInfo, ExecutionRequest, Executions, StartOutcome};
-use super::naming::{cancel_execution_name, ticket_execution_name};
-use super::signature::{SignatureError, WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::RunMode;
-use crate::config::PacingConfig;
-use crate::pacing::Pacing;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+
+use self::secret::{SecretError, SecretSource};
+use self::signature::{SignatureError, WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::aws_error::AwsCallError;
+use crate::bootstrap::LambdaFunction;
+use crate::error::KmsErrorCode;
+use crate::kms::Kms;
 use crate::request::DecommissionRequest;
+use crate::sfn::naming::{cancel_execution_name, ticket_execution_name};
+use crate::sfn::RunMode;
+use crate::sfn::{ExecutionInfo, ExecutionRequest, Executions, StartOutcome};
 use crate::store;
 
 /// Largest accepted request body (decoded), in bytes.
@@ -35,9 +42,31 @@ pub const CANCEL_STOP_ERROR: &str = "CancelledByTicket";
 #[derive(Debug, Clone)]
 pub struct Webhook {
     secret: WebhookSecret,
-    kms: aws_sdk_kms::Client,
-    pacing: Arc<Pacing>,
+    kms: Kms,
     executions: Executions,
+}
+
+impl LambdaFunction for Webhook {
+    type Event = LambdaFunctionUrlRequest;
+    type Output = LambdaFunctionUrlResponse;
+
+    async fn handle(
+        &self,
+        event: LambdaEvent<LambdaFunctionUrlRequest>,
+    ) -> Result<LambdaFunctionUrlResponse, Diagnostic> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Ok(Webhook::handle(self, &event.payload, now).await)
+    }
+}
+
+/// The webhook secret cannot be had: the function answers nothing but this error.
+fn secret_error(err: SecretError) -> Diagnostic {
+    Diagnostic {
+        error_type: "InvalidConfiguration".to_string(),
+        error_message: format!("cannot load the webhook secret: {err}"),
+    }
 }
 
 /// A successful answer: status code and JSON body.
@@ -158,14 +187,30 @@ impl WebhookError {
 
 impl Webhook {
     /// A webhook verifying with `secret`, checking stores with `kms`, running `executions`.
-    pub fn new(secret: WebhookSecret, kms: aws_sdk_kms::Client, executions: Executions) -> Self {
-        let pacing = Arc::new(Pacing::new(&PacingConfig::default()));
+    pub fn new(secret: WebhookSecret, kms: Kms, executions: Executions) -> Self {
         Self {
             secret,
             kms,
-            pacing,
             executions,
         }
+    }
+
+    /// The function: state machines from the environment ([`Executions::from_env`]), the
+    /// secret from where `WEBHOOK_SECRET_PARAMETER` or `WEBHOOK_SECRET_ARN` says (read once,
+    /// here), clients from `sdk`.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, Diagnostic> {
+        let var = |name: &str| std::env::var(name).ok();
+        let executions = Executions::from_env(sdk, var)?;
+        let secret = SecretSource::from_env(var)
+            .map_err(secret_error)?
+            .load(sdk)
+            .await
+            .map_err(secret_error)?;
+        Ok(Self::new(
+            secret,
+            Kms::from_sdk_config(sdk, Kms::default_pacing()),
+            executions,
+        ))
     }
 
     /// Answers one function URL request received at Unix time `now` (seconds).
@@ -255,9 +300,9 @@ impl Webhook {
         {
             return started_reply(StartOutcome::from_existing(existing, &input), &name, mode);
         }
-        let summary = match store::describe(&self.kms, &self.pacing, &store).await {
+        let summary = match store::describe(&self.kms, &store).await {
             Ok(summary) => summary,
-            Err(e) if e.kms_code() == Some("CustomKeyStoreNotFoundException") => {
+            Err(e) if e.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => {
                 return Err(WebhookError::CustomKeyStoreNotFound(store))
             }
             Err(e) => return Err(AwsCallError::from(e).into()),
@@ -563,7 +608,7 @@ fn to_response(reply: Reply) -> LambdaFunctionUrlResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triggers::mocks::{FakeKms, FakeSfn, CANCEL_MACHINE, MACHINE};
+    use crate::test_support::fakes::{FakeKms, FakeSfn, CANCEL_MACHINE, MACHINE};
 
     const NOW: i64 = 1_795_860_000;
     const SECRET: &[u8] = b"test-webhook-secret-0123456789abcdef";
@@ -587,7 +632,7 @@ mod tests {
         );
         let webhook = Webhook::new(
             WebhookSecret::new(SECRET).unwrap(),
-            kms.client(),
+            Kms::with_default_pacing(kms.client()),
             executions,
         );
         World { kms, sfn, webhook }

@@ -18,8 +18,10 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
 
-use super::aws_error::AwsCallError;
-use super::RunMode;
+use crate::aws_error::AwsCallError;
+use crate::config::ConfigError;
+
+pub mod naming;
 
 /// Error name given to an execution stopped because another decommission of its store won.
 pub const DUPLICATE_STOP_ERROR: &str = "DuplicateDecommission";
@@ -27,7 +29,7 @@ pub const DUPLICATE_STOP_ERROR: &str = "DuplicateDecommission";
 /// What to start: a deterministic name and the execution input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRequest {
-    /// Execution name (see [`super::naming`]).
+    /// Execution name (see [`naming`]).
     pub name: String,
     /// Execution input (a JSON object; must name `CustomKeyStoreId`).
     pub input: Value,
@@ -138,6 +140,22 @@ impl Executions {
             state_machine_arn: state_machine_arn.into(),
             cancel_state_machine_arn,
         }
+    }
+
+    /// Binds a client from `sdk` to the state machines named by [`STATE_MACHINE_ENV`] (required)
+    /// and [`CANCEL_STATE_MACHINE_ENV`] (optional), read through `var`.
+    pub fn from_env(
+        sdk: &aws_config::SdkConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let machine = state_machine_arn_from_env(&var, STATE_MACHINE_ENV)?
+            .ok_or(ConfigError::Missing(STATE_MACHINE_ENV))?;
+        let cancel_machine = state_machine_arn_from_env(&var, CANCEL_STATE_MACHINE_ENV)?;
+        Ok(Self::new(
+            aws_sdk_sfn::Client::new(sdk),
+            machine,
+            cancel_machine,
+        ))
     }
 
     /// The decommission state machine.
@@ -449,10 +467,56 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
     }
 }
 
+/// Environment variable holding the decommission state machine's ARN.
+pub const STATE_MACHINE_ENV: &str = "STATE_MACHINE_ARN";
+/// Environment variable holding the cancel state machine's ARN (optional).
+pub const CANCEL_STATE_MACHINE_ENV: &str = "CANCEL_STATE_MACHINE_ARN";
+
+/// What an execution does: plan only, or really decommission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunMode {
+    /// Plan only; changes nothing (`DryRun: true`).
+    DryRun,
+    /// Schedule key deletion and delete the store (`DryRun: false`).
+    Decommission,
+}
+
+impl RunMode {
+    /// The mode an execution input's `DryRun` flag selects.
+    pub fn from_dry_run(dry_run: bool) -> Self {
+        if dry_run {
+            Self::DryRun
+        } else {
+            Self::Decommission
+        }
+    }
+}
+
+/// Reads a state machine ARN from `variable`: it must look like
+/// `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
+pub fn state_machine_arn_from_env(
+    var: impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(value) = var(variable)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if execution_arn(&value, "probe").is_none() {
+        return Err(ConfigError::Invalid {
+            variable,
+            reason: format!("{value:?} is not a state machine ARN"),
+        });
+    }
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triggers::mocks::{FakeSfn, MACHINE};
+    use crate::test_support::fakes::{FakeSfn, MACHINE};
     use serde_json::json;
 
     const STORE: &str = "cks-1234567890abcdef0";

@@ -12,7 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::RunMode;
+use crate::sfn::RunMode;
 
 /// Longest execution name Step Functions accepts.
 pub const MAX_EXECUTION_NAME_LEN: usize = 80;

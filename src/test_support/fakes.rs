@@ -81,7 +81,7 @@ impl FakeSfn {
         input: &str,
         status: ExecutionStatus,
     ) -> String {
-        let arn = crate::triggers::executions::execution_arn(machine, name).unwrap();
+        let arn = crate::sfn::execution_arn(machine, name).unwrap();
         let start_secs = self.tick();
         self.executions.lock().unwrap().push(FakeExecution {
             arn: arn.clone(),

@@ -58,36 +58,35 @@ pub const TRANSIENT_KMS_CODES: &[&str] = &[
 ];
 
 /// KMS error codes the library acts on (every other code passes through as sent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum KmsErrorCode {
     /// `NotFoundException`: the key does not exist (any more).
+    #[strum(serialize = "NotFoundException")]
     NotFound,
     /// `KMSInvalidStateException`: the key's state does not allow the operation.
+    #[strum(serialize = "KMSInvalidStateException")]
     InvalidState,
     /// `CustomKeyStoreNotFoundException`.
+    #[strum(serialize = "CustomKeyStoreNotFoundException")]
     CustomKeyStoreNotFound,
     /// `CustomKeyStoreInvalidStateException`: the store's connection state does not allow it.
+    #[strum(serialize = "CustomKeyStoreInvalidStateException")]
     CustomKeyStoreInvalidState,
     /// `CustomKeyStoreHasCMKsException`: the store still holds keys.
+    #[strum(serialize = "CustomKeyStoreHasCMKsException")]
     CustomKeyStoreHasCmks,
 }
 
 impl KmsErrorCode {
     /// KMS's wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "NotFoundException",
-            Self::InvalidState => "KMSInvalidStateException",
-            Self::CustomKeyStoreNotFound => "CustomKeyStoreNotFoundException",
-            Self::CustomKeyStoreInvalidState => "CustomKeyStoreInvalidStateException",
-            Self::CustomKeyStoreHasCmks => "CustomKeyStoreHasCMKsException",
-        }
+        self.into()
     }
 }
 
 /// Everything that can stop a decommission step. Each variant names the store or key involved
 /// and says what to do about it; none of them is raised after a partial, unrecorded change.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum DecommissionError {
     /// The execution input failed validation; nothing was read or changed.
     #[error("invalid execution input: field {field}: {reason}")]
@@ -282,20 +281,9 @@ impl DecommissionError {
     /// The Lambda `errorType` (and Step Functions error name) of this error.
     pub fn error_type(&self) -> &str {
         match self {
-            Self::InvalidInput { .. } => "InvalidInput",
-            Self::ConfirmationMismatch { .. } => "ConfirmationMismatch",
-            Self::ConnectionFailed { .. } => "ConnectionFailed",
-            Self::ConnectTimedOut { .. } => "ConnectTimedOut",
-            Self::StoreNotConnected { .. } => "StoreNotConnected",
-            Self::KeysNotPendingDeletion { .. } => "KeysNotPendingDeletion",
-            Self::KeyDeletionOverdue { .. } => "KeyDeletionOverdue",
-            Self::KeysRecentlyUsed { .. } => "KeysRecentlyUsed",
-            Self::DisconnectTimedOut { .. } => "DisconnectTimedOut",
-            Self::KmsUnavailable { .. } => "KmsUnavailable",
             Self::Kms { code, .. } => code,
-            Self::UnexpectedKmsResponse { .. } => "UnexpectedKmsResponse",
-            Self::InvalidStateDocument { .. } => "InvalidStateDocument",
-            Self::InvalidConfiguration { .. } => "InvalidConfiguration",
+            // Every other variant's name is its errorType.
+            other => other.into(),
         }
     }
 

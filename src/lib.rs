@@ -17,6 +17,7 @@
 //! The interface between the functions, the state machine and the local stack is
 //! `docs/workflow-contract.md`.
 
+pub mod arn;
 pub mod aws_error;
 pub mod bootstrap;
 pub mod cancel;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod handler;
+pub mod input;
 pub mod inventory;
 pub mod keys;
 pub mod kms;

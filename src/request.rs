@@ -1,27 +1,21 @@
 //! The execution input (the console contract) and its validation.
 //!
-//! The input is checked field by field from raw JSON so that every problem is reported as
-//! `InvalidInput` naming the field, unknown fields included (a misspelt `DryRun` must never
-//! silently mean "not a dry run").
+//! The input is read into [`ExecutionInput`], a serde type that refuses unknown fields, through
+//! [`crate::input::read_object`]: every problem is reported as `InvalidInput` naming the field,
+//! unknown fields included (a misspelt `DryRun` must never silently mean "not a dry run").
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::DecommissionError;
-use crate::usage::{DEFAULT_MIN_DAYS_SINCE_LAST_USE, MAX_MIN_DAYS_SINCE_LAST_USE};
+use crate::input::{
+    json_kind, read_object, FieldError, Flag, FreeText, MinDaysSinceLastUse, PendingWindowDays,
+    StoreId, StoreName, TicketId,
+};
+use crate::usage::DEFAULT_MIN_DAYS_SINCE_LAST_USE;
 
-/// Shortest accepted pending window, in days (KMS's documented range is 7-30).
-pub const MIN_PENDING_WINDOW_DAYS: i32 = 7;
-/// Longest accepted pending window, in days.
-pub const MAX_PENDING_WINDOW_DAYS: i32 = 30;
 /// Pending window used when the input gives none (KMS's own default).
 pub const DEFAULT_PENDING_WINDOW_DAYS: i32 = 30;
-/// Longest accepted free-text field (`RequestedBy`, `Reason`, `TicketId`), in characters.
-pub const MAX_FREE_TEXT_CHARS: usize = 256;
-/// Longest custom key store id KMS accepts.
-pub const MAX_CUSTOM_KEY_STORE_ID_LEN: usize = 64;
-/// Longest custom key store name KMS accepts.
-pub const MAX_CUSTOM_KEY_STORE_NAME_CHARS: usize = 256;
 
 /// The input fields the workflow accepts.
 pub const INPUT_FIELDS: &[&str] = &[
@@ -35,6 +29,31 @@ pub const INPUT_FIELDS: &[&str] = &[
     "TicketId",
     "MinDaysSinceLastUse",
 ];
+
+/// The execution input as given: every field optional (null means absent), each checked by its
+/// type, unknown fields refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ExecutionInput {
+    /// `CustomKeyStoreId` (required).
+    pub custom_key_store_id: Option<StoreId>,
+    /// `PendingWindowInDays`, 7-30.
+    pub pending_window_in_days: Option<PendingWindowDays>,
+    /// `DryRun`.
+    pub dry_run: Option<Flag>,
+    /// `ConfirmCustomKeyStoreName` (required unless `DryRun`).
+    pub confirm_custom_key_store_name: Option<StoreName>,
+    /// `AllowOrphanedKeyMaterial`.
+    pub allow_orphaned_key_material: Option<Flag>,
+    /// `RequestedBy`.
+    pub requested_by: Option<FreeText>,
+    /// `Reason`.
+    pub reason: Option<FreeText>,
+    /// `TicketId`.
+    pub ticket_id: Option<TicketId>,
+    /// `MinDaysSinceLastUse`, 0-365.
+    pub min_days_since_last_use: Option<MinDaysSinceLastUse>,
+}
 
 /// A validated decommission request, defaults applied (the state document's `Request`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,91 +86,54 @@ fn default_min_days_since_last_use() -> u32 {
     DEFAULT_MIN_DAYS_SINCE_LAST_USE
 }
 
+impl From<FieldError> for DecommissionError {
+    fn from(err: FieldError) -> Self {
+        Self::InvalidInput {
+            field: err.field,
+            reason: err.reason,
+        }
+    }
+}
+
 impl DecommissionRequest {
     /// Validates a raw execution input and applies the defaults.
     pub fn from_input(input: &Value) -> Result<Self, DecommissionError> {
-        let object = input.as_object().ok_or_else(|| {
-            DecommissionError::invalid_input(
+        if !input.is_object() {
+            return Err(DecommissionError::invalid_input(
                 "$",
                 format!(
                     "the execution input must be a JSON object, got {}",
                     json_kind(input)
                 ),
-            )
-        })?;
-        if let Some(unknown) = object.keys().find(|k| !INPUT_FIELDS.contains(&k.as_str())) {
-            return Err(DecommissionError::invalid_input(
-                unknown,
-                format!(
-                    "unknown field; accepted fields are {}",
-                    INPUT_FIELDS.join(", ")
-                ),
             ));
         }
-
-        let custom_key_store_id = required_string(object, "CustomKeyStoreId")?;
-        validate_custom_key_store_id(&custom_key_store_id)?;
-
-        let pending_window_in_days = match present(object, "PendingWindowInDays") {
-            None => DEFAULT_PENDING_WINDOW_DAYS,
-            Some(value) => pending_window(value)?,
-        };
-        let dry_run = optional_bool(object, "DryRun")?.unwrap_or(false);
-        let allow_orphaned_key_material =
-            optional_bool(object, "AllowOrphanedKeyMaterial")?.unwrap_or(false);
-
-        let confirm_custom_key_store_name = optional_string(object, "ConfirmCustomKeyStoreName")?;
-        match &confirm_custom_key_store_name {
-            None if !dry_run => {
-                return Err(DecommissionError::invalid_input(
-                    "ConfirmCustomKeyStoreName",
-                    "required unless DryRun is true: give the exact name of the custom key store",
-                ))
-            }
-            Some(name) => {
-                let chars = name.chars().count();
-                if chars == 0 || chars > MAX_CUSTOM_KEY_STORE_NAME_CHARS {
-                    return Err(DecommissionError::invalid_input(
-                        "ConfirmCustomKeyStoreName",
-                        format!(
-                            "must be 1-{MAX_CUSTOM_KEY_STORE_NAME_CHARS} characters, got {chars}"
-                        ),
-                    ));
-                }
-            }
-            None => {}
+        let given: ExecutionInput = read_object(input, INPUT_FIELDS)?;
+        let custom_key_store_id = given
+            .custom_key_store_id
+            .ok_or_else(|| FieldError::required("CustomKeyStoreId"))?
+            .0;
+        let dry_run = given.dry_run.is_some_and(|f| f.0);
+        let confirm_custom_key_store_name = given.confirm_custom_key_store_name.map(|n| n.0);
+        if confirm_custom_key_store_name.is_none() && !dry_run {
+            return Err(DecommissionError::invalid_input(
+                "ConfirmCustomKeyStoreName",
+                "required unless DryRun is true: give the exact name of the custom key store",
+            ));
         }
-
-        let min_days_since_last_use = match present(object, "MinDaysSinceLastUse") {
-            None => DEFAULT_MIN_DAYS_SINCE_LAST_USE,
-            Some(value) => min_days_since_last_use(value)?,
-        };
-
-        let requested_by = free_text(object, "RequestedBy")?;
-        let reason = free_text(object, "Reason")?;
-        let ticket_id = free_text(object, "TicketId")?;
-        if let Some(ticket) = &ticket_id {
-            if let Some(bad) = ticket.chars().find(|c| !is_tag_value_char(*c)) {
-                return Err(DecommissionError::invalid_input(
-                    "TicketId",
-                    format!(
-                        "character {bad:?} is not allowed: the ticket is written as a KMS tag value \
-                         (letters, digits, spaces and _ . : / = + - @)"
-                    ),
-                ));
-            }
-        }
-
         Ok(Self {
             custom_key_store_id,
-            pending_window_in_days,
+            pending_window_in_days: given
+                .pending_window_in_days
+                .map_or(DEFAULT_PENDING_WINDOW_DAYS, |d| d.0),
             dry_run,
             confirm_custom_key_store_name,
-            allow_orphaned_key_material,
-            requested_by,
-            reason,
-            ticket_id,
-            min_days_since_last_use,
+            allow_orphaned_key_material: given.allow_orphaned_key_material.is_some_and(|f| f.0),
+            requested_by: given.requested_by.map(|t| t.0),
+            reason: given.reason.map(|t| t.0),
+            ticket_id: given.ticket_id.map(|t| t.0),
+            min_days_since_last_use: given
+                .min_days_since_last_use
+                .map_or(DEFAULT_MIN_DAYS_SINCE_LAST_USE, |d| d.0),
         })
     }
 
@@ -172,147 +154,10 @@ impl DecommissionRequest {
     }
 }
 
-/// Checks a custom key store id: `cks-` then 1-60 ASCII letters or digits (KMS ids are
-/// `cks-` and 17 hex digits; KMS accepts at most 64 characters).
+/// Checks a custom key store id; `InvalidInput` on `CustomKeyStoreId` otherwise.
 pub fn validate_custom_key_store_id(id: &str) -> Result<(), DecommissionError> {
-    let valid = id.len() <= MAX_CUSTOM_KEY_STORE_ID_LEN
-        && id.strip_prefix("cks-").is_some_and(|rest| {
-            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric())
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(DecommissionError::invalid_input(
-            "CustomKeyStoreId",
-            format!(
-                "{:?} is not a custom key store id: expected cks- followed by letters and digits, \
-                 at most {MAX_CUSTOM_KEY_STORE_ID_LEN} characters (e.g. cks-1234567890abcdef0)",
-                truncate_for_message(id)
-            ),
-        ))
-    }
-}
-
-/// Characters KMS accepts in tag values.
-fn is_tag_value_char(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
-}
-
-/// The field's value unless absent or JSON null.
-fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    object.get(field).filter(|v| !v.is_null())
-}
-
-fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, DecommissionError> {
-    optional_string(object, field)?
-        .ok_or_else(|| DecommissionError::invalid_input(field, "required"))
-}
-
-fn optional_string(
-    object: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, DecommissionError> {
-    match present(object, field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(DecommissionError::invalid_input(
-            field,
-            format!("must be a string, got {}", json_kind(other)),
-        )),
-    }
-}
-
-fn optional_bool(
-    object: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<bool>, DecommissionError> {
-    match present(object, field) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(DecommissionError::invalid_input(
-            field,
-            format!("must be true or false, got {}", json_kind(other)),
-        )),
-    }
-}
-
-fn pending_window(value: &Value) -> Result<i32, DecommissionError> {
-    let days = value
-        .as_i64()
-        .filter(|d| (MIN_PENDING_WINDOW_DAYS as i64..=MAX_PENDING_WINDOW_DAYS as i64).contains(d));
-    match days {
-        Some(d) => Ok(d as i32),
-        None => Err(DecommissionError::invalid_input(
-            "PendingWindowInDays",
-            format!(
-                "must be a whole number of days from {MIN_PENDING_WINDOW_DAYS} to \
-                 {MAX_PENDING_WINDOW_DAYS}, got {}",
-                truncate_for_message(&value.to_string())
-            ),
-        )),
-    }
-}
-
-fn min_days_since_last_use(value: &Value) -> Result<u32, DecommissionError> {
-    let days = value
-        .as_u64()
-        .filter(|d| *d <= u64::from(MAX_MIN_DAYS_SINCE_LAST_USE));
-    match days {
-        Some(d) => Ok(d as u32),
-        None => Err(DecommissionError::invalid_input(
-            "MinDaysSinceLastUse",
-            format!(
-                "must be a whole number of days from 0 (guard off) to \
-                 {MAX_MIN_DAYS_SINCE_LAST_USE}, got {}",
-                truncate_for_message(&value.to_string())
-            ),
-        )),
-    }
-}
-
-fn free_text(
-    object: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, DecommissionError> {
-    let Some(text) = optional_string(object, field)? else {
-        return Ok(None);
-    };
-    let chars = text.chars().count();
-    if chars > MAX_FREE_TEXT_CHARS {
-        return Err(DecommissionError::invalid_input(
-            field,
-            format!("must be at most {MAX_FREE_TEXT_CHARS} characters, got {chars}"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(DecommissionError::invalid_input(
-            field,
-            "must not contain control characters (newlines, tabs, ...)",
-        ));
-    }
-    Ok(Some(text))
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// At most 80 characters of a value quoted in an error message.
-fn truncate_for_message(text: &str) -> String {
-    if text.chars().count() <= 80 {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(80).collect();
-        cut.push('…');
-        cut
-    }
+    crate::input::check_custom_key_store_id(id)
+        .map_err(|reason| DecommissionError::invalid_input("CustomKeyStoreId", reason))
 }
 
 #[cfg(test)]

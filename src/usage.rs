@@ -18,8 +18,6 @@ use crate::model::{push_capped, SAMPLE_CAP};
 
 /// Days a key must have been idle before it may be scheduled, when the input gives none.
 pub const DEFAULT_MIN_DAYS_SINCE_LAST_USE: u32 = 30;
-/// Largest accepted `MinDaysSinceLastUse`.
-pub const MAX_MIN_DAYS_SINCE_LAST_USE: u32 = 365;
 const SECONDS_PER_DAY: u64 = 86_400;
 const OPERATION: &str = "GetKeyLastUsage";
 

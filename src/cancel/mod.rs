@@ -6,18 +6,20 @@
 //! DescribeKey) whose `kms-decommission:execution` marker names the cancelled execution.
 //! Markers are removed last, so a restore cut off at any point is completed by the next scan.
 
+pub mod by_ticket;
 pub mod step;
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::aws_error::AwsCallError;
 use crate::error::{DecommissionError, KmsErrorCode};
+use crate::input::{read_object, ExecutionArn, FieldError, FreeText, StoreId};
 use crate::keys::{
     read_markers, refreshed, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE,
     MARKER_TICKET,
 };
 use crate::kms::Kms;
-use crate::request::validate_custom_key_store_id;
 
 /// Fields a cancel input may carry.
 const CANCEL_FIELDS: &[&str] = &[
@@ -27,8 +29,6 @@ const CANCEL_FIELDS: &[&str] = &[
     "RequestedBy",
     "Reason",
 ];
-/// Longest free text field (and execution ARN: it is compared with a KMS tag value).
-const MAX_TEXT_CHARS: usize = 256;
 
 /// A validated cancel request (the cancel state machine's input).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,34 +45,44 @@ pub struct CancelRequest {
     pub reason: Option<String>,
 }
 
+/// The cancel input as given: each field checked by its type, unknown fields refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct CancelInput {
+    /// `CustomKeyStoreId` (required).
+    pub custom_key_store_id: Option<StoreId>,
+    /// `DecommissionExecutionArn` (required).
+    pub decommission_execution_arn: Option<ExecutionArn>,
+    /// `TicketId`.
+    pub ticket_id: Option<FreeText>,
+    /// `RequestedBy`.
+    pub requested_by: Option<FreeText>,
+    /// `Reason`.
+    pub reason: Option<FreeText>,
+}
+
 impl CancelRequest {
     /// Validates a cancel input; `InvalidInput` names the offending field.
     pub fn from_input(input: &Value) -> Result<Self, DecommissionError> {
-        let Value::Object(object) = input else {
+        if !input.is_object() {
             return Err(DecommissionError::invalid_input(
                 "$",
                 "the cancel input must be a JSON object with CustomKeyStoreId and DecommissionExecutionArn",
             ));
-        };
-        if let Some(unknown) = object.keys().find(|k| !CANCEL_FIELDS.contains(&k.as_str())) {
-            return Err(DecommissionError::invalid_input(
-                unknown.as_str(),
-                format!("unknown field; accepted: {}", CANCEL_FIELDS.join(", ")),
-            ));
         }
-        let store = text(object, "CustomKeyStoreId")?
-            .ok_or_else(|| DecommissionError::invalid_input("CustomKeyStoreId", "required"))?;
-        validate_custom_key_store_id(&store)?;
-        let arn = text(object, "DecommissionExecutionArn")?.ok_or_else(|| {
-            DecommissionError::invalid_input("DecommissionExecutionArn", "required")
-        })?;
-        validate_execution_arn(&arn)?;
+        let given: CancelInput = read_object(input, CANCEL_FIELDS)?;
         Ok(Self {
-            custom_key_store_id: store,
-            decommission_execution_arn: arn,
-            ticket_id: text(object, "TicketId")?,
-            requested_by: text(object, "RequestedBy")?,
-            reason: text(object, "Reason")?,
+            custom_key_store_id: given
+                .custom_key_store_id
+                .ok_or_else(|| FieldError::required("CustomKeyStoreId"))?
+                .0,
+            decommission_execution_arn: given
+                .decommission_execution_arn
+                .ok_or_else(|| FieldError::required("DecommissionExecutionArn"))?
+                .0,
+            ticket_id: given.ticket_id.map(|t| t.0),
+            requested_by: given.requested_by.map(|t| t.0),
+            reason: given.reason.map(|t| t.0),
         })
     }
 
@@ -90,48 +100,6 @@ impl CancelRequest {
             cause.push_str(&format!(": {reason}"));
         }
         cause
-    }
-}
-
-/// An optional string field of at most 256 characters without control characters.
-fn text(object: &Map<String, Value>, field: &str) -> Result<Option<String>, DecommissionError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_TEXT_CHARS => {
-            Err(DecommissionError::invalid_input(
-                field,
-                format!("must be at most {MAX_TEXT_CHARS} characters"),
-            ))
-        }
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(
-            DecommissionError::invalid_input(field, "must not contain control characters"),
-        ),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(DecommissionError::invalid_input(field, "must be a string")),
-    }
-}
-
-/// A Step Functions execution ARN: `arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`.
-fn validate_execution_arn(arn: &str) -> Result<(), DecommissionError> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    let valid = parts.len() == 8
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "states"
-        && !parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].chars().all(|c| c.is_ascii_digit())
-        && parts[5] == "execution"
-        && !parts[6].is_empty()
-        && !parts[7].is_empty();
-    if valid {
-        Ok(())
-    } else {
-        Err(DecommissionError::invalid_input(
-            "DecommissionExecutionArn",
-            "must be a Step Functions execution ARN \
-             (arn:aws:states:<region>:<account>:execution:<state machine>:<name>)",
-        ))
     }
 }
 

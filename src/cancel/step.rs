@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+use crate::arn::Arn;
 use crate::bootstrap::LambdaFunction;
 use crate::cancel::{restore_key, CancelError, CancelRequest, Reenable, RestoreOutcome};
 use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
@@ -362,13 +363,12 @@ async fn stop_decommission(
     })
 }
 
-/// `arn:...:execution:<machine>:<name>` -> `arn:...:stateMachine:<machine>`.
+/// `arn:...:execution:<machine>:<name>` -> `arn:...:stateMachine:<machine>` (empty when the
+/// ARN is not an execution's: validated input always is).
 fn state_machine_of(execution_arn: &str) -> String {
-    let parts: Vec<&str> = execution_arn.split(':').collect();
-    if parts.len() < 7 {
-        return String::new();
-    }
-    format!("{}:stateMachine:{}", parts[..5].join(":"), parts[6])
+    Arn::parse(execution_arn)
+        .and_then(|arn| arn.state_machine_of_execution())
+        .unwrap_or_default()
 }
 
 /// Writes the report and marks the cancel done.

@@ -18,6 +18,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
 
+use crate::arn::Arn;
 use crate::aws_error::AwsCallError;
 use crate::config::ConfigError;
 
@@ -458,13 +459,7 @@ fn first_started(executions: impl Iterator<Item = ExecutionInfo>) -> Option<Exec
 /// `arn:<partition>:states:<region>:<account>:stateMachine:<sm>` ->
 /// `arn:<partition>:states:<region>:<account>:execution:<sm>:<name>`.
 pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
-    let parts: Vec<&str> = state_machine_arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "states", region, account, "stateMachine", machine] => Some(format!(
-            "arn:{partition}:states:{region}:{account}:execution:{machine}:{name}"
-        )),
-        _ => None,
-    }
+    Arn::parse(state_machine_arn)?.execution_of(name)
 }
 
 /// Environment variable holding the decommission state machine's ARN.

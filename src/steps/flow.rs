@@ -8,7 +8,8 @@ use crate::error::DecommissionError;
 use crate::state::DecommissionState;
 
 /// The six steps, named after their binaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Step {
     /// `plan-decommission`.
     PlanDecommission,
@@ -37,14 +38,7 @@ impl Step {
 
     /// The binary (and local function) name.
     pub fn binary_name(self) -> &'static str {
-        match self {
-            Step::PlanDecommission => "plan-decommission",
-            Step::EnsureStoreConnected => "ensure-store-connected",
-            Step::ScheduleKeyDeletion => "schedule-key-deletion",
-            Step::CheckKeysDeleted => "check-keys-deleted",
-            Step::DisconnectStore => "disconnect-store",
-            Step::DeleteStore => "delete-store",
-        }
+        self.into()
     }
 
     /// Checks that `state` is a document this step may act on: a valid input for the plan; for

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
+use crate::arn::Arn;
 use crate::aws_error::AwsCallError;
 use crate::bootstrap::LambdaFunction;
 use crate::config::ConfigError;
@@ -200,21 +201,11 @@ pub fn parse_tag_change(event: &Value) -> Result<TagChange, NotStarted> {
 
 /// The id after `<prefix>` in `arn:<partition>:<service>:<region>:<account>:<prefix><id>`.
 fn parse_arn<'a>(arn: &'a str, service: &str, prefix: &str) -> Option<&'a str> {
-    let mut parts = arn.splitn(6, ':');
-    let (scheme, _partition, svc, _region, _account, resource) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    let id = resource.strip_prefix(prefix)?;
-    (scheme == "arn" && svc == service && !id.is_empty() && !id.contains(['/', ':'])).then_some(id)
+    Arn::parse(arn)?.resource_id(service, prefix)
 }
 
 /// A tag change that is not meant for this trigger; nothing is done.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
 pub enum Ignored {
     /// Another kind of event.
     #[error("event {event_source}/{detail_type} is not a tag change")]
@@ -249,19 +240,12 @@ pub enum Ignored {
 impl Ignored {
     /// Outcome name for logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::NotATagChange { .. } => "NotATagChange",
-            Self::UnsupportedResource { .. } => "UnsupportedResource",
-            Self::TriggerTagNotChanged => "TriggerTagNotChanged",
-            Self::TriggerTagRemoved => "TriggerTagRemoved",
-            Self::TriggerTagAbsent => "TriggerTagAbsent",
-            Self::ConfirmationTagRemoved => "ConfirmationTagRemoved",
-        }
+        self.into()
     }
 }
 
 /// A tag change meant for this trigger that fails a check; nothing is started or changed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
 pub enum Refusal {
     /// The event is not shaped like a tag change.
     #[error("malformed event: {0}")]
@@ -352,20 +336,7 @@ pub enum Refusal {
 impl Refusal {
     /// Outcome name for logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::MalformedEvent(_) => "MalformedEvent",
-            Self::InvalidTagValue { .. } => "InvalidTagValue",
-            Self::KeyNotFound { .. } => "KeyNotFound",
-            Self::KeyNotInCustomKeyStore { .. } => "KeyNotInCustomKeyStore",
-            Self::KeyInOtherStore { .. } => "KeyInOtherStore",
-            Self::StoreNotFound { .. } => "StoreNotFound",
-            Self::ClusterDoesNotBackStore { .. } => "ClusterDoesNotBackStore",
-            Self::TagsChangedSinceEvent { .. } => "TagsChangedSinceEvent",
-            Self::ConfirmationMismatch { .. } => "ConfirmationMismatch",
-            Self::InvalidInput(_) => "InvalidInput",
-            Self::NameTaken { .. } => "NameTaken",
-            Self::TooManyRuns { .. } => "TooManyRuns",
-        }
+        self.into()
     }
 }
 

@@ -13,9 +13,9 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,18 +25,20 @@ use self::secret::{SecretError, SecretSource};
 use self::signature::{SignatureError, WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::aws_error::AwsCallError;
 use crate::bootstrap::LambdaFunction;
+use crate::cancel::by_ticket::{
+    cancel_by_ticket, TicketCancel, TicketCancelError, TicketCancelOutcome,
+};
 use crate::error::KmsErrorCode;
+use crate::input::{read_object, FieldError, FreeText, TicketId};
 use crate::kms::Kms;
 use crate::request::DecommissionRequest;
-use crate::sfn::naming::{cancel_execution_name, ticket_execution_name};
+use crate::sfn::naming::ticket_execution_name;
 use crate::sfn::RunMode;
 use crate::sfn::{ExecutionInfo, ExecutionRequest, Executions, StartOutcome};
 use crate::store;
 
 /// Largest accepted request body (decoded), in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// Error name of an execution stopped by a webhook `cancel`.
-pub const CANCEL_STOP_ERROR: &str = "CancelledByTicket";
 
 /// The webhook: its secret, KMS for the start checks, Step Functions for everything else.
 #[derive(Debug, Clone)]
@@ -69,6 +71,131 @@ fn secret_error(err: SecretError) -> Diagnostic {
     }
 }
 
+/// The webhook's actions, named by the body's `Action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ActionName {
+    Start,
+    Status,
+    Cancel,
+}
+
+/// A signed request, read by its action: each action's fields typed, unknown fields refused.
+#[derive(Debug, Clone)]
+pub enum WebhookRequest {
+    /// `start`: the execution input plus `TicketId`, `RequestedBy` and `DryRun`, all required.
+    Start(Box<StartAction>),
+    /// `status` of the ticket's run.
+    Status {
+        /// The ticket.
+        ticket: String,
+    },
+    /// `cancel` the ticket's run.
+    Cancel(CancelAction),
+}
+
+/// A `start` request.
+#[derive(Debug, Clone)]
+pub struct StartAction {
+    /// The ticket.
+    pub ticket: String,
+    /// The execution input, as given (without `Action`).
+    pub input: Value,
+    /// The input, validated.
+    pub request: DecommissionRequest,
+}
+
+/// A `cancel` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelAction {
+    /// The ticket whose run to cancel.
+    pub ticket: String,
+    /// Who asks.
+    pub requested_by: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct StatusFields {
+    ticket_id: Option<TicketId>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CancelFields {
+    ticket_id: Option<TicketId>,
+    requested_by: Option<FreeText>,
+    reason: Option<FreeText>,
+}
+
+impl WebhookRequest {
+    /// Reads a request body: a JSON object with an `Action` and that action's fields.
+    pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
+        let mut fields = match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return Err(WebhookError::MalformedJson("expected an object".into())),
+            Err(e) => return Err(WebhookError::MalformedJson(e.to_string())),
+        };
+        let action = match fields.remove("Action") {
+            None => return Err(WebhookError::MissingAction),
+            Some(Value::String(action)) => serde_json::from_value(Value::String(action.clone()))
+                .map_err(|_| WebhookError::UnknownAction(action))?,
+            Some(other) => return Err(WebhookError::UnknownAction(other.to_string())),
+        };
+        let fields = Value::Object(fields);
+        match action {
+            ActionName::Start => {
+                let request = DecommissionRequest::from_input(&fields)
+                    .map_err(|e| WebhookError::InvalidInput(e.to_string()))?;
+                let ticket = non_blank("TicketId", request.ticket_id.clone())?;
+                non_blank("RequestedBy", request.requested_by.clone())?;
+                if fields.get("DryRun").is_none_or(Value::is_null) {
+                    return Err(WebhookError::InvalidInput(
+                        "DryRun (true or false) is required".into(),
+                    ));
+                }
+                Ok(Self::Start(Box::new(StartAction {
+                    ticket,
+                    input: fields,
+                    request,
+                })))
+            }
+            ActionName::Status => {
+                let given: StatusFields =
+                    read_object(&fields, &["TicketId"]).map_err(invalid_field)?;
+                Ok(Self::Status {
+                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                })
+            }
+            ActionName::Cancel => {
+                let given: CancelFields =
+                    read_object(&fields, &["TicketId", "RequestedBy", "Reason"])
+                        .map_err(invalid_field)?;
+                Ok(Self::Cancel(CancelAction {
+                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                    requested_by: non_blank("RequestedBy", given.requested_by.map(|t| t.0))?,
+                    reason: given.reason.map(|t| t.0),
+                }))
+            }
+        }
+    }
+}
+
+/// A required text field that must not be blank.
+fn non_blank(field: &str, value: Option<String>) -> Result<String, WebhookError> {
+    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+        WebhookError::InvalidInput(format!(
+            "{field} (a non-empty string of at most 256 characters) is required"
+        ))
+    })
+}
+
+fn invalid_field(err: FieldError) -> WebhookError {
+    WebhookError::InvalidInput(format!("invalid request: {err}"))
+}
+
 /// A successful answer: status code and JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -85,7 +212,7 @@ impl Reply {
 }
 
 /// Why a webhook request was refused; each maps to one status code and error name.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum WebhookError {
     /// Only POST is accepted.
     #[error("method {0} is not allowed; use POST")]
@@ -154,20 +281,9 @@ impl WebhookError {
     /// Error name in the answer.
     pub fn name(&self) -> &str {
         match self {
-            Self::MethodNotAllowed(_) => "MethodNotAllowed",
-            Self::PayloadTooLarge => "PayloadTooLarge",
-            Self::MalformedBody => "MalformedBody",
             Self::Unauthorized(e) => e.name(),
-            Self::MalformedJson(_) => "MalformedJson",
-            Self::MissingAction => "MissingAction",
-            Self::UnknownAction(_) => "UnknownAction",
-            Self::InvalidInput(_) => "InvalidInput",
-            Self::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFound",
-            Self::ConfirmationMismatch(_) => "ConfirmationMismatch",
-            Self::StoreBusy(_) => "StoreBusy",
-            Self::TicketConflict(_) => "TicketConflict",
-            Self::UnknownTicket(_) => "UnknownTicket",
             Self::Upstream(e) => &e.code,
+            other => other.into(),
         }
     }
 
@@ -256,38 +372,20 @@ impl Webhook {
             &body,
             now,
         )?;
-        let mut fields = match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(fields)) => fields,
-            Ok(_) => return Err(WebhookError::MalformedJson("expected an object".into())),
-            Err(e) => return Err(WebhookError::MalformedJson(e.to_string())),
-        };
-        let action = match fields.remove("Action") {
-            Some(Value::String(action)) => action,
-            Some(other) => return Err(WebhookError::UnknownAction(other.to_string())),
-            None => return Err(WebhookError::MissingAction),
-        };
-        match action.as_str() {
-            "start" => self.start(fields).await,
-            "status" => self.status(fields).await,
-            "cancel" => self.cancel(fields).await,
-            _ => Err(WebhookError::UnknownAction(action)),
+        match WebhookRequest::parse(&body)? {
+            WebhookRequest::Start(start) => self.start(*start).await,
+            WebhookRequest::Status { ticket } => self.status(ticket).await,
+            WebhookRequest::Cancel(cancel) => self.cancel(cancel).await,
         }
     }
 
-    async fn start(&self, input: Map<String, Value>) -> Result<Reply, WebhookError> {
-        let ticket = required_text(&input, "TicketId")?;
-        required_text(&input, "RequestedBy")?;
-        let dry_run = match input.get("DryRun") {
-            Some(Value::Bool(b)) => *b,
-            _ => {
-                return Err(WebhookError::InvalidInput(
-                    "DryRun (true or false) is required".into(),
-                ))
-            }
-        };
-        let input = Value::Object(input);
-        let request = DecommissionRequest::from_input(&input)
-            .map_err(|e| WebhookError::InvalidInput(e.to_string()))?;
+    async fn start(&self, start: StartAction) -> Result<Reply, WebhookError> {
+        let StartAction {
+            ticket,
+            input,
+            request,
+        } = start;
+        let dry_run = request.dry_run;
         let store = request.custom_key_store_id.clone();
         let mode = RunMode::from_dry_run(dry_run);
         let name = ticket_execution_name(&ticket, mode);
@@ -322,8 +420,7 @@ impl Webhook {
         started_reply(outcome, &name, mode)
     }
 
-    async fn status(&self, fields: Map<String, Value>) -> Result<Reply, WebhookError> {
-        let ticket = ticket_only(&fields, &["TicketId"])?;
+    async fn status(&self, ticket: String) -> Result<Reply, WebhookError> {
         let execution = self.ticket_execution(&ticket).await?;
         let state = self.executions.current_state(&execution.arn).await?;
         let (phase, document) = match state {
@@ -352,124 +449,70 @@ impl Webhook {
         ))
     }
 
-    async fn cancel(&self, fields: Map<String, Value>) -> Result<Reply, WebhookError> {
-        let ticket = ticket_only(&fields, &["TicketId", "RequestedBy", "Reason"])?;
-        let requested_by = required_text(&fields, "RequestedBy")?;
-        if fields.contains_key("Reason") {
-            required_text(&fields, "Reason")?;
-        }
-        let machine = self.executions.state_machine_arn().to_owned();
-        let decommission = self
-            .executions
-            .describe_named(
-                &machine,
-                &ticket_execution_name(&ticket, RunMode::Decommission),
-            )
-            .await?;
-        let Some(decommission) = decommission else {
-            return self.cancel_dry_run(&machine, &ticket).await;
+    async fn cancel(&self, cancel: CancelAction) -> Result<Reply, WebhookError> {
+        let request = TicketCancel {
+            ticket: &cancel.ticket,
+            requested_by: &cancel.requested_by,
+            reason: cancel.reason.as_deref(),
         };
-        if decommission.status == ExecutionStatus::Succeeded {
-            return Ok(Reply::new(
+        let outcome =
+            cancel_by_ticket(&self.executions, &request)
+                .await
+                .map_err(|err| match err {
+                    TicketCancelError::UnknownTicket(ticket) => WebhookError::UnknownTicket(ticket),
+                    TicketCancelError::InvalidInput(e) => WebhookError::InvalidInput(e.to_string()),
+                    TicketCancelError::Aws(e) => WebhookError::Upstream(e),
+                })?;
+        Ok(match outcome {
+            TicketCancelOutcome::DecommissionCompleted { arn, status } => Reply::new(
                 200,
                 json!({
                     "Result": "NothingToCancel",
-                    "ExecutionArn": decommission.arn,
-                    "Status": decommission.status.as_str(),
+                    "ExecutionArn": arn,
+                    "Status": status.as_str(),
                     "Message": "the decommission completed: its keys and the store are deleted and cannot come back",
                 }),
-            ));
-        }
-        let stopped_now = decommission.is_running();
-        if stopped_now {
-            let cause = format!("cancelled by ticket {ticket}, requested by {requested_by}");
-            self.executions
-                .stop(&decommission.arn, CANCEL_STOP_ERROR, &cause)
-                .await?;
-        }
-        let Some(cancel_machine) = self
-            .executions
-            .cancel_state_machine_arn()
-            .map(str::to_owned)
-        else {
-            return Ok(Reply::new(
+            ),
+            TicketCancelOutcome::DryRunOnly { arn, status } => Reply::new(
+                200,
+                json!({
+                    "Result": "NothingToCancel",
+                    "ExecutionArn": arn,
+                    "Status": status.as_str(),
+                    "Message": "the ticket only ran a dry run, which changes nothing",
+                }),
+            ),
+            TicketCancelOutcome::DryRunStopped { arn } => {
+                Reply::new(202, json!({"Result": "DryRunStopped", "ExecutionArn": arn}))
+            }
+            TicketCancelOutcome::StoppedWithoutCancelWorkflow { arn, stopped_now } => Reply::new(
                 if stopped_now { 202 } else { 200 },
                 json!({
                     "Result": "DecommissionStopped",
-                    "ExecutionArn": decommission.arn,
+                    "ExecutionArn": arn,
                     "StoppedNow": stopped_now,
                     "CancelExecutionArn": null,
                     "KeysRestored": false,
                     "Message": "no cancel workflow is configured (CANCEL_STATE_MACHINE_ARN): keys this execution scheduled stay pending deletion; restore them with CancelKeyDeletion and EnableKey (keys tagged kms-decommission:execution with this ARN)",
                 }),
-            ));
-        };
-        let mut cancel_input = json!({
-            "CustomKeyStoreId": decommission.store_id(),
-            "DecommissionExecutionArn": decommission.arn,
-            "TicketId": ticket,
-            "RequestedBy": requested_by,
-        });
-        if let (Some(reason), Some(map)) = (fields.get("Reason"), cancel_input.as_object_mut()) {
-            map.insert("Reason".into(), reason.clone());
-        }
-        let outcome = self
-            .executions
-            .start_named(
-                &cancel_machine,
-                &cancel_execution_name(&ticket),
-                &cancel_input,
-            )
-            .await?;
-        let (status, cancel) = match outcome {
-            StartOutcome::Started { arn } => (
-                202,
-                json!({"CancelExecutionArn": arn, "CancelStatus": "RUNNING"}),
             ),
-            StartOutcome::AlreadyRunning(e)
-            | StartOutcome::AlreadyFinished(e)
-            | StartOutcome::NameTaken(e)
-            | StartOutcome::StoreBusy(e) => (
-                if stopped_now { 202 } else { 200 },
-                json!({"CancelExecutionArn": e.arn, "CancelStatus": e.status.as_str()}),
+            TicketCancelOutcome::CancelStarted {
+                arn,
+                stopped_now,
+                cancel_arn,
+                started_now,
+                cancel_status,
+            } => Reply::new(
+                if started_now || stopped_now { 202 } else { 200 },
+                json!({
+                    "Result": "CancelStarted",
+                    "ExecutionArn": arn,
+                    "StoppedNow": stopped_now,
+                    "CancelExecutionArn": cancel_arn,
+                    "CancelStatus": cancel_status.as_str(),
+                }),
             ),
-        };
-        let mut body = json!({
-            "Result": "CancelStarted",
-            "ExecutionArn": decommission.arn,
-            "StoppedNow": stopped_now,
-        });
-        if let (Some(map), Value::Object(extra)) = (body.as_object_mut(), cancel) {
-            map.extend(extra);
-        }
-        Ok(Reply::new(status, body))
-    }
-
-    async fn cancel_dry_run(&self, machine: &str, ticket: &str) -> Result<Reply, WebhookError> {
-        let dry_run = self
-            .executions
-            .describe_named(machine, &ticket_execution_name(ticket, RunMode::DryRun))
-            .await?
-            .ok_or_else(|| WebhookError::UnknownTicket(ticket.to_owned()))?;
-        if dry_run.is_running() {
-            let cause = format!("dry run cancelled by ticket {ticket}");
-            self.executions
-                .stop(&dry_run.arn, CANCEL_STOP_ERROR, &cause)
-                .await?;
-            return Ok(Reply::new(
-                202,
-                json!({"Result": "DryRunStopped", "ExecutionArn": dry_run.arn}),
-            ));
-        }
-        Ok(Reply::new(
-            200,
-            json!({
-                "Result": "NothingToCancel",
-                "ExecutionArn": dry_run.arn,
-                "Status": dry_run.status.as_str(),
-                "Message": "the ticket only ran a dry run, which changes nothing",
-            }),
-        ))
+        })
     }
 
     /// The ticket's decommission execution, else its dry run.
@@ -569,28 +612,6 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn required_text(fields: &Map<String, Value>, field: &str) -> Result<String, WebhookError> {
-    match fields.get(field) {
-        Some(Value::String(text)) if !text.trim().is_empty() && text.chars().count() <= 256 => {
-            Ok(text.clone())
-        }
-        _ => Err(WebhookError::InvalidInput(format!(
-            "{field} (a non-empty string of at most 256 characters) is required"
-        ))),
-    }
-}
-
-/// The `TicketId` of a status or cancel request, whose fields must be among `allowed`.
-fn ticket_only(fields: &Map<String, Value>, allowed: &[&str]) -> Result<String, WebhookError> {
-    if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(WebhookError::InvalidInput(format!(
-            "unknown field {unknown:?}; this action takes {}",
-            allowed.join(", ")
-        )));
-    }
-    required_text(fields, "TicketId")
-}
-
 fn rfc3339(date: &aws_smithy_types::DateTime) -> Option<String> {
     date.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
 }
@@ -608,7 +629,10 @@ fn to_response(reply: Reply) -> LambdaFunctionUrlResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cancel::by_ticket::CANCEL_STOP_ERROR;
     use crate::test_support::fakes::{FakeKms, FakeSfn, CANCEL_MACHINE, MACHINE};
+    use aws_sdk_sfn::types::ExecutionStatus;
+    use serde_json::Map;
 
     const NOW: i64 = 1_795_860_000;
     const SECRET: &[u8] = b"test-webhook-secret-0123456789abcdef";

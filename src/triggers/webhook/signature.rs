@@ -123,7 +123,7 @@ fn parse_timestamp(timestamp: &str) -> Result<i64, SignatureError> {
 }
 
 /// Why a request's signature was refused (answered 401).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum SignatureError {
     /// No `X-Signature` header.
     #[error("the request has no X-Signature header")]
@@ -157,15 +157,7 @@ pub enum SignatureError {
 impl SignatureError {
     /// The error name returned to the caller.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::MissingSignature => "MissingSignature",
-            Self::MissingTimestamp => "MissingTimestamp",
-            Self::MalformedTimestamp => "MalformedTimestamp",
-            Self::StaleTimestamp { .. } => "StaleTimestamp",
-            Self::FutureTimestamp { .. } => "FutureTimestamp",
-            Self::MalformedSignature => "MalformedSignature",
-            Self::SignatureMismatch => "SignatureMismatch",
-        }
+        self.into()
     }
 }
 

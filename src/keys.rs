@@ -7,12 +7,12 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_kms::types::{KeyMetadata, Tag};
+use aws_sdk_kms::types::{KeyMetadata, KeyState, Tag};
 
-use crate::clock::{from_kms, to_rfc3339};
+use crate::clock::from_kms;
 use crate::error::{DecommissionError, KmsErrorCode};
 use crate::kms::Kms;
-use crate::model::{KeySample, StoreSummary, StoreType};
+use crate::model::{KeySample, StoreSummary, StoreType, Timestamp};
 
 /// Tag key of the marker naming the execution that scheduled the key.
 pub const MARKER_EXECUTION: &str = "kms-decommission:execution";
@@ -21,7 +21,8 @@ pub const MARKER_PRIOR_STATE: &str = "kms-decommission:prior-state";
 /// Tag key of the marker holding the ticket id, when the request gave one.
 pub const MARKER_TICKET: &str = "kms-decommission:ticket";
 /// Key states a key can be scheduled from (and restored to by a cancel).
-pub const SCHEDULABLE_STATES: &[&str] = &["Enabled", "Disabled", "Unavailable"];
+pub const SCHEDULABLE_STATES: [KeyState; 3] =
+    [KeyState::Enabled, KeyState::Disabled, KeyState::Unavailable];
 /// Longest KMS tag value.
 const MAX_TAG_VALUE_CHARS: usize = 256;
 
@@ -52,7 +53,7 @@ impl TargetStore {
 pub struct StoreKey {
     key_id: String,
     arn: String,
-    state: String,
+    state: KeyState,
     deletion_date: Option<SystemTime>,
     xks_key_id: Option<String>,
 }
@@ -86,7 +87,8 @@ impl StoreKey {
             key_id,
             state: metadata
                 .key_state()
-                .map_or_else(|| "Unknown".to_string(), |s| s.as_str().to_string()),
+                .cloned()
+                .unwrap_or_else(|| KeyState::from("Unknown")),
             deletion_date: metadata.deletion_date().map(from_kms),
             xks_key_id: metadata
                 .xks_key_configuration()
@@ -106,13 +108,13 @@ impl StoreKey {
     }
 
     /// Key state when described.
-    pub fn state(&self) -> &str {
+    pub fn state(&self) -> &KeyState {
         &self.state
     }
 
     /// Whether the key is pending deletion.
     pub fn is_pending_deletion(&self) -> bool {
-        self.state == "PendingDeletion"
+        self.state == KeyState::PendingDeletion
     }
 
     /// DeletionDate (pending keys).
@@ -132,7 +134,7 @@ impl StoreKey {
             arn: self.arn.clone(),
             key_state: self.state.clone(),
             xks_key_id: self.xks_key_id.clone(),
-            deletion_date: self.deletion_date.map(to_rfc3339),
+            deletion_date: self.deletion_date.map(Timestamp::ceil),
         }
     }
 }
@@ -170,14 +172,15 @@ impl Markers {
 
     /// The prior state to record for a key now in `current_state` being scheduled by
     /// `execution`: the one this execution recorded first, else the current state.
-    pub fn prior_state_for(&self, execution: &str, current_state: &str) -> String {
+    pub fn prior_state_for(&self, execution: &str, current_state: &KeyState) -> String {
         match &self.prior_state {
             Some(prior)
-                if self.written_by(execution) && SCHEDULABLE_STATES.contains(&prior.as_str()) =>
+                if self.written_by(execution)
+                    && SCHEDULABLE_STATES.contains(&KeyState::from(prior.as_str())) =>
             {
                 prior.clone()
             }
-            _ => current_state.to_string(),
+            _ => current_state.as_str().to_string(),
         }
     }
 }
@@ -231,14 +234,14 @@ pub async fn ensure_scheduled(
     if key.is_pending_deletion() {
         return pending_outcome(kms, key, markers_for.execution).await;
     }
-    if !SCHEDULABLE_STATES.contains(&key.state()) {
+    if !SCHEDULABLE_STATES.contains(key.state()) {
         return Err(DecommissionError::unexpected(
             "DescribeKey",
             format!(
                 "key {} of store {} is in state {}, which a custom key store key cannot have",
                 key.arn(),
                 target.id(),
-                key.state()
+                key.state().as_str()
             ),
         ));
     }
@@ -281,7 +284,7 @@ pub async fn ensure_scheduled(
                 ticket = markers_for.ticket,
                 prior_state = prior_state.as_str(),
                 pending_window_in_days,
-                deletion_date = deletion_date.map(to_rfc3339),
+                deletion_date = deletion_date.map(|d| Timestamp::ceil(d).to_string()),
                 "scheduled key deletion"
             );
             Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
@@ -412,7 +415,7 @@ mod tests {
         );
         let key = StoreKey::from_metadata(&ours, &cloudhsm).unwrap();
         assert_eq!(key.arn(), "arn:aws:kms:us-east-1:123456789012:key/k1");
-        assert_eq!(key.state(), "Enabled");
+        assert_eq!(key.state(), &KeyState::Enabled);
 
         for other in [
             metadata(
@@ -470,11 +473,14 @@ mod tests {
             ("team", "payments"),
         ]));
         assert!(markers.written_by(exec));
-        assert_eq!(markers.prior_state_for(exec, "Disabled"), "Enabled");
+        assert_eq!(
+            markers.prior_state_for(exec, &KeyState::Disabled),
+            "Enabled"
+        );
 
         let other_execution = "arn:aws:states:us-east-1:123456789012:execution:sm:run-0";
         assert_eq!(
-            markers.prior_state_for(other_execution, "Disabled"),
+            markers.prior_state_for(other_execution, &KeyState::Disabled),
             "Disabled"
         );
 
@@ -482,7 +488,10 @@ mod tests {
             (MARKER_EXECUTION, exec),
             (MARKER_PRIOR_STATE, "PendingDeletion"),
         ]));
-        assert_eq!(garbage.prior_state_for(exec, "Disabled"), "Disabled");
+        assert_eq!(
+            garbage.prior_state_for(exec, &KeyState::Disabled),
+            "Disabled"
+        );
 
         assert_eq!(Markers::from_tags(&[]), Markers::default());
     }

@@ -1,7 +1,94 @@
 //! The value types that the state document, the steps and the triggers share: the store, its
 //! keys, the execution. This module imports nothing of the crate, so any module may use it.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_kms::types::{ConnectionStateType, KeyState};
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
+
+/// Serde for the SDK's KMS enums (`KeyState`, `ConnectionStateType`, ...) by their KMS names;
+/// a name the SDK does not know is kept as it is.
+pub mod kms_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the KMS name.
+    pub fn serialize<T: AsRef<str>, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.as_ref())
+    }
+
+    /// Reads a KMS name.
+    pub fn deserialize<'de, T: for<'a> From<&'a str>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(T::from(name.as_str()))
+    }
+}
+
+/// An instant written in a state document as RFC 3339 in UTC (`2026-12-28T10:00:00Z`). Built
+/// rounded to whole seconds: up for instants to wait for (a Wait never ends before the instant it
+/// stands for), down for instants already passed. Read back exactly as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    /// `time` rounded up to a whole second.
+    pub fn ceil(time: SystemTime) -> Self {
+        let floor = Self::floor(time);
+        if floor.0 < time {
+            Self(floor.0 + Duration::from_secs(1))
+        } else {
+            floor
+        }
+    }
+
+    /// `time` rounded down to a whole second (the epoch for an earlier time).
+    pub fn floor(time: SystemTime) -> Self {
+        let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self(UNIX_EPOCH + Duration::from_secs(seconds))
+    }
+
+    /// The instant.
+    pub fn time(self) -> SystemTime {
+        self.0
+    }
+
+    /// Parses RFC 3339; `Err` says why not.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parsed = DateTime::from_str(text, Format::DateTime)
+            .map_err(|e| format!("{text:?} is not an RFC 3339 timestamp: {e}"))?;
+        SystemTime::try_from(parsed)
+            .map(Self)
+            .map_err(|e| format!("{text:?} is out of range: {e}"))
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = DateTime::from(self.0)
+            .fmt(Format::DateTime)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string());
+        f.write_str(&text)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 /// Most keys any list in the state document (or an error message) carries.
 pub const SAMPLE_CAP: usize = 25;
@@ -21,31 +108,27 @@ pub struct ExecutionInfo {
 }
 
 /// The kind of custom key store, with KMS's wire names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 pub enum StoreType {
     /// A CloudHSM key store.
     #[serde(rename = "AWS_CLOUDHSM")]
+    #[strum(serialize = "AWS_CLOUDHSM")]
     CloudHsm,
     /// An external key store (XKS).
     #[serde(rename = "EXTERNAL_KEY_STORE")]
+    #[strum(serialize = "EXTERNAL_KEY_STORE")]
     External,
 }
 
 impl StoreType {
     /// KMS's name of the type.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CloudHsm => "AWS_CLOUDHSM",
-            Self::External => "EXTERNAL_KEY_STORE",
-        }
+        self.into()
     }
 
-    /// The `Origin` KMS gives the keys of such a store.
+    /// The `Origin` KMS gives the keys of such a store: KMS names it like the store type.
     pub fn key_origin(self) -> &'static str {
-        match self {
-            Self::CloudHsm => "AWS_CLOUDHSM",
-            Self::External => "EXTERNAL_KEY_STORE",
-        }
+        self.as_str()
     }
 }
 
@@ -69,7 +152,8 @@ pub struct StoreSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xks_proxy_vpc_endpoint_service_name: Option<String>,
     /// Connection state when described (`CONNECTED`, `DISCONNECTED`, ...).
-    pub connection_state: String,
+    #[serde(with = "kms_name")]
+    pub connection_state: ConnectionStateType,
     /// KMS's ConnectionErrorCode, present only in FAILED.
     #[serde(default)]
     pub connection_error_code: Option<String>,
@@ -84,13 +168,14 @@ pub struct KeySample {
     /// Key ARN (the label of the key material in a CloudHSM cluster).
     pub arn: String,
     /// Key state when inventoried.
-    pub key_state: String,
+    #[serde(with = "kms_name")]
+    pub key_state: KeyState,
     /// The external key id (external key stores only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xks_key_id: Option<String>,
     /// DeletionDate (PendingDeletion keys only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_date: Option<String>,
+    pub deletion_date: Option<Timestamp>,
 }
 
 /// Appends `item` to a capped sample, returning whether it was kept.
@@ -100,5 +185,31 @@ pub fn push_capped<T>(sample: &mut Vec<T>, item: T) -> bool {
         true
     } else {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_to_whole_seconds_and_read_back_as_written() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_796_605_171_565);
+        assert_eq!(Timestamp::floor(at).to_string(), "2026-12-07T00:59:31Z");
+        assert_eq!(Timestamp::ceil(at).to_string(), "2026-12-07T00:59:32Z");
+        let whole = Timestamp::floor(at);
+        assert_eq!(Timestamp::ceil(whole.time()), whole);
+        for text in ["2026-12-28T10:00:00Z", "2026-11-28T10:00:00.5Z"] {
+            let parsed: Timestamp = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(
+                serde_json::to_value(parsed).unwrap(),
+                serde_json::json!(text)
+            );
+        }
+        assert!(Timestamp::parse("yesterday").is_err());
+        assert_eq!(
+            Timestamp::parse("2026-11-28T10:00:00.000Z").unwrap().time(),
+            UNIX_EPOCH + Duration::from_secs(1_795_860_000)
+        );
     }
 }

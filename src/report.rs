@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{KeySample, StoreSummary, StoreType};
+use crate::model::{KeySample, StoreSummary, StoreType, Timestamp};
 use crate::usage::UsageSummary;
 
 /// How the decommission ended.
@@ -73,7 +73,7 @@ pub struct Report {
     #[serde(default)]
     pub started_at: Option<String>,
     /// When the report was written (RFC 3339).
-    pub finished_at: String,
+    pub finished_at: Timestamp,
 }
 
 /// What the operator should know about the keys' last use, one sentence each.

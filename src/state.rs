@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use aws_sdk_kms::types::ConnectionStateType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::to_rfc3339_floor;
 use crate::error::DecommissionError;
-use crate::model::{ExecutionInfo, KeySample, StoreSummary, StoreType};
+use crate::model::{kms_name, ExecutionInfo, KeySample, StoreSummary, StoreType, Timestamp};
 use crate::report::{last_use_follow_ups, left_behind, Outcome, Report};
 use crate::request::DecommissionRequest;
 use crate::usage::UsageSummary;
@@ -64,7 +64,8 @@ impl DecommissionState {
                 "the payload is not a JSON object",
             ));
         }
-        serde_json::from_value(value).map_err(|e| DecommissionError::invalid_state(e.to_string()))
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| DecommissionError::invalid_state(format!("{}: {}", e.path(), e.inner())))
     }
 
     /// Serializes the document for the handler's response.
@@ -151,13 +152,14 @@ pub struct PlanProgress {
 }
 
 /// Progress of ensure-store-connected.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ConnectionStatus {
     /// The store is ready for the waiting period (the state machine polls while false).
     pub ready: bool,
     /// Connection state last seen.
-    pub connection_state: String,
+    #[serde(with = "kms_name")]
+    pub connection_state: ConnectionStateType,
     /// ConnectionErrorCode last seen (FAILED only).
     #[serde(default)]
     pub connection_error_code: Option<String>,
@@ -168,7 +170,7 @@ pub struct ConnectionStatus {
     pub poll_after_seconds: u64,
     /// When the current connect episode started (RFC 3339), null when ready.
     #[serde(default)]
-    pub since: Option<String>,
+    pub since: Option<Timestamp>,
     /// The store could not be connected and AllowOrphanedKeyMaterial let the workflow go on.
     #[serde(default)]
     pub orphaned_key_material_accepted: bool,
@@ -194,13 +196,13 @@ pub struct SchedulingProgress {
     pub keys_already_pending: u64,
     /// Earliest DeletionDate among the store's keys (RFC 3339).
     #[serde(default)]
-    pub earliest_deletion_date: Option<String>,
+    pub earliest_deletion_date: Option<Timestamp>,
     /// Latest DeletionDate among the store's keys (RFC 3339).
     #[serde(default)]
-    pub latest_deletion_date: Option<String>,
+    pub latest_deletion_date: Option<Timestamp>,
     /// When check-keys-deleted should first run (RFC 3339, whole seconds, rounded up).
     #[serde(default)]
-    pub wait_until: Option<String>,
+    pub wait_until: Option<Timestamp>,
     /// Whether the state machine should Wait for `wait_until` (false when under 60 s ahead).
     #[serde(default)]
     pub wait_required: bool,
@@ -238,10 +240,10 @@ pub struct DeletionCheck {
     pub keys_scanned: u64,
     /// Earliest DeletionDate among pending keys in the current scan.
     #[serde(default)]
-    pub earliest_deletion_date: Option<String>,
+    pub earliest_deletion_date: Option<Timestamp>,
     /// Latest DeletionDate among pending keys in the current scan.
     #[serde(default)]
-    pub latest_deletion_date: Option<String>,
+    pub latest_deletion_date: Option<Timestamp>,
     /// Keys of the store found not pending deletion in the current scan.
     #[serde(default)]
     pub keys_not_pending: u64,
@@ -251,13 +253,14 @@ pub struct DeletionCheck {
 }
 
 /// Progress of disconnect-store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DisconnectStatus {
     /// The store is DISCONNECTED (the state machine polls while false).
     pub disconnected: bool,
     /// Connection state last seen.
-    pub connection_state: String,
+    #[serde(with = "kms_name")]
+    pub connection_state: ConnectionStateType,
     /// DisconnectCustomKeyStore calls made by this step.
     #[serde(default)]
     pub disconnect_attempts: u32,
@@ -265,7 +268,33 @@ pub struct DisconnectStatus {
     pub poll_after_seconds: u64,
     /// When this step first found the store not yet DISCONNECTED (RFC 3339).
     #[serde(default)]
-    pub since: Option<String>,
+    pub since: Option<Timestamp>,
+}
+
+impl Default for ConnectionStatus {
+    fn default() -> Self {
+        Self {
+            ready: false,
+            connection_state: ConnectionStateType::from(""),
+            connection_error_code: None,
+            connect_attempts: 0,
+            poll_after_seconds: 0,
+            since: None,
+            orphaned_key_material_accepted: false,
+        }
+    }
+}
+
+impl Default for DisconnectStatus {
+    fn default() -> Self {
+        Self {
+            disconnected: false,
+            connection_state: ConnectionStateType::from(""),
+            disconnect_attempts: 0,
+            poll_after_seconds: 0,
+            since: None,
+        }
+    }
 }
 
 impl DecommissionState {
@@ -363,7 +392,7 @@ impl DecommissionState {
             last_use: plan.last_use,
             follow_ups,
             started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
-            finished_at: to_rfc3339_floor(now),
+            finished_at: Timestamp::floor(now),
         })
     }
 }
@@ -411,7 +440,7 @@ mod tests {
             plan: Some(PlanProgress::default()),
             connection: Some(ConnectionStatus::default()),
             scheduling: Some(SchedulingProgress {
-                wait_until: Some("2026-12-28T10:00:00Z".into()),
+                wait_until: Some(Timestamp::parse("2026-12-28T10:00:00Z").unwrap()),
                 ..Default::default()
             }),
             deletion: Some(DeletionCheck::default()),

@@ -3,45 +3,16 @@
 //! Each function makes one KMS call through [`Kms`]; the steps decide what a state or an error
 //! means.
 
+use aws_sdk_kms::types::ConnectionStateType;
+
 use crate::error::DecommissionError;
 use crate::kms::Kms;
 use crate::model::{StoreSummary, StoreType};
 
-/// A custom key store's connection state, as KMS names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// `CONNECTED`.
-    Connected,
-    /// `CONNECTING` (transient).
-    Connecting,
-    /// `DISCONNECTED`.
-    Disconnected,
-    /// `DISCONNECTING` (transient).
-    Disconnecting,
-    /// `FAILED`: a connection attempt failed; `ConnectionErrorCode` says why.
-    Failed,
-    /// A value this code does not know.
-    Unknown(String),
-}
-
-impl ConnectionState {
-    /// Parses KMS's name.
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "CONNECTED" => Self::Connected,
-            "CONNECTING" => Self::Connecting,
-            "DISCONNECTED" => Self::Disconnected,
-            "DISCONNECTING" => Self::Disconnecting,
-            "FAILED" => Self::Failed,
-            other => Self::Unknown(other.to_string()),
-        }
-    }
-}
-
 impl StoreSummary {
-    /// The parsed connection state.
-    pub fn state(&self) -> ConnectionState {
-        ConnectionState::parse(&self.connection_state)
+    /// The connection state.
+    pub fn state(&self) -> &ConnectionStateType {
+        &self.connection_state
     }
 }
 
@@ -69,12 +40,9 @@ pub async fn describe(kms: &Kms, store_id: &str) -> Result<StoreSummary, Decommi
             ))
         }
     };
-    let connection_state = entry
-        .connection_state()
-        .map(|s| s.as_str().to_string())
-        .ok_or_else(|| {
-            DecommissionError::unexpected(OP, format!("store {store_id} has no ConnectionState"))
-        })?;
+    let connection_state = entry.connection_state().cloned().ok_or_else(|| {
+        DecommissionError::unexpected(OP, format!("store {store_id} has no ConnectionState"))
+    })?;
     let xks = entry.xks_proxy_configuration();
     Ok(StoreSummary {
         custom_key_store_id: store_id.to_string(),
@@ -108,28 +76,6 @@ pub async fn disconnect(kms: &Kms, store_id: &str) -> Result<(), DecommissionErr
 /// Deletes a DISCONNECTED store that holds no keys.
 pub async fn delete(kms: &Kms, store_id: &str) -> Result<(), DecommissionError> {
     kms.delete_custom_key_store(store_id).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_states_parse_with_kms_names() {
-        assert_eq!(
-            ConnectionState::parse("CONNECTED"),
-            ConnectionState::Connected
-        );
-        assert_eq!(ConnectionState::parse("FAILED"), ConnectionState::Failed);
-        assert_eq!(
-            ConnectionState::parse("DISCONNECTING"),
-            ConnectionState::Disconnecting
-        );
-        assert_eq!(
-            ConnectionState::parse("connected"),
-            ConnectionState::Unknown("connected".into())
-        );
-    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_kms::operation::get_key_last_usage::GetKeyLastUsageOutput;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{from_kms, parse_rfc3339, to_rfc3339_floor};
+use crate::clock::from_kms;
 use crate::error::DecommissionError;
 use crate::keys::StoreKey;
 use crate::kms::Kms;
-use crate::model::{push_capped, SAMPLE_CAP};
+use crate::model::{push_capped, Timestamp, SAMPLE_CAP};
 
 /// Days a key must have been idle before it may be scheduled, when the input gives none.
 pub const DEFAULT_MIN_DAYS_SINCE_LAST_USE: u32 = 30;
@@ -47,7 +47,7 @@ pub struct KeyLastUse {
     pub operation: Option<String>,
     /// When it happened, when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<String>,
+    pub timestamp: Option<Timestamp>,
     /// The CloudTrail event of that operation (look it up to find the caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_trail_event_id: Option<String>,
@@ -56,7 +56,7 @@ pub struct KeyLastUse {
     pub kms_request_id: Option<String>,
     /// Since when KMS records use of this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracking_start_date: Option<String>,
+    pub tracking_start_date: Option<Timestamp>,
 }
 
 impl KeyLastUse {
@@ -77,7 +77,7 @@ impl KeyLastUse {
             timestamp: None,
             cloud_trail_event_id: None,
             kms_request_id: None,
-            tracking_start_date: tracking_start.map(to_rfc3339_floor),
+            tracking_start_date: tracking_start.map(Timestamp::floor),
         };
         if let Some(usage) = usage {
             let timestamp = usage.timestamp().ok_or_else(|| {
@@ -94,7 +94,7 @@ impl KeyLastUse {
                     .operation()
                     .map_or_else(|| "unknown".to_string(), |o| o.as_str().to_string()),
             );
-            last_use.timestamp = Some(to_rfc3339_floor(from_kms(timestamp)));
+            last_use.timestamp = Some(Timestamp::floor(from_kms(timestamp)));
             last_use.cloud_trail_event_id = usage.cloud_trail_event_id().map(str::to_string);
             last_use.kms_request_id = usage.kms_request_id().map(str::to_string);
             return Ok(last_use);
@@ -117,12 +117,14 @@ impl KeyLastUse {
     /// The last use in words: "Decrypt at <time> (CloudTrail event <id>)", "never used since
     /// <date>" or "no use since <date>, unknown before".
     pub fn describe(&self) -> String {
-        let since = self.tracking_start_date.as_deref().unwrap_or("unknown");
+        let text =
+            |t: Option<Timestamp>| t.map_or_else(|| "unknown".to_string(), |t| t.to_string());
+        let since = text(self.tracking_start_date);
         match self.status {
             UsageStatus::Used => format!(
                 "{} at {} (CloudTrail event {}, KMS request {})",
                 self.operation.as_deref().unwrap_or("unknown"),
-                self.timestamp.as_deref().unwrap_or("unknown"),
+                text(self.timestamp),
                 self.cloud_trail_event_id.as_deref().unwrap_or("unknown"),
                 self.kms_request_id.as_deref().unwrap_or("unknown"),
             ),
@@ -180,10 +182,9 @@ impl UsageGuard {
         if !self.is_on() || last_use.status != UsageStatus::Used {
             return Ok(false);
         }
-        let Some(timestamp) = last_use.timestamp.as_deref() else {
+        let Some(used_at) = last_use.timestamp.map(Timestamp::time) else {
             return Ok(true);
         };
-        let used_at = parse_rfc3339("KeyLastUsage.Timestamp", timestamp)?;
         let min_idle =
             Duration::from_secs(u64::from(self.min_days_since_last_use) * SECONDS_PER_DAY);
         Ok(match now.duration_since(used_at) {
@@ -354,7 +355,6 @@ pub fn recently_used_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::parse_rfc3339;
 
     fn used(at: &str) -> KeyLastUse {
         KeyLastUse {
@@ -362,15 +362,15 @@ mod tests {
             arn: "arn:aws:kms:us-east-1:123456789012:key/k1".into(),
             status: UsageStatus::Used,
             operation: Some("Decrypt".into()),
-            timestamp: Some(at.into()),
+            timestamp: Some(Timestamp::parse(at).unwrap()),
             cloud_trail_event_id: Some("ev-1".into()),
             kms_request_id: Some("req-1".into()),
-            tracking_start_date: Some("2026-01-01T00:00:00Z".into()),
+            tracking_start_date: Some(Timestamp::parse("2026-01-01T00:00:00Z").unwrap()),
         }
     }
 
     fn now() -> SystemTime {
-        parse_rfc3339("now", "2026-11-28T12:00:00Z").unwrap()
+        Timestamp::parse("2026-11-28T12:00:00Z").unwrap().time()
     }
 
     #[test]
@@ -464,8 +464,8 @@ mod tests {
             .record(used("2026-11-10T00:00:00Z"), true, now())
             .unwrap();
         assert_eq!(
-            summary.most_recent_use.unwrap().timestamp.as_deref(),
-            Some("2026-11-20T00:00:00Z")
+            summary.most_recent_use.unwrap().timestamp,
+            Timestamp::parse("2026-11-20T00:00:00Z").ok()
         );
         assert!(summary.verdict.starts_with("Last-use guard off"));
     }

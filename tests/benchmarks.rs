@@ -195,6 +195,7 @@ async fn concurrent_inventory_stays_under_the_configured_rate_in_the_emulators_c
     let target = TargetStore::new(&summary);
     env.clear_calls().await;
     let (mut cursor, mut found, mut scanned) = (None, 0, 0);
+    let started = std::time::Instant::now();
     loop {
         let page = scan_page(&ctx.kms, &target, cursor.as_deref(), 1000)
             .await
@@ -206,24 +207,29 @@ async fn concurrent_inventory_stays_under_the_configured_rate_in_the_emulators_c
             break;
         }
     }
+    let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(found, 60);
 
     let times = call_times(&env, "DescribeKey").await;
     assert!(scanned >= 300);
     assert_eq!(times.len(), scanned, "every key described once");
     // 32 calls in flight against an emulator answering in well under a millisecond would send
-    // thousands a second unpaced. Slots are 1/rate apart; delivery jitter can shift a call by a
-    // few milliseconds, so a one-second window may catch one or two more than `rate`.
-    let busiest = max_in_window(&times, 1.0);
+    // thousands a second unpaced. The limiter grants at most `rate x T + 1` slots in any T
+    // seconds and every call waits for its slot, so however late the machine runs a task (which
+    // can make calls arrive bunched: this is no timed assertion), the calls made in the scan's
+    // wall time are bounded by it.
+    let bound = rate * elapsed + 1.0;
     assert!(
-        busiest <= rate as usize + 2,
-        "{busiest} DescribeKey calls within one second, configured {rate}/s"
+        times.len() as f64 <= bound,
+        "{} DescribeKey calls in {elapsed:.2} s exceed the {rate}/s pacing ({bound:.0} at most)",
+        times.len()
     );
-    let span = times[times.len() - 1] - times[0];
-    let average = (times.len() - 1) as f64 / span;
-    assert!(
-        average <= rate * 1.02,
-        "{average:.1} DescribeKey/s on average, configured {rate}/s"
+    println!(
+        "paced inventory: {} DescribeKey calls in {elapsed:.2} s ({:.1}/s, configured {rate}/s); \
+         busiest one-second window at the emulator: {} calls",
+        times.len(),
+        times.len() as f64 / elapsed,
+        max_in_window(&times, 1.0)
     );
 }
 

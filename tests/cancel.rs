@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_sdk_kms::types::OriginType;
 use common::*;
 use kms_decommission::cancel::step::{run, CancelContext, CancelReport, CancelState};
+use kms_decommission::model::Timestamp;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::Step;
 use serde_json::{json, Value};
@@ -265,7 +266,7 @@ async fn keys_scheduled_after_the_first_scan_by_an_in_flight_batch_are_restored_
 
     // The wait is over (the test moves the settle time instead of waiting an hour).
     let progress = state.cancel.as_mut().unwrap();
-    progress.settle_until = "2000-01-01T00:00:00Z".into();
+    progress.settle_until = Timestamp::parse("2000-01-01T00:00:00Z").unwrap();
     for _ in 0..10 {
         state = run(&ctx, state, far_deadline()).await.unwrap();
         if state.report.is_some() {

@@ -186,7 +186,7 @@ async fn a_store_stuck_disconnecting_is_polled_then_times_out() {
         .unwrap();
     let status = polled.disconnect.as_ref().unwrap();
     assert!(!status.disconnected);
-    assert_eq!(status.connection_state, "DISCONNECTING");
+    assert_eq!(status.connection_state.as_str(), "DISCONNECTING");
     assert_eq!(status.poll_after_seconds, 1);
     assert!(
         env.mutating_calls().await.is_empty(),

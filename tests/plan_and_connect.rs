@@ -283,7 +283,7 @@ async fn a_disconnected_cloudhsm_store_is_connected_and_polled_until_connected()
         .unwrap();
     let connection = state.connection.as_ref().unwrap();
     assert!(connection.ready);
-    assert_eq!(connection.connection_state, "CONNECTED");
+    assert_eq!(connection.connection_state.as_str(), "CONNECTED");
     assert!(!connection.orphaned_key_material_accepted);
     assert_eq!(env.count_ok("ConnectCustomKeyStore").await, 1);
     let mutating = env.mutating_calls().await;
@@ -323,7 +323,10 @@ async fn a_failed_cloudhsm_store_is_disconnected_first_then_connected() {
     let (state, _) = run_until_done(&ctx, Step::EnsureStoreConnected, planned, far_deadline)
         .await
         .unwrap();
-    assert_eq!(state.connection.unwrap().connection_state, "CONNECTED");
+    assert_eq!(
+        state.connection.unwrap().connection_state.as_str(),
+        "CONNECTED"
+    );
     let order: Vec<String> = env
         .mutating_calls()
         .await
@@ -448,7 +451,7 @@ async fn an_external_key_store_is_left_as_it_is() {
         .unwrap();
     let connection = state.connection.unwrap();
     assert!(connection.ready);
-    assert_eq!(connection.connection_state, "DISCONNECTED");
+    assert_eq!(connection.connection_state.as_str(), "DISCONNECTED");
     assert!(env.mutating_calls().await.is_empty());
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_kms::types::OriginType;
 use common::*;
-use kms_decommission::clock::{parse_rfc3339, Clock};
+use kms_decommission::clock::Clock;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use lambda_runtime::Diagnostic;
@@ -119,11 +119,10 @@ async fn every_cloudhsm_store_key_gets_markers_then_is_scheduled_and_nothing_els
 
     // 7-day window for ours, 30 days for the key pending before us: the first check comes one
     // poll before the earliest deletion.
-    let earliest =
-        parse_rfc3339("e", scheduling.earliest_deletion_date.as_deref().unwrap()).unwrap();
-    let latest = parse_rfc3339("l", scheduling.latest_deletion_date.as_deref().unwrap()).unwrap();
+    let earliest = scheduling.earliest_deletion_date.unwrap().time();
+    let latest = scheduling.latest_deletion_date.unwrap().time();
     assert!(latest > earliest);
-    let wait_until = parse_rfc3339("w", scheduling.wait_until.as_deref().unwrap()).unwrap();
+    let wait_until = scheduling.wait_until.unwrap().time();
     assert!(wait_until <= earliest);
     assert!(
         !scheduling.wait_required,

@@ -177,7 +177,7 @@ class LocalStack:
         emulator = ManagedProcess(
             "kms-emulator",
             [
-                str(REPO / "target" / "debug" / "kms-emulator"),
+                str(_target_dir() / "debug" / "kms-emulator"),
                 "--port",
                 str(self.emulator_port),
                 "--day-seconds",
@@ -397,6 +397,12 @@ def configure_moto(host: str, port: int) -> None:
             answer.read()
     except (urllib.error.URLError, OSError) as err:
         raise StackError(f"cannot turn on moto's Step Functions interpreter: {err}") from err
+
+
+def _target_dir() -> Path:
+    """Where cargo puts its builds: CARGO_TARGET_DIR when set (relative to the repository), else target/."""
+    configured = os.environ.get("CARGO_TARGET_DIR")
+    return REPO / configured if configured else REPO / "target"
 
 
 def _number(value: float) -> str:

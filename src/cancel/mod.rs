@@ -201,7 +201,7 @@ pub async fn restore_key(
         return Ok(RestoreOutcome::NotOurs);
     }
     let prior_state = markers.prior_state.unwrap_or_else(|| "Unknown".to_string());
-    let mut state = key.state().to_string();
+    let mut state = key.state().as_str().to_string();
     let mut deletion_cancelled = false;
     if key.is_pending_deletion() {
         match kms.cancel_key_deletion(key.key_id()).await {
@@ -214,7 +214,7 @@ pub async fn restore_key(
         // CancelKeyDeletion answers only the key id: read the state it left.
         match refreshed(kms, key, target)
             .await?
-            .map(|k| k.state().to_string())
+            .map(|k| k.state().as_str().to_string())
         {
             Some(now) if now == "PendingDeletion" => {
                 return Err(DecommissionError::unexpected(

@@ -16,13 +16,13 @@ use tracing::Instrument;
 use crate::arn::Arn;
 use crate::bootstrap::LambdaFunction;
 use crate::cancel::{restore_key, CancelError, CancelRequest, Reenable, RestoreOutcome};
-use crate::clock::{from_kms, parse_rfc3339, to_rfc3339, to_rfc3339_floor};
+use crate::clock::from_kms;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode};
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::TargetStore;
-use crate::model::push_capped;
+use crate::model::{push_capped, Timestamp};
 use crate::sfn::Executions;
 use crate::steps::context::StepContext;
 use crate::store;
@@ -73,7 +73,7 @@ pub struct RestoreCounts {
 }
 
 /// The cancel's progress (`Cancel` section).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CancelProgress {
     /// The decommission's status when the cancel found it (RUNNING, FAILED, ABORTED, ...).
@@ -81,7 +81,7 @@ pub struct CancelProgress {
     /// Whether this cancel stopped it.
     pub stopped_by_this_cancel: bool,
     /// When invocations the decommission started before it stopped must have ended.
-    pub settle_until: String,
+    pub settle_until: Timestamp,
     /// Keys the decommission had scheduled, per its last recorded state document (if known).
     pub decommission_keys_scheduled: Option<u64>,
     /// Keys the decommission saw deleted, per its report (if it finished).
@@ -91,7 +91,7 @@ pub struct CancelProgress {
     /// ListKeys marker of the next page of the current scan.
     pub cursor: Option<String>,
     /// When the current scan started (RFC 3339, rounded down).
-    pub scan_started_at: Option<String>,
+    pub scan_started_at: Option<Timestamp>,
     /// Keys restored by the current scan.
     pub scan_restored: u64,
     /// Whole scans completed.
@@ -214,7 +214,7 @@ pub async fn run(
     let target = TargetStore::new(&described);
     let execution = request.decommission_execution_arn.as_str();
     if progress.scan_started_at.is_none() {
-        progress.scan_started_at = Some(to_rfc3339_floor(ctx.step.clock.now()));
+        progress.scan_started_at = Some(Timestamp::floor(ctx.step.clock.now()));
     }
     let paging = Paging {
         deadline: &deadline,
@@ -243,11 +243,11 @@ pub async fn run(
     .await?;
     if progress.cursor.is_none() {
         progress.scans += 1;
-        let settle_until = parse_rfc3339("Cancel.SettleUntil", &progress.settle_until)?;
-        let scan_started = parse_rfc3339(
-            "Cancel.ScanStartedAt",
-            progress.scan_started_at.as_deref().unwrap_or_default(),
-        )?;
+        let settle_until = progress.settle_until.time();
+        let scan_started = progress
+            .scan_started_at
+            .map(Timestamp::time)
+            .ok_or_else(|| DecommissionError::invalid_state("no Cancel.ScanStartedAt"))?;
         if progress.scan_restored == 0 && scan_started >= settle_until {
             return Ok(finish(state, progress, &request));
         }
@@ -356,10 +356,18 @@ async fn stop_decommission(
     Ok(CancelProgress {
         decommission_status: info.status.as_str().to_string(),
         stopped_by_this_cancel,
-        settle_until: to_rfc3339(stopped_at + ctx.settle),
+        settle_until: Timestamp::ceil(stopped_at + ctx.settle),
         decommission_keys_scheduled: keys_scheduled,
         decommission_keys_deleted: keys_deleted,
-        ..CancelProgress::default()
+        store_deleted: false,
+        cursor: None,
+        scan_started_at: None,
+        scan_restored: 0,
+        scans: 0,
+        counts: RestoreCounts::default(),
+        done: false,
+        wait_required: false,
+        wait_seconds: 0,
     })
 }
 

@@ -5,17 +5,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{max_time, min_time};
-use crate::clock::{parse_optional_rfc3339, seconds_between, to_rfc3339};
+use aws_sdk_kms::types::ConnectionStateType;
+
+use crate::clock::{max_time, min_time, seconds_between};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{scan_pages, Page, Paging};
 use crate::keys::TargetStore;
-use crate::model::{push_capped, StoreType, SAMPLE_CAP};
+use crate::model::{push_capped, StoreType, Timestamp, SAMPLE_CAP};
 use crate::state::{DecommissionState, DeletionCheck};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
-use crate::store::{self, ConnectionState};
+use crate::store;
 
 /// Runs one batch of a check.
 pub async fn run(
@@ -37,12 +38,8 @@ pub async fn run(
             ..DeletionCheck::default()
         },
     };
-    let mut earliest = parse_optional_rfc3339(
-        "Deletion.EarliestDeletionDate",
-        &check.earliest_deletion_date,
-    )?;
-    let mut latest =
-        parse_optional_rfc3339("Deletion.LatestDeletionDate", &check.latest_deletion_date)?;
+    let mut earliest = check.earliest_deletion_date.map(Timestamp::time);
+    let mut latest = check.latest_deletion_date.map(Timestamp::time);
     let cursor = scan_pages(
         &ctx.kms,
         &target,
@@ -64,7 +61,7 @@ pub async fn run(
                     check.keys_not_pending += 1;
                     push_capped(
                         &mut check.keys_not_pending_sample,
-                        format!("{} ({})", key.arn(), key.state()),
+                        format!("{} ({})", key.arn(), key.state().as_str()),
                     );
                     tracing::warn!(
                         custom_key_store_id = store_id.as_str(),
@@ -72,7 +69,7 @@ pub async fn run(
                         ticket = request.ticket_id.as_deref(),
                         key_id = key.key_id(),
                         key_arn = key.arn(),
-                        key_state = key.state(),
+                        key_state = key.state().as_str(),
                         "key of the store is not pending deletion"
                     );
                 }
@@ -81,8 +78,8 @@ pub async fn run(
         },
     )
     .await?;
-    check.earliest_deletion_date = earliest.map(to_rfc3339);
-    check.latest_deletion_date = latest.map(to_rfc3339);
+    check.earliest_deletion_date = earliest.map(Timestamp::ceil);
+    check.latest_deletion_date = latest.map(Timestamp::ceil);
     check.scan_done = cursor.is_none();
     check.cursor = cursor;
     check.all_deleted = false;
@@ -127,7 +124,7 @@ pub async fn run(
             return Err(DecommissionError::KeyDeletionOverdue {
                 store_id,
                 pending: check.keys_pending,
-                earliest_deletion_date: to_rfc3339(earliest),
+                earliest_deletion_date: Timestamp::ceil(earliest).to_string(),
                 overdue_seconds: ctx.config.key_deletion_overdue_seconds,
             });
         }
@@ -136,7 +133,7 @@ pub async fn run(
     if store.custom_key_store_type == StoreType::CloudHsm && !state.orphaned_key_material_accepted()
     {
         let described = store::describe(&ctx.kms, &store_id).await?;
-        if described.state() != ConnectionState::Connected {
+        if *described.state() != ConnectionStateType::Connected {
             tracing::warn!(
                 custom_key_store_id = store_id.as_str(),
                 execution = execution.as_deref(),
@@ -154,7 +151,7 @@ pub async fn run(
         custom_key_store_id = store_id.as_str(),
         execution = execution.as_deref(),
         keys_pending = check.keys_pending,
-        earliest_deletion_date = check.earliest_deletion_date.as_deref(),
+        earliest_deletion_date = check.earliest_deletion_date.map(|t| t.to_string()),
         poll_after_seconds = check.poll_after_seconds,
         "keys still pending deletion"
     );

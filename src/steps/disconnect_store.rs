@@ -1,13 +1,16 @@
 //! disconnect-store: once every key is gone, disconnect the store (already DISCONNECTED or
 //! DISCONNECTING is not an error) and poll until DISCONNECTED. One action per invocation.
 
-use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
+use aws_sdk_kms::types::ConnectionStateType;
+
+use crate::clock::seconds_between;
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode};
+use crate::model::Timestamp;
 use crate::state::{DecommissionState, DisconnectStatus};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{require_planned_store, Step};
-use crate::store::{self, ConnectionState};
+use crate::store;
 
 /// Runs one poll of the disconnect.
 pub async fn run(
@@ -23,7 +26,7 @@ pub async fn run(
     let mut status = match state.disconnect.take() {
         Some(previous) if !previous.disconnected => previous,
         _ => DisconnectStatus {
-            since: Some(to_rfc3339_floor(now)),
+            since: Some(Timestamp::floor(now)),
             ..DisconnectStatus::default()
         },
     };
@@ -31,8 +34,10 @@ pub async fn run(
 
     let mut described = store::describe(&ctx.kms, &store_id).await?;
     match described.state() {
-        ConnectionState::Disconnected | ConnectionState::Disconnecting => {}
-        ConnectionState::Connected | ConnectionState::Connecting | ConnectionState::Failed => {
+        ConnectionStateType::Disconnected | ConnectionStateType::Disconnecting => {}
+        ConnectionStateType::Connected
+        | ConnectionStateType::Connecting
+        | ConnectionStateType::Failed => {
             match store::disconnect(&ctx.kms, &store_id).await {
                 Ok(()) => {
                     status.disconnect_attempts += 1;
@@ -49,7 +54,7 @@ pub async fn run(
                     described = store::describe(&ctx.kms, &store_id).await?;
                     if !matches!(
                         described.state(),
-                        ConnectionState::Disconnected | ConnectionState::Disconnecting
+                        ConnectionStateType::Disconnected | ConnectionStateType::Disconnecting
                     ) {
                         return Err(err);
                     }
@@ -60,7 +65,7 @@ pub async fn run(
                 described = store::describe(&ctx.kms, &store_id).await?;
             }
         }
-        ConnectionState::Unknown(other) => {
+        other => {
             return Err(DecommissionError::unexpected(
                 "DescribeCustomKeyStores",
                 format!("store {store_id} has unknown ConnectionState {other}"),
@@ -68,7 +73,7 @@ pub async fn run(
         }
     }
     status.connection_state = described.connection_state.clone();
-    let disconnected = described.state() == ConnectionState::Disconnected;
+    let disconnected = *described.state() == ConnectionStateType::Disconnected;
     state.store = Some(described);
     if disconnected {
         status.disconnected = true;
@@ -83,14 +88,14 @@ pub async fn run(
     }
 
     let since = match &status.since {
-        Some(since) => parse_rfc3339("Disconnect.Since", since)?,
+        Some(since) => since.time(),
         None => now,
     };
     let waited = seconds_between(since, now);
     if waited > ctx.config.disconnect_timeout_seconds {
         return Err(DecommissionError::DisconnectTimedOut {
             store_id,
-            state: status.connection_state,
+            state: status.connection_state.as_str().to_string(),
             waited_seconds: waited,
         });
     }

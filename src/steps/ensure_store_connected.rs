@@ -2,14 +2,16 @@
 //! store is disconnected first, as KMS requires); an external key store is left as it is.
 //! One action per invocation; the state machine waits `PollAfterSeconds` between invocations.
 
-use crate::clock::{parse_rfc3339, seconds_between, to_rfc3339_floor};
+use aws_sdk_kms::types::ConnectionStateType;
+
+use crate::clock::seconds_between;
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode, TRANSIENT_KMS_CODES};
-use crate::model::StoreType;
+use crate::model::{StoreType, Timestamp};
 use crate::state::{ConnectionStatus, DecommissionState};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{require_planned_store, Step};
-use crate::store::{self, ConnectionState};
+use crate::store;
 
 /// ConnectionErrorCodes KMS documents as transient: disconnect and connect again.
 const TRANSIENT_CONNECTION_ERRORS: &[&str] = &["INTERNAL_ERROR", "NETWORK_ERRORS"];
@@ -30,7 +32,7 @@ pub async fn run(
     let mut status = match state.connection.take() {
         Some(previous) if !previous.ready => previous,
         _ => ConnectionStatus {
-            since: Some(to_rfc3339_floor(now)),
+            since: Some(Timestamp::floor(now)),
             ..ConnectionStatus::default()
         },
     };
@@ -40,7 +42,7 @@ pub async fn run(
     status.connection_state = described.connection_state.clone();
     status.connection_error_code = described.connection_error_code.clone();
     let store_type = described.custom_key_store_type;
-    let connection_state = described.state();
+    let connection_state = described.state().clone();
     state.store = Some(described);
 
     if store_type == StoreType::External {
@@ -50,9 +52,9 @@ pub async fn run(
 
     let attempts_left = status.connect_attempts < ctx.config.max_connect_attempts;
     match connection_state {
-        ConnectionState::Connected => return Ok(ready(state, status, false)),
-        ConnectionState::Connecting | ConnectionState::Disconnecting => {}
-        ConnectionState::Disconnected if attempts_left => {
+        ConnectionStateType::Connected => return Ok(ready(state, status, false)),
+        ConnectionStateType::Connecting | ConnectionStateType::Disconnecting => {}
+        ConnectionStateType::Disconnected if attempts_left => {
             match store::connect(&ctx.kms, &store_id).await {
                 Ok(()) => {
                     status.connect_attempts += 1;
@@ -77,7 +79,7 @@ pub async fn run(
                 }
             }
         }
-        ConnectionState::Failed
+        ConnectionStateType::Failed
             if attempts_left
                 && (status.connect_attempts == 0
                     || status
@@ -97,14 +99,14 @@ pub async fn run(
                 Err(err) => return Err(err),
             }
         }
-        ConnectionState::Failed | ConnectionState::Disconnected => {
+        ConnectionStateType::Failed | ConnectionStateType::Disconnected => {
             let code = status
                 .connection_error_code
                 .clone()
-                .unwrap_or_else(|| status.connection_state.clone());
+                .unwrap_or_else(|| status.connection_state.as_str().to_string());
             return fail_or_accept(state, status, &request, &store_id, &code);
         }
-        ConnectionState::Unknown(other) => {
+        other => {
             return Err(DecommissionError::unexpected(
                 "DescribeCustomKeyStores",
                 format!("store {store_id} has unknown ConnectionState {other}"),
@@ -114,14 +116,14 @@ pub async fn run(
 
     // Still waiting: bounded by CONNECT_TIMEOUT_SECONDS.
     let since = match &status.since {
-        Some(since) => parse_rfc3339("Connection.Since", since)?,
+        Some(since) => since.time(),
         None => now,
     };
     let waited = seconds_between(since, now);
     if waited > ctx.config.connect_timeout_seconds {
         return Err(DecommissionError::ConnectTimedOut {
             store_id,
-            state: status.connection_state,
+            state: status.connection_state.as_str().to_string(),
             waited_seconds: waited,
         });
     }

@@ -84,7 +84,7 @@ pub async fn run(
                     execution = execution.as_deref(),
                     key_id = key.key_id(),
                     key_arn = key.arn(),
-                    key_state = key.state(),
+                    key_state = key.state().as_str(),
                     xks_key_id = key.xks_key_id(),
                     last_use = described_use.as_deref(),
                     recently_used,

@@ -13,17 +13,18 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use aws_sdk_kms::types::ConnectionStateType;
+
 use crate::clock::{max_time, min_time};
-use crate::clock::{parse_optional_rfc3339, to_rfc3339};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
-use crate::model::StoreType;
+use crate::model::{StoreType, Timestamp};
 use crate::state::{DecommissionState, SchedulingProgress};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
-use crate::store::{self, ConnectionState};
+use crate::store;
 use crate::usage::{key_last_use, recently_used_error, KeyLastUse, UsageGuard};
 
 /// What became of one key of a page.
@@ -54,12 +55,12 @@ pub async fn run(
     let described = store::describe(&ctx.kms, &store_id).await?;
     request.confirm_store_name(&described.custom_key_store_name)?;
     if described.custom_key_store_type == StoreType::CloudHsm
-        && described.state() != ConnectionState::Connected
+        && *described.state() != ConnectionStateType::Connected
         && !state.orphaned_key_material_accepted()
     {
         return Err(DecommissionError::StoreNotConnected {
             store_id,
-            state: described.connection_state,
+            state: described.connection_state.as_str().to_string(),
         });
     }
     let target = TargetStore::new(&described);
@@ -69,14 +70,8 @@ pub async fn run(
         Some(progress) if !progress.done && progress.cursor.is_some() => progress,
         _ => SchedulingProgress::default(),
     };
-    let mut earliest = parse_optional_rfc3339(
-        "Scheduling.EarliestDeletionDate",
-        &progress.earliest_deletion_date,
-    )?;
-    let mut latest = parse_optional_rfc3339(
-        "Scheduling.LatestDeletionDate",
-        &progress.latest_deletion_date,
-    )?;
+    let mut earliest = progress.earliest_deletion_date.map(Timestamp::time);
+    let mut latest = progress.latest_deletion_date.map(Timestamp::time);
     let markers_for = MarkerContext {
         execution: &execution,
         ticket: request.ticket_id.as_deref(),
@@ -180,7 +175,7 @@ pub async fn run(
                     key_id = key.key_id(),
                     key_arn = key.arn(),
                     scheduled_by_this_execution = by_us,
-                    deletion_date = date.map(to_rfc3339),
+                    deletion_date = date.map(|d| Timestamp::ceil(d).to_string()),
                     "key pending deletion"
                 );
             }
@@ -190,13 +185,13 @@ pub async fn run(
     .await?;
     progress.done = cursor.is_none();
     progress.cursor = cursor;
-    progress.earliest_deletion_date = earliest.map(to_rfc3339);
-    progress.latest_deletion_date = latest.map(to_rfc3339);
+    progress.earliest_deletion_date = earliest.map(Timestamp::ceil);
+    progress.latest_deletion_date = latest.map(Timestamp::ceil);
     if progress.done {
         let now = ctx.clock.now();
         let wait_until = next_check_time(now, earliest, &ctx.config).unwrap_or(now);
         let wait = wait_until.duration_since(now).unwrap_or(Duration::ZERO);
-        progress.wait_until = Some(to_rfc3339(wait_until));
+        progress.wait_until = Some(Timestamp::ceil(wait_until));
         progress.wait_required = wait.as_secs() >= MIN_WAIT_SECONDS;
         tracing::info!(
             custom_key_store_id = store_id.as_str(),
@@ -204,9 +199,9 @@ pub async fn run(
             ticket = request.ticket_id.as_deref(),
             keys_scheduled = progress.keys_scheduled,
             keys_already_pending = progress.keys_already_pending,
-            earliest_deletion_date = progress.earliest_deletion_date.as_deref(),
-            latest_deletion_date = progress.latest_deletion_date.as_deref(),
-            wait_until = progress.wait_until.as_deref(),
+            earliest_deletion_date = progress.earliest_deletion_date.map(|t| t.to_string()),
+            latest_deletion_date = progress.latest_deletion_date.map(|t| t.to_string()),
+            wait_until = progress.wait_until.map(|t| t.to_string()),
             "scheduling complete"
         );
     } else {

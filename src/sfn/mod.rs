@@ -250,30 +250,6 @@ impl Executions {
         Ok(found)
     }
 
-    /// The running execution that blocks a new request for `store_id`, if any: a running real
-    /// decommission of the store, or a running cancel of it.
-    pub async fn blocking_execution(
-        &self,
-        store_id: &str,
-    ) -> Result<Option<ExecutionInfo>, AwsCallError> {
-        let running = self
-            .running_for_store(&self.state_machine_arn, store_id)
-            .await?;
-        if let Some(real) = first_started(
-            running
-                .into_iter()
-                .filter(|e| e.mode() == RunMode::Decommission),
-        ) {
-            return Ok(Some(real));
-        }
-        match &self.cancel_state_machine_arn {
-            Some(cancel) => Ok(first_started(
-                self.running_for_store(cancel, store_id).await?.into_iter(),
-            )),
-            None => Ok(None),
-        }
-    }
-
     /// Starts `request` on the decommission state machine unless it duplicates a running or
     /// finished execution or another decommission of the store runs (see the module docs).
     pub async fn start_exclusive(

@@ -433,62 +433,56 @@ impl TagTrigger {
     /// Handles one EventBridge event. `Err` only for AWS failures worth a retry of the event.
     pub async fn handle(&self, event: &Value) -> Result<TagOutcome, AwsCallError> {
         let decided = match parse_tag_change(event) {
-            Ok(change) => self.decide(&change).await?,
-            Err(not_started) => Err(not_started),
+            Ok(change) => self.decide(&change).await,
+            Err(not_started) => Err(not_started.into()),
         };
-        Ok(match decided {
-            Ok(outcome) => outcome,
-            Err(NotStarted::Ignored(i)) => TagOutcome::Ignored(i),
-            Err(NotStarted::Refused(r)) => TagOutcome::Refused(r),
-        })
+        match decided {
+            Ok(outcome) => Ok(outcome),
+            Err(Halt::Ignored(i)) => Ok(TagOutcome::Ignored(i)),
+            Err(Halt::Refused(r)) => Ok(TagOutcome::Refused(r)),
+            Err(Halt::Failed(e)) => Err(e),
+        }
     }
 
-    async fn decide(
-        &self,
-        change: &TagChange,
-    ) -> Result<Result<TagOutcome, NotStarted>, AwsCallError> {
+    async fn decide(&self, change: &TagChange) -> Result<TagOutcome, Halt> {
         let tag_key = self.config.tag_key.as_str();
         let watches_confirmation = self.config.mode == RunMode::Decommission;
         let trigger_changed = change.changed_tag_keys.iter().any(|k| k == tag_key);
         let confirm_changed =
             watches_confirmation && change.changed_tag_keys.iter().any(|k| k == CONFIRM_TAG_KEY);
         if !trigger_changed && !confirm_changed {
-            return Ok(Err(NotStarted::Ignored(Ignored::TriggerTagNotChanged)));
+            return Err(Halt::Ignored(Ignored::TriggerTagNotChanged));
         }
         let Some(store) = change.tags.get(tag_key).cloned() else {
-            return Ok(Err(NotStarted::Ignored(if trigger_changed {
+            return Err(Halt::Ignored(if trigger_changed {
                 Ignored::TriggerTagRemoved
             } else {
                 Ignored::TriggerTagAbsent
-            })));
+            }));
         };
         if !trigger_changed && !change.tags.contains_key(CONFIRM_TAG_KEY) {
-            return Ok(Err(NotStarted::Ignored(Ignored::ConfirmationTagRemoved)));
+            return Err(Halt::Ignored(Ignored::ConfirmationTagRemoved));
         }
         if let Err(invalid) = validate_custom_key_store_id(&store) {
             let reason = invalid.to_string();
-            return Ok(Err(NotStarted::Refused(Refusal::InvalidTagValue {
+            return Err(Halt::Refused(Refusal::InvalidTagValue {
                 value: store,
                 reason,
-            })));
+            }));
         }
         let confirmation = match &change.resource {
             TaggedResource::KmsKey { arn } => {
-                if let Err(refusal) = self.check_key(arn, &store).await? {
-                    return Ok(Err(NotStarted::Refused(refusal)));
-                }
+                self.check_key(arn, &store).await?;
                 let Some(current) = self.current_tags(arn).await? else {
-                    return Ok(Err(NotStarted::Refused(Refusal::KeyNotFound {
-                        key: arn.clone(),
-                    })));
+                    return Err(Halt::Refused(Refusal::KeyNotFound { key: arn.clone() }));
                 };
                 let still_same = current.get(tag_key) == Some(&store)
                     && (!watches_confirmation
                         || current.get(CONFIRM_TAG_KEY) == change.tags.get(CONFIRM_TAG_KEY));
                 if !still_same {
-                    return Ok(Err(NotStarted::Refused(Refusal::TagsChangedSinceEvent {
+                    return Err(Halt::Refused(Refusal::TagsChangedSinceEvent {
                         resource: arn.clone(),
-                    })));
+                    }));
                 }
                 current.get(CONFIRM_TAG_KEY).cloned()
             }
@@ -497,17 +491,17 @@ impl TagTrigger {
         let summary = match store::describe(&self.kms, &store).await {
             Ok(summary) => summary,
             Err(e) if e.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => {
-                return Ok(Err(NotStarted::Refused(Refusal::StoreNotFound { store })))
+                return Err(Halt::Refused(Refusal::StoreNotFound { store }))
             }
             Err(e) => return Err(e.into()),
         };
         if let TaggedResource::CloudHsmCluster { cluster_id, .. } = &change.resource {
             if summary.cloud_hsm_cluster_id.as_deref() != Some(cluster_id.as_str()) {
-                return Ok(Err(NotStarted::Refused(Refusal::ClusterDoesNotBackStore {
+                return Err(Halt::Refused(Refusal::ClusterDoesNotBackStore {
                     cluster: cluster_id.clone(),
                     store,
                     backing: summary.cloud_hsm_cluster_id,
-                })));
+                }));
             }
         }
         let (mode, confirmation) = match self.config.mode {
@@ -517,21 +511,17 @@ impl TagTrigger {
         let input = self.execution_input(&store, mode, confirmation.as_deref());
         let request = match DecommissionRequest::from_input(&input) {
             Ok(request) => request,
-            Err(invalid) => {
-                return Ok(Err(NotStarted::Refused(Refusal::InvalidInput(
-                    invalid.to_string(),
-                ))))
-            }
+            Err(invalid) => return Err(Halt::Refused(Refusal::InvalidInput(invalid.to_string()))),
         };
         if request
             .confirm_store_name(&summary.custom_key_store_name)
             .is_err()
         {
             let given = confirmation.unwrap_or_default();
-            return Ok(Err(NotStarted::Refused(Refusal::ConfirmationMismatch {
+            return Err(Halt::Refused(Refusal::ConfirmationMismatch {
                 store,
                 given,
-            })));
+            }));
         }
         self.start(&store, mode, input, change.time).await
     }
@@ -574,25 +564,25 @@ impl TagTrigger {
         mode: RunMode,
         input: Value,
         changed_at: Option<DateTime>,
-    ) -> Result<Result<TagOutcome, NotStarted>, AwsCallError> {
+    ) -> Result<TagOutcome, Halt> {
         let machine = self.executions.state_machine_arn().to_owned();
         for run in 1..=MAX_TAG_RUNS {
             let name = tag_execution_name(store, mode, run);
             match self.executions.describe_named(&machine, &name).await? {
                 Some(existing) if existing.is_running() => {
-                    return Ok(Ok(TagOutcome::AlreadyRunning {
+                    return Ok(TagOutcome::AlreadyRunning {
                         store: store.into(),
                         arn: existing.arn,
-                    }))
+                    })
                 }
                 Some(existing) => {
                     let covered =
                         changed_at.is_some_and(|t| existing.start_date.secs() >= t.secs());
                     if covered {
-                        return Ok(Ok(TagOutcome::AlreadyHandled {
+                        return Ok(TagOutcome::AlreadyHandled {
                             store: store.into(),
                             arn: existing.arn,
-                        }));
+                        });
                     }
                 }
                 None => {
@@ -603,7 +593,7 @@ impl TagTrigger {
                         mode,
                     };
                     let outcome = self.executions.start_exclusive(&request).await?;
-                    return Ok(Ok(match outcome {
+                    return Ok(match outcome {
                         StartOutcome::Started { arn } => TagOutcome::Started {
                             store: store.into(),
                             mode,
@@ -622,34 +612,32 @@ impl TagTrigger {
                             arn: e.arn,
                         },
                         StartOutcome::NameTaken(e) => {
-                            return Ok(Err(NotStarted::Refused(Refusal::NameTaken { arn: e.arn })))
+                            return Err(Halt::Refused(Refusal::NameTaken { arn: e.arn }))
                         }
-                    }));
+                    });
                 }
             }
         }
-        Ok(Err(NotStarted::Refused(Refusal::TooManyRuns {
+        Err(Halt::Refused(Refusal::TooManyRuns {
             store: store.into(),
-        })))
+        }))
     }
 
-    async fn check_key(
-        &self,
-        key_arn: &str,
-        store: &str,
-    ) -> Result<Result<(), Refusal>, AwsCallError> {
+    async fn check_key(&self, key_arn: &str, store: &str) -> Result<(), Halt> {
         let Some(metadata) = self.kms.describe_key(key_arn).await? else {
-            return Ok(Err(Refusal::KeyNotFound {
+            return Err(Refusal::KeyNotFound {
                 key: key_arn.into(),
-            }));
+            }
+            .into());
         };
-        Ok(match metadata.custom_key_store_id() {
+        match metadata.custom_key_store_id() {
             Some(id) if id == store => Ok(()),
             Some(other) => Err(Refusal::KeyInOtherStore {
                 key: key_arn.into(),
                 key_store: other.into(),
                 store: store.into(),
-            }),
+            }
+            .into()),
             None => Err(Refusal::KeyNotInCustomKeyStore {
                 key: key_arn.into(),
                 origin: metadata
@@ -657,8 +645,9 @@ impl TagTrigger {
                     .map(|o| o.as_str().to_owned())
                     .unwrap_or_default(),
                 store: store.into(),
-            }),
-        })
+            }
+            .into()),
+        }
     }
 
     /// The key's tags now; `None` when the key is gone.
@@ -707,6 +696,42 @@ impl LambdaFunction for TagTrigger {
             _ => tracing::info!(outcome = %outcome, "tag change handled"),
         }
         Ok(outcome.to_json())
+    }
+}
+
+/// Why [`TagTrigger`] stops before an execution is started: the event is not for it, a check
+/// refused it, or an AWS call failed (the only case the event is retried for).
+#[derive(Debug)]
+enum Halt {
+    Ignored(Ignored),
+    Refused(Refusal),
+    Failed(AwsCallError),
+}
+
+impl From<NotStarted> for Halt {
+    fn from(not_started: NotStarted) -> Self {
+        match not_started {
+            NotStarted::Ignored(i) => Self::Ignored(i),
+            NotStarted::Refused(r) => Self::Refused(r),
+        }
+    }
+}
+
+impl From<Refusal> for Halt {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl From<AwsCallError> for Halt {
+    fn from(err: AwsCallError) -> Self {
+        Self::Failed(err)
+    }
+}
+
+impl From<crate::error::DecommissionError> for Halt {
+    fn from(err: crate::error::DecommissionError) -> Self {
+        Self::Failed(err.into())
     }
 }
 

@@ -86,9 +86,19 @@ async fn state_shows_stores_keys_tags_and_deletion_dates() {
     assert_eq!(k["origin"], "EXTERNAL_KEY_STORE");
     assert_eq!(k["xks_key_id"], "ext-1");
     assert_eq!(k["tags"]["team"], "a");
-    assert_eq!(
-        k["deletion_date"].as_f64(),
-        out.deletion_date().map(|d| d.as_secs_f64())
+    // The same instant, read two ways: the admin API's float seconds and the SDK's DateTime
+    // (seconds + nanoseconds, recombined by `as_secs_f64`) can differ in the last bit of the
+    // f64, depending on the value: compare to well under KMS's millisecond precision.
+    let admin = k["deletion_date"]
+        .as_f64()
+        .expect("deletion_date in the admin state");
+    let wire = out
+        .deletion_date()
+        .map(|d| d.as_secs_f64())
+        .expect("DeletionDate");
+    assert!(
+        (admin - wire).abs() < 1e-6,
+        "admin deletion_date {admin} differs from the answer's {wire}"
     );
     assert!(k.get("material").is_none(), "key material never leaves");
 }

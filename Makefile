@@ -4,6 +4,8 @@
 #   make demo    decommission a CloudHSM and an external key store end to end on the local stack
 #   make test    every check: cargo fmt/clippy/test, ruff, sam validate --lint, asl-validator, the
 #                local-stack unit tests and the end-to-end state machine tests
+#   make deploy-build   what `sam deploy` uploads: sam build (one release build for every
+#                function; ARCH=arm64 for Graviton), then check each function's bootstrap
 #
 # Python tools (moto, cargo-lambda, aws-sam-cli, awscli, pytest, ruff) go into .venv, pinned by
 # requirements-dev.txt; Node tools (asl-validator) into node_modules, pinned by package-lock.json.
@@ -22,10 +24,10 @@ export LOCAL_PORT
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help tools local demo test e2e
+.PHONY: help tools local demo test e2e deploy-build lambda-bootstraps
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,14p' Makefile
 
 $(VENV_STAMP): requirements-dev.txt
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -54,3 +56,35 @@ test: tools
 ## e2e: only the end-to-end state machine tests
 e2e: tools
 	$(VENV_PY) -m tools.check e2e
+
+# ---------------------------------------------------------------------------------------------
+# Deploy build. Every function in template.yaml has `BuildMethod: makefile`, and samconfig.toml
+# makes `sam build` build in the source tree (build_in_source) without its cache (cargo's is
+# better): for each function, sam runs `make build-<LogicalId>` here with ARTIFACTS_DIR set. The
+# first one runs one `cargo lambda build --release --bins` for all nine binaries; the others find
+# them up to date (a second each). Then each target copies its function's bootstrap (the binary
+# named by Metadata.BuildProperties.Binary). Tools come from .venv (cargo-lambda, zig), so plain
+# `.venv/bin/sam build` works without .venv/bin on PATH.
+# ---------------------------------------------------------------------------------------------
+ARCH ?= x86_64
+CARGO_LAMBDA_TARGET_x86_64 := --x86-64
+CARGO_LAMBDA_TARGET_arm64 := --arm64
+LAMBDA_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/lambda/$(ARCH)
+
+## deploy-build: sam build (as `sam deploy` expects it, ARCH=x86_64|arm64), then check every function's bootstrap
+deploy-build: $(VENV_STAMP)
+	ARCH=$(ARCH) $(VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
+	$(VENV_PY) scripts/deploy_build.py check --arch $(ARCH) --lambda-dir $(LAMBDA_DIR)
+
+## lambda-bootstraps: one release build of every function binary into $(LAMBDA_DIR)/<binary>/bootstrap
+lambda-bootstraps: $(VENV_STAMP)
+	@test -n "$(CARGO_LAMBDA_TARGET_$(ARCH))" || { echo "ARCH=$(ARCH): use x86_64 or arm64" >&2; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --package kms-decommission --bins \
+	    $(CARGO_LAMBDA_TARGET_$(ARCH)) --lambda-dir $(LAMBDA_DIR)
+
+# sam build runs these, one per function (build-PlanDecommissionFunction, ...).
+build-%: lambda-bootstraps
+	@test -n "$$ARTIFACTS_DIR" || { echo "make build-$*: sam build runs this target (ARTIFACTS_DIR is unset)" >&2; exit 2; }
+	@binary=$$($(VENV_PY) scripts/deploy_build.py binary $*) && mkdir -p "$$ARTIFACTS_DIR" \
+	    && cp "$(LAMBDA_DIR)/$$binary/bootstrap" "$$ARTIFACTS_DIR/bootstrap" \
+	    && echo "$*: $$binary -> $$ARTIFACTS_DIR/bootstrap"

@@ -1019,6 +1019,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancel_the_cancel_workflow_would_refuse_stops_nothing() {
+        let w = world(true);
+        call(&w, &signed(&start_body("CHG-1", false))).await;
+        let calls_before = w.sfn.count(None);
+        for bad in [
+            json!({"Action": "cancel", "TicketId": "CHG-1", "RequestedBy": "bob", "Reason": "line one\nline two"}),
+            json!({"Action": "cancel", "TicketId": "CHG-1", "RequestedBy": "bob", "Reason": "x".repeat(257)}),
+            json!({"Action": "cancel", "TicketId": "CHG-1", "RequestedBy": "bob\t"}),
+            json!({"Action": "cancel", "TicketId": "CHG-1", "RequestedBy": "bob", "Urgent": true}),
+        ] {
+            let (status, body) = call(&w, &signed(&bad)).await;
+            assert_eq!(
+                (status, body["Error"].as_str()),
+                (400, Some("InvalidInput")),
+                "{body}"
+            );
+        }
+        assert_eq!(w.sfn.count(None), calls_before, "no Step Functions call");
+        assert_eq!(
+            w.sfn.get("decom-CHG-1").unwrap().status,
+            ExecutionStatus::Running,
+            "the decommission keeps running"
+        );
+        assert!(w.sfn.get("cancel-CHG-1").is_none());
+    }
+
+    #[tokio::test]
     async fn cancel_stops_the_decommission_and_starts_the_cancel_workflow_once() {
         let w = world(true);
         call(&w, &signed(&start_body("CHG-1", false))).await;

@@ -24,7 +24,7 @@ export LOCAL_PORT
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help tools local demo test e2e deploy-build lambda-bootstraps
+.PHONY: help tools local demo test e2e deploy-build lambda-bootstraps sam-artifacts-dir
 
 help:
 	@sed -n '1,14p' Makefile
@@ -82,9 +82,11 @@ lambda-bootstraps: $(VENV_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --package kms-decommission --bins \
 	    $(CARGO_LAMBDA_TARGET_$(ARCH)) --lambda-dir $(LAMBDA_DIR)
 
+sam-artifacts-dir:
+	@test -n "$$ARTIFACTS_DIR" || { echo "sam build runs the build-<LogicalId> targets (ARTIFACTS_DIR is unset): make deploy-build" >&2; exit 2; }
+
 # sam build runs these, one per function (build-PlanDecommissionFunction, ...).
-build-%: lambda-bootstraps
-	@test -n "$$ARTIFACTS_DIR" || { echo "make build-$*: sam build runs this target (ARTIFACTS_DIR is unset)" >&2; exit 2; }
+build-%: sam-artifacts-dir lambda-bootstraps
 	@binary=$$($(VENV_PY) scripts/deploy_build.py binary $*) && mkdir -p "$$ARTIFACTS_DIR" \
 	    && cp "$(LAMBDA_DIR)/$$binary/bootstrap" "$$ARTIFACTS_DIR/bootstrap" \
 	    && echo "$*: $$binary -> $$ARTIFACTS_DIR/bootstrap"

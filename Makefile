@@ -2,8 +2,9 @@
 #
 #   make local   start the local stack (KMS emulator + Step Functions + Lambda) on port $(LOCAL_PORT)
 #   make demo    decommission a CloudHSM and an external key store end to end on the local stack
-#   make test    every check: cargo fmt/clippy/test, ruff, sam validate --lint, asl-validator, the
-#                local-stack unit tests and the end-to-end state machine tests
+#   make test    every check: cargo fmt/clippy/test, ruff, the module-cycle check, sam validate
+#                --lint, asl-validator, the local-stack unit tests, the end-to-end state machine
+#                tests, and the deploy build (make deploy-build)
 #   make deploy-build   what `sam deploy` uploads: sam build (one release build for every
 #                function; ARCH=arm64 for Graviton), then check each function's bootstrap
 #

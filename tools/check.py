@@ -93,6 +93,11 @@ def phases() -> list[Phase]:
             (_pytest("-q", "local/stack/tests"),),
         ),
         Phase("e2e", "end-to-end state machine tests on the local stack", (_pytest("-v", "tests/e2e"),)),
+        Phase(
+            "deploy-build",
+            "what sam deploy uploads: sam build (one release build), every function's bootstrap checked",
+            (("make", "deploy-build"),),
+        ),
     ]
 
 

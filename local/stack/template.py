@@ -96,7 +96,8 @@ def function_arn(binary: str) -> str:
 
 def functions(template: dict[str, Any], stack_name: str = "kms-decommission") -> dict[str, LocalFunction]:
     """The template's functions by logical id. Each must name its cargo binary in
-    `Metadata.BuildProperties.Binary` (what `sam build` with rust-cargolambda uses)."""
+    `Metadata.BuildProperties.Binary` (what the Makefile's `build-<LogicalId>` target, run by
+    `sam build`, copies as the function's bootstrap)."""
     binaries = {}
     for logical_id, resource in template["Resources"].items():
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":

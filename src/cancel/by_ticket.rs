@@ -1,6 +1,7 @@
 //! Cancelling by ticket (the webhook's `cancel` action): find the ticket's decommission (else its
 //! dry run), stop it, and start the cancel workflow on it. The cancel workflow's input is built
-//! and validated before anything is stopped, so a cancel that cannot start stops nothing.
+//! and validated, and an earlier cancel of the ticket that failed is reported, before anything is
+//! stopped: a cancel that cannot start stops nothing.
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{json, Value};
@@ -72,6 +73,23 @@ pub enum TicketCancelOutcome {
 /// Why a cancel by ticket did nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum TicketCancelError {
+    /// The ticket's cancel already ran and did not succeed; its name cannot be used again.
+    #[error(
+        "the cancel of ticket {ticket} ({cancel_arn}) already ended {status}: keys it did not \
+         restore stay pending deletion. Read its error in the Step Functions console, then start \
+         the cancel state machine by hand under another name with DecommissionExecutionArn \
+         {decommission_arn}"
+    )]
+    CancelFailed {
+        /// The ticket.
+        ticket: String,
+        /// The decommission it was to undo.
+        decommission_arn: String,
+        /// The cancel execution that did not succeed.
+        cancel_arn: String,
+        /// How it ended.
+        status: String,
+    },
     /// No decommission or dry run was started for the ticket.
     #[error("no decommission or dry run was started for ticket {0:?}")]
     UnknownTicket(String),
@@ -104,6 +122,24 @@ pub async fn cancel_by_ticket(
             arn: decommission.arn,
             status: decommission.status,
         });
+    }
+    if let Some(cancel_machine) = executions.cancel_state_machine_arn() {
+        let earlier = executions
+            .describe_named(cancel_machine, &cancel_execution_name(ticket))
+            .await?;
+        if let Some(earlier) = earlier.filter(|e| {
+            matches!(
+                e.status,
+                ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted
+            )
+        }) {
+            return Err(TicketCancelError::CancelFailed {
+                ticket: ticket.to_owned(),
+                decommission_arn: decommission.arn,
+                cancel_arn: earlier.arn,
+                status: earlier.status.as_str().to_owned(),
+            });
+        }
     }
     let mut cancel_input = json!({
         "CustomKeyStoreId": decommission.store_id(),

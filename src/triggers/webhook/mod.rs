@@ -250,6 +250,9 @@ pub enum WebhookError {
     /// The ticket's execution name is used by a request with different fields.
     #[error("ticket already started execution {0} with different fields; use a new ticket id")]
     TicketConflict(String),
+    /// The ticket's cancel already ran and did not succeed.
+    #[error("{0}")]
+    CancelFailed(String),
     /// No execution was started for this ticket.
     #[error("no decommission or dry run was started for ticket {0:?}")]
     UnknownTicket(String),
@@ -272,7 +275,7 @@ impl WebhookError {
             | Self::InvalidInput(_)
             | Self::CustomKeyStoreNotFound(_)
             | Self::ConfirmationMismatch(_) => 400,
-            Self::StoreBusy(_) | Self::TicketConflict(_) => 409,
+            Self::StoreBusy(_) | Self::TicketConflict(_) | Self::CancelFailed(_) => 409,
             Self::UnknownTicket(_) => 404,
             Self::Upstream(_) => 503,
         }
@@ -461,6 +464,9 @@ impl Webhook {
                 .map_err(|err| match err {
                     TicketCancelError::UnknownTicket(ticket) => WebhookError::UnknownTicket(ticket),
                     TicketCancelError::InvalidInput(e) => WebhookError::InvalidInput(e.to_string()),
+                    failed @ TicketCancelError::CancelFailed { .. } => {
+                        WebhookError::CancelFailed(failed.to_string())
+                    }
                     TicketCancelError::Aws(e) => WebhookError::Upstream(e),
                 })?;
         Ok(match outcome {
@@ -1043,6 +1049,35 @@ mod tests {
             "the decommission keeps running"
         );
         assert!(w.sfn.get("cancel-CHG-1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancel_whose_earlier_cancel_failed_says_so_and_changes_nothing() {
+        let w = world(true);
+        let input = json!({"CustomKeyStoreId": STORE, "DryRun": false}).to_string();
+        let decommission = w
+            .sfn
+            .insert(MACHINE, "decom-CHG-1", &input, ExecutionStatus::Aborted);
+        let failed = w.sfn.insert(
+            CANCEL_MACHINE,
+            "cancel-CHG-1",
+            "{}",
+            ExecutionStatus::Failed,
+        );
+        let (status, body) = call(&w, &cancel("CHG-1")).await;
+        assert_eq!(
+            (status, body["Error"].as_str()),
+            (409, Some("CancelFailed")),
+            "{body}"
+        );
+        let message = body["Message"].as_str().unwrap();
+        assert!(
+            message.contains(&failed) && message.contains(&decommission),
+            "{message}"
+        );
+        assert!(message.contains("FAILED"), "{message}");
+        assert_eq!(w.sfn.count(Some("StopExecution")), 0);
+        assert_eq!(w.sfn.count(Some("StartExecution")), 0);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@
         lambda built for its binary, DIR/<binary>/bootstrap), and the built template points each
         function at its own directory. Exits 1 and names every problem otherwise.
 
-Only the standard library and PyYAML (both in .venv)."""
+Only the standard library and the local stack's template loader (PyYAML, in .venv)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from local.stack.template import TemplateError, load_template  # noqa: E402 (needs the repository on the path)
 
 # ELF e_machine of each Lambda architecture.
 ELF_MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}
@@ -32,28 +33,12 @@ ELF_MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}
 RUNTIME_GLIBC = {"provided.al2023": (2, 34), "provided.al2": (2, 26)}
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """Safe YAML loader that accepts CloudFormation's short tags (!Ref, !Sub, ...) as plain values."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {tag_suffix: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load(path: Path) -> dict[str, Any]:
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506 (safe loader subclass)
-    if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
-        raise SystemExit(f"{path}: no Resources section")
-    return document
+    """The template, read by the local stack's loader (short intrinsic tags accepted)."""
+    try:
+        return load_template(path)
+    except TemplateError as err:
+        raise SystemExit(str(err)) from err
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

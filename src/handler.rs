@@ -28,11 +28,6 @@ impl StepFunction {
             context: Config::from_env().map(|config| StepContext::from_sdk_config(sdk, config)),
         }
     }
-
-    /// The function of `step` with a given context (tests, benchmarks).
-    pub fn new(step: Step, context: Result<StepContext, DecommissionError>) -> Self {
-        Self { step, context }
-    }
 }
 
 impl LambdaFunction for StepFunction {

@@ -548,17 +548,12 @@ mod tests {
                     .key_metadata(store_key_metadata("k1", KeyState::PendingDeletion))
                     .build()
             });
-            let kms = mock_kms(&[&tags, &tag_resource, &schedule, &describe]);
+            let kms =
+                Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule, &describe]));
             let key = store_key("k1", KeyState::Enabled);
-            let outcome = ensure_scheduled(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                markers_for(),
-                7,
-            )
-            .await
-            .unwrap();
+            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::ScheduledByThisExecution {
@@ -578,17 +573,11 @@ mod tests {
                     .key_metadata(store_key_metadata("k1", KeyState::Enabled))
                     .build()
             });
-            let kms = mock_kms(&[&tags, &schedule, &describe]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &schedule, &describe]));
             let key = store_key("k1", KeyState::Enabled);
-            let err = ensure_scheduled(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                markers_for(),
-                7,
-            )
-            .await
-            .unwrap_err();
+            let err = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+                .await
+                .unwrap_err();
             assert_eq!(err.error_type(), "KMSInvalidStateException");
         }
 
@@ -601,17 +590,11 @@ mod tests {
             });
             let schedule = mock!(Client::schedule_key_deletion)
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
-            let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule]));
             let key = store_key("k1", KeyState::Disabled);
-            let err = ensure_scheduled(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                markers_for(),
-                7,
-            )
-            .await
-            .unwrap_err();
+            let err = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+                .await
+                .unwrap_err();
             assert_eq!(err.error_type(), "ThrottlingException");
             assert_eq!(schedule.num_calls(), 0);
         }
@@ -640,17 +623,11 @@ mod tests {
                         .deletion_date(aws_smithy_types::DateTime::from_secs(1_798_452_000))
                         .build()
                 });
-            let kms = mock_kms(&[&tags, &tag_resource, &schedule]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule]));
             let key = store_key("k1", KeyState::Disabled);
-            let outcome = ensure_scheduled(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                markers_for(),
-                7,
-            )
-            .await
-            .unwrap();
+            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
             assert_eq!(tag_resource.num_calls(), 1);
             assert_eq!(
                 outcome,
@@ -668,17 +645,11 @@ mod tests {
                 .then_output(|| ListResourceTagsOutput::builder().build());
             let schedule = mock!(Client::schedule_key_deletion)
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
-            let kms = mock_kms(&[&tags, &schedule]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &schedule]));
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = ensure_scheduled(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                markers_for(),
-                7,
-            )
-            .await
-            .unwrap();
+            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+                .await
+                .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::AlreadyPending {

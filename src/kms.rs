@@ -14,7 +14,7 @@ use aws_sdk_kms::types::{CustomKeyStoresListEntry, KeyMetadata, Tag};
 use aws_sdk_kms::Client;
 
 use crate::error::{DecommissionError, KmsErrorCode};
-use crate::pacing::{Pacing, RateLimiter};
+use crate::pacing::Pacing;
 
 /// One ListKeys page: key ids (or ARNs where KMS gave no id) and the next marker.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,10 +66,6 @@ impl Kms {
         &self.pacing
     }
 
-    async fn slot(limiter: &RateLimiter) {
-        limiter.acquire().await;
-    }
-
     /// One page of the account's keys from `marker`.
     pub async fn list_keys(
         &self,
@@ -77,7 +73,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<KeyIdPage, DecommissionError> {
         const OP: &str = "ListKeys";
-        Self::slot(&self.pacing.list_keys).await;
+        self.pacing.list_keys.acquire().await;
         let output = self
             .client
             .list_keys()
@@ -102,7 +98,7 @@ impl Kms {
         key_id: &str,
     ) -> Result<Option<KeyMetadata>, DecommissionError> {
         const OP: &str = "DescribeKey";
-        Self::slot(&self.pacing.describe_key).await;
+        self.pacing.describe_key.acquire().await;
         let result = self.client.describe_key().key_id(key_id).send().await;
         match not_found_as_none(OP, result)? {
             None => Ok(None),
@@ -121,7 +117,7 @@ impl Kms {
         let mut tags = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            Self::slot(&self.pacing.list_resource_tags).await;
+            self.pacing.list_resource_tags.acquire().await;
             let result = self
                 .client
                 .list_resource_tags()
@@ -146,7 +142,7 @@ impl Kms {
         key_id: &str,
         tags: Vec<Tag>,
     ) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.tag_resource).await;
+        self.pacing.tag_resource.acquire().await;
         self.client
             .tag_resource()
             .key_id(key_id)
@@ -163,7 +159,7 @@ impl Kms {
         key_id: &str,
         tag_keys: &[&str],
     ) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.tag_resource).await;
+        self.pacing.tag_resource.acquire().await;
         self.client
             .untag_resource()
             .key_id(key_id)
@@ -180,7 +176,7 @@ impl Kms {
         key_id: &str,
         pending_window_in_days: i32,
     ) -> Result<Option<aws_smithy_types::DateTime>, DecommissionError> {
-        Self::slot(&self.pacing.schedule_key_deletion).await;
+        self.pacing.schedule_key_deletion.acquire().await;
         self.client
             .schedule_key_deletion()
             .key_id(key_id)
@@ -193,7 +189,7 @@ impl Kms {
 
     /// Cancels a key's pending deletion (KMS leaves the key Disabled).
     pub async fn cancel_key_deletion(&self, key_id: &str) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.cancel_key_deletion).await;
+        self.pacing.cancel_key_deletion.acquire().await;
         self.client
             .cancel_key_deletion()
             .key_id(key_id)
@@ -205,7 +201,7 @@ impl Kms {
 
     /// Enables a key.
     pub async fn enable_key(&self, key_id: &str) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.enable_key).await;
+        self.pacing.enable_key.acquire().await;
         self.client
             .enable_key()
             .key_id(key_id)
@@ -220,7 +216,7 @@ impl Kms {
         &self,
         key_id: &str,
     ) -> Result<Option<GetKeyLastUsageOutput>, DecommissionError> {
-        Self::slot(&self.pacing.get_key_last_usage).await;
+        self.pacing.get_key_last_usage.acquire().await;
         let result = self.client.get_key_last_usage().key_id(key_id).send().await;
         not_found_as_none("GetKeyLastUsage", result)
     }
@@ -232,7 +228,7 @@ impl Kms {
         store_id: &str,
     ) -> Result<CustomKeyStoresListEntry, DecommissionError> {
         const OP: &str = "DescribeCustomKeyStores";
-        Self::slot(&self.pacing.describe_custom_key_stores).await;
+        self.pacing.describe_custom_key_stores.acquire().await;
         let output = self
             .client
             .describe_custom_key_stores()
@@ -254,7 +250,7 @@ impl Kms {
 
     /// Starts connecting a store (asynchronous: poll [`Kms::describe_custom_key_store`]).
     pub async fn connect_custom_key_store(&self, store_id: &str) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.change_custom_key_store).await;
+        self.pacing.change_custom_key_store.acquire().await;
         self.client
             .connect_custom_key_store()
             .custom_key_store_id(store_id)
@@ -269,7 +265,7 @@ impl Kms {
         &self,
         store_id: &str,
     ) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.change_custom_key_store).await;
+        self.pacing.change_custom_key_store.acquire().await;
         self.client
             .disconnect_custom_key_store()
             .custom_key_store_id(store_id)
@@ -281,7 +277,7 @@ impl Kms {
 
     /// Deletes a DISCONNECTED store that holds no keys.
     pub async fn delete_custom_key_store(&self, store_id: &str) -> Result<(), DecommissionError> {
-        Self::slot(&self.pacing.change_custom_key_store).await;
+        self.pacing.change_custom_key_store.acquire().await;
         self.client
             .delete_custom_key_store()
             .custom_key_store_id(store_id)

@@ -3,18 +3,9 @@
 //! Each function makes one KMS call through [`Kms`]; the steps decide what a state or an error
 //! means.
 
-use aws_sdk_kms::types::ConnectionStateType;
-
 use crate::error::DecommissionError;
 use crate::kms::Kms;
 use crate::model::{StoreSummary, StoreType};
-
-impl StoreSummary {
-    /// The connection state.
-    pub fn state(&self) -> &ConnectionStateType {
-        &self.connection_state
-    }
-}
 
 /// Describes one store by id. A store KMS does not know is `CustomKeyStoreNotFoundException`.
 pub async fn describe(kms: &Kms, store_id: &str) -> Result<StoreSummary, DecommissionError> {
@@ -91,8 +82,8 @@ mod mocked_tests {
     async fn an_answer_without_the_store_is_not_found() {
         let describe = mock!(aws_sdk_kms::Client::describe_custom_key_stores)
             .then_output(|| DescribeCustomKeyStoresOutput::builder().build());
-        let kms = mock_kms(&[&describe]);
-        let err = describe_store(&kms).await.unwrap_err();
+        let kms = Kms::with_default_pacing(mock_kms(&[&describe]));
+        let err = super::describe(&kms, STORE_ID).await.unwrap_err();
         assert_eq!(err.error_type(), "CustomKeyStoreNotFoundException");
     }
 
@@ -104,13 +95,9 @@ mod mocked_tests {
                 "You have exceeded the rate at which you may call KMS.",
             ))
         });
-        let kms = mock_kms(&[&describe]);
-        let err = describe_store(&kms).await.unwrap_err();
+        let kms = Kms::with_default_pacing(mock_kms(&[&describe]));
+        let err = super::describe(&kms, STORE_ID).await.unwrap_err();
         assert_eq!(err.error_type(), "ThrottlingException");
         assert!(err.is_transient());
-    }
-
-    async fn describe_store(kms: &aws_sdk_kms::Client) -> Result<StoreSummary, DecommissionError> {
-        describe(&Kms::with_default_pacing(kms.clone()), STORE_ID).await
     }
 }

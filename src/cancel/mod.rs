@@ -403,16 +403,11 @@ mod tests {
                 mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
             let untag = mock!(Client::untag_resource)
                 .then_output(|| UntagResourceOutput::builder().build());
-            let kms = mock_kms(&[&list, &cancel, &enable, &untag]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&list, &cancel, &enable, &untag]));
             let key = store_key("k1", KeyState::PendingDeletion);
-            let err = restore_key(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                EXECUTION,
-            )
-            .await
-            .unwrap_err();
+            let err = restore_key(&kms, &key, &target(), EXECUTION)
+                .await
+                .unwrap_err();
             assert_eq!(err.error_type(), "KMSInternalException");
             assert_eq!(
                 (enable.num_calls(), untag.num_calls()),
@@ -440,16 +435,10 @@ mod tests {
                 mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
             let untag = mock!(Client::untag_resource)
                 .then_output(|| UntagResourceOutput::builder().build());
-            let kms = mock_kms(&[&list, &cancel, &describe, &enable, &untag]);
+            let kms =
+                Kms::with_default_pacing(mock_kms(&[&list, &cancel, &describe, &enable, &untag]));
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                EXECUTION,
-            )
-            .await
-            .unwrap();
+            let outcome = restore_key(&kms, &key, &target(), EXECUTION).await.unwrap();
             let RestoreOutcome::Restored(restored) = outcome else {
                 panic!("{outcome:?}")
             };
@@ -465,16 +454,9 @@ mod tests {
                 mock!(Client::list_resource_tags).then_output(move || tags(other, "Enabled"));
             let cancel = mock!(Client::cancel_key_deletion)
                 .then_output(|| CancelKeyDeletionOutput::builder().build());
-            let kms = mock_kms(&[&list, &cancel]);
+            let kms = Kms::with_default_pacing(mock_kms(&[&list, &cancel]));
             let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(
-                &Kms::with_default_pacing(kms.clone()),
-                &key,
-                &target(),
-                EXECUTION,
-            )
-            .await
-            .unwrap();
+            let outcome = restore_key(&kms, &key, &target(), EXECUTION).await.unwrap();
             assert_eq!(outcome, RestoreOutcome::NotOurs);
             assert_eq!(cancel.num_calls(), 0);
         }

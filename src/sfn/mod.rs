@@ -190,10 +190,11 @@ impl Executions {
         let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str(t).ok());
         Ok(Some(ExecutionInfo {
             arn: described.execution_arn().to_owned(),
-            name: described
-                .name()
-                .map(str::to_owned)
-                .unwrap_or_else(|| arn.rsplit(':').next().unwrap_or_default().to_owned()),
+            name: described.name().map(str::to_owned).unwrap_or_else(|| {
+                Arn::parse(arn)
+                    .and_then(|a| a.execution_names())
+                    .map_or_else(String::new, |(_, name)| name.to_owned())
+            }),
             status: described.status().clone(),
             start_date: *described.start_date(),
             stop_date: described.stop_date().copied(),

@@ -133,7 +133,7 @@ pub async fn run(
     if store.custom_key_store_type == StoreType::CloudHsm && !state.orphaned_key_material_accepted()
     {
         let described = store::describe(&ctx.kms, &store_id).await?;
-        if *described.state() != ConnectionStateType::Connected {
+        if described.connection_state != ConnectionStateType::Connected {
             tracing::warn!(
                 custom_key_store_id = store_id.as_str(),
                 execution = execution.as_deref(),

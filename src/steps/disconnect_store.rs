@@ -33,7 +33,7 @@ pub async fn run(
     status.poll_after_seconds = ctx.config.store_poll_seconds;
 
     let mut described = store::describe(&ctx.kms, &store_id).await?;
-    match described.state() {
+    match &described.connection_state {
         ConnectionStateType::Disconnected | ConnectionStateType::Disconnecting => {}
         ConnectionStateType::Connected
         | ConnectionStateType::Connecting
@@ -53,7 +53,7 @@ pub async fn run(
                 Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreInvalidState) => {
                     described = store::describe(&ctx.kms, &store_id).await?;
                     if !matches!(
-                        described.state(),
+                        &described.connection_state,
                         ConnectionStateType::Disconnected | ConnectionStateType::Disconnecting
                     ) {
                         return Err(err);
@@ -73,7 +73,7 @@ pub async fn run(
         }
     }
     status.connection_state = described.connection_state.clone();
-    let disconnected = *described.state() == ConnectionStateType::Disconnected;
+    let disconnected = described.connection_state == ConnectionStateType::Disconnected;
     state.store = Some(described);
     if disconnected {
         status.disconnected = true;

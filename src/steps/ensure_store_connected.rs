@@ -42,7 +42,7 @@ pub async fn run(
     status.connection_state = described.connection_state.clone();
     status.connection_error_code = described.connection_error_code.clone();
     let store_type = described.custom_key_store_type;
-    let connection_state = described.state().clone();
+    let connection_state = described.connection_state.clone();
     state.store = Some(described);
 
     if store_type == StoreType::External {

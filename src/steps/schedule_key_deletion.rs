@@ -55,7 +55,7 @@ pub async fn run(
     let described = store::describe(&ctx.kms, &store_id).await?;
     request.confirm_store_name(&described.custom_key_store_name)?;
     if described.custom_key_store_type == StoreType::CloudHsm
-        && *described.state() != ConnectionStateType::Connected
+        && described.connection_state != ConnectionStateType::Connected
         && !state.orphaned_key_material_accepted()
     {
         return Err(DecommissionError::StoreNotConnected {

@@ -438,8 +438,8 @@ impl TagTrigger {
         };
         match decided {
             Ok(outcome) => Ok(outcome),
-            Err(Halt::Ignored(i)) => Ok(TagOutcome::Ignored(i)),
-            Err(Halt::Refused(r)) => Ok(TagOutcome::Refused(r)),
+            Err(Halt::NotStarted(NotStarted::Ignored(i))) => Ok(TagOutcome::Ignored(i)),
+            Err(Halt::NotStarted(NotStarted::Refused(r))) => Ok(TagOutcome::Refused(r)),
             Err(Halt::Failed(e)) => Err(e),
         }
     }
@@ -451,21 +451,21 @@ impl TagTrigger {
         let confirm_changed =
             watches_confirmation && change.changed_tag_keys.iter().any(|k| k == CONFIRM_TAG_KEY);
         if !trigger_changed && !confirm_changed {
-            return Err(Halt::Ignored(Ignored::TriggerTagNotChanged));
+            return Err(Halt::from(Ignored::TriggerTagNotChanged));
         }
         let Some(store) = change.tags.get(tag_key).cloned() else {
-            return Err(Halt::Ignored(if trigger_changed {
+            return Err(Halt::from(if trigger_changed {
                 Ignored::TriggerTagRemoved
             } else {
                 Ignored::TriggerTagAbsent
             }));
         };
         if !trigger_changed && !change.tags.contains_key(CONFIRM_TAG_KEY) {
-            return Err(Halt::Ignored(Ignored::ConfirmationTagRemoved));
+            return Err(Halt::from(Ignored::ConfirmationTagRemoved));
         }
         if let Err(invalid) = validate_custom_key_store_id(&store) {
             let reason = invalid.to_string();
-            return Err(Halt::Refused(Refusal::InvalidTagValue {
+            return Err(Halt::from(Refusal::InvalidTagValue {
                 value: store,
                 reason,
             }));
@@ -474,13 +474,13 @@ impl TagTrigger {
             TaggedResource::KmsKey { arn } => {
                 self.check_key(arn, &store).await?;
                 let Some(current) = self.current_tags(arn).await? else {
-                    return Err(Halt::Refused(Refusal::KeyNotFound { key: arn.clone() }));
+                    return Err(Halt::from(Refusal::KeyNotFound { key: arn.clone() }));
                 };
                 let still_same = current.get(tag_key) == Some(&store)
                     && (!watches_confirmation
                         || current.get(CONFIRM_TAG_KEY) == change.tags.get(CONFIRM_TAG_KEY));
                 if !still_same {
-                    return Err(Halt::Refused(Refusal::TagsChangedSinceEvent {
+                    return Err(Halt::from(Refusal::TagsChangedSinceEvent {
                         resource: arn.clone(),
                     }));
                 }
@@ -491,13 +491,13 @@ impl TagTrigger {
         let summary = match store::describe(&self.kms, &store).await {
             Ok(summary) => summary,
             Err(e) if e.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => {
-                return Err(Halt::Refused(Refusal::StoreNotFound { store }))
+                return Err(Halt::from(Refusal::StoreNotFound { store }))
             }
             Err(e) => return Err(e.into()),
         };
         if let TaggedResource::CloudHsmCluster { cluster_id, .. } = &change.resource {
             if summary.cloud_hsm_cluster_id.as_deref() != Some(cluster_id.as_str()) {
-                return Err(Halt::Refused(Refusal::ClusterDoesNotBackStore {
+                return Err(Halt::from(Refusal::ClusterDoesNotBackStore {
                     cluster: cluster_id.clone(),
                     store,
                     backing: summary.cloud_hsm_cluster_id,
@@ -511,17 +511,14 @@ impl TagTrigger {
         let input = self.execution_input(&store, mode, confirmation.as_deref());
         let request = match DecommissionRequest::from_input(&input) {
             Ok(request) => request,
-            Err(invalid) => return Err(Halt::Refused(Refusal::InvalidInput(invalid.to_string()))),
+            Err(invalid) => return Err(Halt::from(Refusal::InvalidInput(invalid.to_string()))),
         };
         if request
             .confirm_store_name(&summary.custom_key_store_name)
             .is_err()
         {
             let given = confirmation.unwrap_or_default();
-            return Err(Halt::Refused(Refusal::ConfirmationMismatch {
-                store,
-                given,
-            }));
+            return Err(Halt::from(Refusal::ConfirmationMismatch { store, given }));
         }
         self.start(&store, mode, input, change.time).await
     }
@@ -612,13 +609,13 @@ impl TagTrigger {
                             arn: e.arn,
                         },
                         StartOutcome::NameTaken(e) => {
-                            return Err(Halt::Refused(Refusal::NameTaken { arn: e.arn }))
+                            return Err(Halt::from(Refusal::NameTaken { arn: e.arn }))
                         }
                     });
                 }
             }
         }
-        Err(Halt::Refused(Refusal::TooManyRuns {
+        Err(Halt::from(Refusal::TooManyRuns {
             store: store.into(),
         }))
     }
@@ -703,23 +700,13 @@ impl LambdaFunction for TagTrigger {
 /// refused it, or an AWS call failed (the only case the event is retried for).
 #[derive(Debug)]
 enum Halt {
-    Ignored(Ignored),
-    Refused(Refusal),
+    NotStarted(NotStarted),
     Failed(AwsCallError),
 }
 
-impl From<NotStarted> for Halt {
-    fn from(not_started: NotStarted) -> Self {
-        match not_started {
-            NotStarted::Ignored(i) => Self::Ignored(i),
-            NotStarted::Refused(r) => Self::Refused(r),
-        }
-    }
-}
-
-impl From<Refusal> for Halt {
-    fn from(refusal: Refusal) -> Self {
-        Self::Refused(refusal)
+impl<T: Into<NotStarted>> From<T> for Halt {
+    fn from(not_started: T) -> Self {
+        Self::NotStarted(not_started.into())
     }
 }
 

@@ -231,6 +231,56 @@ pub enum DecommissionError {
         waited_seconds: u64,
     },
 
+    /// Another real decommission of the store holds its lock in the ledger and is still running.
+    #[error(
+        "a decommission of custom key store {store_id} is already in progress: execution {holder} \
+         holds the store's lock (taken {taken_at}); this run changed nothing. Wait for it to end, \
+         or cancel it, then start again"
+    )]
+    DecommissionInProgress {
+        /// The store.
+        store_id: String,
+        /// The execution holding the lock.
+        holder: String,
+        /// When it took the lock.
+        taken_at: String,
+    },
+
+    /// A step was invoked with a document that is not that of the running decommission holding
+    /// the store's lock (a forged or stale document, or a run that was stopped).
+    #[error(
+        "{step} refuses to act for execution {execution}: {reason}; nothing was changed. Steps act \
+         only for a RUNNING execution of this stack's decommission state machine whose input names \
+         the same store and which holds the store's lock in the ledger"
+    )]
+    NotTheRunningDecommission {
+        /// The step invoked.
+        step: &'static str,
+        /// The execution the document names.
+        execution: String,
+        /// Which check failed.
+        reason: String,
+    },
+
+    /// Step Functions could not answer a step's check of its caller.
+    #[error("{0}; nothing was changed, retry")]
+    StepFunctionsUnavailable(crate::aws_error::AwsCallError),
+
+    /// The run ledger (DynamoDB) could not be read or written.
+    #[error(
+        "the run ledger could not be used ({operation} failed with {code}: {message}); this \
+         invocation changed no key after the failed call. Retry; check the table (LEDGER_TABLE) and \
+         the function's DynamoDB permissions"
+    )]
+    LedgerUnavailable {
+        /// The DynamoDB operation.
+        operation: &'static str,
+        /// DynamoDB's error code.
+        code: String,
+        /// The error text.
+        message: String,
+    },
+
     /// The KMS endpoint could not be reached, or answered something that is not a KMS answer.
     #[error("KMS could not be reached for {operation}: {detail}; retry later")]
     KmsUnavailable {
@@ -277,6 +327,19 @@ pub enum DecommissionError {
     },
 }
 
+impl From<crate::config::ConfigError> for DecommissionError {
+    fn from(err: crate::config::ConfigError) -> Self {
+        let variable = match &err {
+            crate::config::ConfigError::Missing(v)
+            | crate::config::ConfigError::Invalid { variable: v, .. } => *v,
+        };
+        Self::InvalidConfiguration {
+            variable: variable.to_owned(),
+            reason: err.to_string(),
+        }
+    }
+}
+
 impl DecommissionError {
     /// The Lambda `errorType` (and Step Functions error name) of this error.
     pub fn error_type(&self) -> &str {
@@ -302,8 +365,12 @@ impl DecommissionError {
 
     /// Whether the state machine retries this error (a transient KMS condition).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::KmsUnavailable { .. })
-            || self
+        matches!(
+            self,
+            Self::KmsUnavailable { .. }
+                | Self::LedgerUnavailable { .. }
+                | Self::StepFunctionsUnavailable(_)
+        ) || self
                 .kms_code()
                 .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))
     }

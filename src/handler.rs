@@ -6,7 +6,6 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::bootstrap::LambdaFunction;
-use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::DecommissionState;
@@ -25,7 +24,7 @@ impl StepFunction {
     pub fn from_env(step: Step, sdk: &aws_config::SdkConfig) -> Self {
         Self {
             step,
-            context: Config::from_env().map(|config| StepContext::from_sdk_config(sdk, config)),
+            context: StepContext::from_env(sdk),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The keys of the target store: the proof that a key belongs to it, the markers kept on each
-//! key, and scheduling its deletion.
+//! key for people (never read to decide anything), and scheduling its deletion with its record
+//! in the run ledger.
 //!
 //! A key can be mutated only through a [`StoreKey`], which can only be built from DescribeKey
 //! metadata showing a customer managed key of the target store: nothing outside the named store
@@ -12,6 +13,7 @@ use aws_sdk_kms::types::{KeyMetadata, KeyState, Tag};
 use crate::clock::from_kms;
 use crate::error::{DecommissionError, KmsErrorCode};
 use crate::kms::Kms;
+use crate::ledger::{KeyRecord, Ledger};
 use crate::model::{KeySample, StoreSummary, StoreType, Timestamp};
 
 /// Tag key of the marker naming the execution that scheduled the key.
@@ -165,29 +167,29 @@ impl Markers {
         }
     }
 
-    /// Whether `execution` wrote these markers.
-    pub fn written_by(&self, execution: &str) -> bool {
-        self.execution.as_deref() == Some(execution)
-    }
-
-    /// The prior state to record for a key now in `current_state` being scheduled by
-    /// `execution`: the one this execution recorded first, else the current state.
-    pub fn prior_state_for(&self, execution: &str, current_state: &KeyState) -> String {
-        match &self.prior_state {
-            Some(prior)
-                if self.written_by(execution)
-                    && SCHEDULABLE_STATES.contains(&KeyState::from(prior.as_str())) =>
-            {
-                prior.clone()
-            }
-            _ => current_state.as_str().to_string(),
+    /// What in these markers disagrees with what run `execution` read from KMS (`state`): a
+    /// marker naming another execution, or a prior state that is not the key's. `None` when the
+    /// key carries no markers or only this run's own, consistent ones.
+    pub fn disagreement(&self, execution: &str, state: &KeyState) -> Option<String> {
+        let mut notes = Vec::new();
+        if let Some(other) = self.execution.as_deref().filter(|e| *e != execution) {
+            notes.push(format!("{MARKER_EXECUTION}={other}"));
         }
+        if let Some(prior) = self.prior_state.as_deref().filter(|p| *p != state.as_str()) {
+            notes.push(format!(
+                "{MARKER_PRIOR_STATE}={prior} while KMS showed {}",
+                state.as_str()
+            ));
+        }
+        (!notes.is_empty()).then(|| notes.join(", "))
     }
 }
 
-/// Who the markers are for: the execution and its ticket.
+/// The run a key is changed for: its execution, its ticket, its ledger.
 #[derive(Debug, Clone, Copy)]
 pub struct MarkerContext<'a> {
+    /// The run ledger, where the key's record is written before its first change.
+    pub ledger: &'a Ledger,
     /// Execution ARN.
     pub execution: &'a str,
     /// Ticket id, when given.
@@ -199,12 +201,14 @@ pub struct MarkerContext<'a> {
 /// What became of one key in the scheduling step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyOutcome {
-    /// Pending deletion with this execution's markers.
+    /// Pending deletion, scheduled by this run (its ledger holds the key's record).
     ScheduledByThisExecution {
         /// DeletionDate.
         deletion_date: Option<SystemTime>,
+        /// Marker tags found on the key that disagreed with what the run read from KMS.
+        marker_note: Option<String>,
     },
-    /// Pending deletion before this execution came (no markers of it).
+    /// Pending deletion before this run came (the ledger has no record of it for this run).
     AlreadyPending {
         /// DeletionDate.
         deletion_date: Option<SystemTime>,
@@ -221,18 +225,24 @@ pub async fn read_markers(kms: &Kms, key: &StoreKey) -> Result<Option<Markers>, 
         .map(|tags| Markers::from_tags(&tags)))
 }
 
-/// Makes sure `key` is pending deletion with this execution's markers (or was already pending
-/// before it came): markers first (TagResource fails on a pending key), then ScheduleKeyDeletion.
-/// Safe to repeat after a crash at any point.
+/// Makes sure `key` is pending deletion, scheduled by this run (or was already pending before
+/// it came). Before the first change, the key's record goes into the ledger with the state this
+/// run read from KMS (and `last_use`); a record already there (an earlier attempt) is kept.
+/// Then the markers (information for people; TagResource fails on a pending key), then
+/// ScheduleKeyDeletion, then the ledger learns the DeletionDate. Tags already on the key are
+/// read only to report those that disagree. Safe to repeat after a crash at any point.
 pub async fn ensure_scheduled(
     kms: &Kms,
     key: &StoreKey,
     target: &TargetStore,
     markers_for: MarkerContext<'_>,
     pending_window_in_days: i32,
+    last_use: Option<String>,
+    now: Timestamp,
 ) -> Result<KeyOutcome, DecommissionError> {
+    let ledger = markers_for.ledger;
     if key.is_pending_deletion() {
-        return pending_outcome(kms, key, markers_for.execution).await;
+        return pending_outcome(ledger, key, markers_for.execution, now).await;
     }
     if !SCHEDULABLE_STATES.contains(key.state()) {
         return Err(DecommissionError::unexpected(
@@ -248,26 +258,40 @@ pub async fn ensure_scheduled(
     let Some(markers) = read_markers(kms, key).await? else {
         return Ok(KeyOutcome::Gone);
     };
-    let prior_state = markers.prior_state_for(markers_for.execution, key.state());
-    let up_to_date = markers.written_by(markers_for.execution)
-        && markers.prior_state.as_deref() == Some(prior_state.as_str())
-        && markers.ticket.as_deref() == markers_for.ticket;
-    if !up_to_date {
-        match write_markers(kms, key, markers_for, &prior_state).await {
-            Ok(()) => {}
-            Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(KeyOutcome::Gone),
-            Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {
-                // Scheduled by someone else since we described it: re-describe to be sure.
-                return match refreshed(kms, key, target).await? {
-                    Some(now) if now.is_pending_deletion() => {
-                        pending_outcome(kms, &now, markers_for.execution).await
-                    }
-                    Some(_) => Err(err),
-                    None => Ok(KeyOutcome::Gone),
-                };
-            }
-            Err(err) => return Err(err),
+    let mut record = KeyRecord::new(
+        key.arn(),
+        key.key_id(),
+        target.id(),
+        key.state().as_str(),
+        now,
+    );
+    record.last_use = last_use;
+    record.marker_note = markers.disagreement(markers_for.execution, key.state());
+    if let Some(note) = &record.marker_note {
+        tracing::warn!(
+            key_id = key.key_id(),
+            key_arn = key.arn(),
+            custom_key_store_id = markers_for.store_id,
+            execution = markers_for.execution,
+            markers = note.as_str(),
+            "key carries decommission markers this run did not write; they are ignored"
+        );
+    }
+    let record = ledger.record_key(markers_for.execution, &record).await?;
+    match write_markers(kms, key, markers_for, &record.prior_state).await {
+        Ok(()) => {}
+        Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(KeyOutcome::Gone),
+        Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {
+            // Scheduled since we described it (by us before a crash, or by someone else).
+            return match refreshed(kms, key, target).await? {
+                Some(now_key) if now_key.is_pending_deletion() => {
+                    pending_outcome(ledger, &now_key, markers_for.execution, now).await
+                }
+                Some(_) => Err(err),
+                None => Ok(KeyOutcome::Gone),
+            };
         }
+        Err(err) => return Err(err),
     }
 
     let result = kms
@@ -276,25 +300,36 @@ pub async fn ensure_scheduled(
     match result {
         Ok(deletion_date) => {
             let deletion_date = deletion_date.as_ref().map(from_kms);
+            ledger
+                .mark_scheduled(
+                    markers_for.execution,
+                    key.arn(),
+                    now,
+                    deletion_date.map(Timestamp::ceil),
+                )
+                .await?;
             tracing::info!(
                 key_id = key.key_id(),
                 key_arn = key.arn(),
                 custom_key_store_id = markers_for.store_id,
                 execution = markers_for.execution,
                 ticket = markers_for.ticket,
-                prior_state = prior_state.as_str(),
+                prior_state = record.prior_state.as_str(),
                 pending_window_in_days,
                 deletion_date = deletion_date.map(|d| Timestamp::ceil(d).to_string()),
                 "scheduled key deletion"
             );
-            Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
+            Ok(KeyOutcome::ScheduledByThisExecution {
+                deletion_date,
+                marker_note: record.marker_note,
+            })
         }
         Err(err) if err.is_kms(KmsErrorCode::NotFound) => Ok(KeyOutcome::Gone),
         // Already pending (a repeated call): done only if DescribeKey agrees.
         Err(err) if err.is_kms(KmsErrorCode::InvalidState) => {
             match refreshed(kms, key, target).await? {
-                Some(now) if now.is_pending_deletion() => {
-                    pending_outcome(kms, &now, markers_for.execution).await
+                Some(now_key) if now_key.is_pending_deletion() => {
+                    pending_outcome(ledger, &now_key, markers_for.execution, now).await
                 }
                 Some(_) => Err(err),
                 None => Ok(KeyOutcome::Gone),
@@ -304,19 +339,28 @@ pub async fn ensure_scheduled(
     }
 }
 
-/// Classifies a pending key by whose markers it carries.
+/// Classifies a pending key by the ledger: scheduled by this run when the run recorded it
+/// (the ledger then learns its DeletionDate, if a crash kept it from that), else already pending.
 async fn pending_outcome(
-    kms: &Kms,
+    ledger: &Ledger,
     key: &StoreKey,
     execution: &str,
+    now: Timestamp,
 ) -> Result<KeyOutcome, DecommissionError> {
     let deletion_date = key.deletion_date();
-    match read_markers(kms, key).await? {
-        None => Ok(KeyOutcome::Gone),
-        Some(markers) if markers.written_by(execution) => {
-            Ok(KeyOutcome::ScheduledByThisExecution { deletion_date })
+    match ledger.key_record(execution, key.arn()).await? {
+        Some(record) => {
+            if record.scheduled_at.is_none() || record.deletion_date.is_none() {
+                ledger
+                    .mark_scheduled(execution, key.arn(), now, deletion_date.map(Timestamp::ceil))
+                    .await?;
+            }
+            Ok(KeyOutcome::ScheduledByThisExecution {
+                deletion_date,
+                marker_note: record.marker_note,
+            })
         }
-        Some(_) => Ok(KeyOutcome::AlreadyPending { deletion_date }),
+        None => Ok(KeyOutcome::AlreadyPending { deletion_date }),
     }
 }
 

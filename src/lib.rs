@@ -11,6 +11,7 @@
 //! - the domain: [`state`] (the state document), [`inventory`], [`keys`], [`store`], [`usage`],
 //!   [`report`], [`request`];
 //! - AWS: [`kms`] (every KMS call, paced, errors by KMS name), [`sfn`] (Step Functions),
+//!   [`ledger`] (the run ledger in DynamoDB),
 //!   [`sdk_config`], [`pacing`], [`aws_error`];
 //! - values: [`model`], [`error`], [`clock`], [`config`], [`deadline`].
 //!
@@ -30,6 +31,7 @@ pub mod input;
 pub mod inventory;
 pub mod keys;
 pub mod kms;
+pub mod ledger;
 pub mod model;
 pub mod pacing;
 pub mod report;

@@ -61,6 +61,12 @@ pub struct Report {
     pub keys: Vec<KeySample>,
     /// More keys exist than `keys` lists.
     pub keys_truncated: bool,
+    /// Keys that carried decommission markers this run did not write: `ARN (marker ...)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_with_foreign_markers: Vec<String>,
+    /// Where the run ledger keeps this run's records (real runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerLocation>,
     /// The store could not be connected and the operator accepted orphaned key material.
     pub orphaned_key_material_accepted: bool,
     /// The keys' last use as planned, and the last-use guard's verdict (`GuardOn` false when
@@ -74,6 +80,32 @@ pub struct Report {
     pub started_at: Option<String>,
     /// When the report was written (RFC 3339).
     pub finished_at: Timestamp,
+}
+
+/// Where the ledger keeps a run (`docs/ledger.md` shows the AWS CLI queries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LedgerLocation {
+    /// The DynamoDB table.
+    pub table: String,
+    /// Partition key of the store's lock and run records (`STORE#<id>`).
+    pub store_key: String,
+    /// Sort key of this run's record under `StoreKey` (`RUN#<execution ARN>`).
+    pub run_record_key: String,
+    /// Partition key of this run's key records (`RUN#<execution ARN>`).
+    pub key_records_key: String,
+}
+
+impl LedgerLocation {
+    /// The location of run `execution` of store `store_id` in `table`.
+    pub fn of_run(table: &str, store_id: &str, execution: &str) -> Self {
+        Self {
+            table: table.to_owned(),
+            store_key: crate::ledger::store_pk(store_id),
+            run_record_key: crate::ledger::run_pk(execution),
+            key_records_key: crate::ledger::run_pk(execution),
+        }
+    }
 }
 
 /// What the operator should know about the keys' last use, one sentence each.

@@ -209,6 +209,13 @@ pub struct SchedulingProgress {
     /// Keys whose last use was checked again just before they were scheduled.
     #[serde(default)]
     pub keys_last_use_rechecked: u64,
+    /// Keys that carried decommission markers this run did not write (ignored; named in the
+    /// report).
+    #[serde(default)]
+    pub keys_with_foreign_markers: u64,
+    /// The first of them: `ARN (marker ...)`.
+    #[serde(default)]
+    pub keys_with_foreign_markers_sample: Vec<String>,
 }
 
 /// Progress and result of check-keys-deleted.
@@ -332,6 +339,16 @@ impl DecommissionState {
         report.keys_scheduled = scheduling.keys_scheduled;
         report.keys_already_pending = scheduling.keys_already_pending;
         report.keys_deleted = scheduling.keys_scheduled + scheduling.keys_already_pending;
+        report.keys_with_foreign_markers = scheduling.keys_with_foreign_markers_sample.clone();
+        if scheduling.keys_with_foreign_markers > 0 {
+            report.follow_ups.push(format!(
+                "{} key(s) carried kms-decommission marker tags this run did not write (they \
+                 disagree with what the run read from KMS and recorded in its ledger): \
+                 KeysWithForeignMarkers. The markers were ignored; find who wrote them (CloudTrail \
+                 TagResource events).",
+                scheduling.keys_with_foreign_markers
+            ));
+        }
         Ok(report)
     }
 
@@ -388,6 +405,8 @@ impl DecommissionState {
             keys_deleted: 0,
             keys: plan.keys,
             keys_truncated: plan.keys_truncated,
+            keys_with_foreign_markers: Vec::new(),
+            ledger: None,
             orphaned_key_material_accepted: orphaned,
             last_use: plan.last_use,
             follow_ups,

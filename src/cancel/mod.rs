@@ -2,9 +2,11 @@
 //! restoring one key that the decommission scheduled (CancelKeyDeletion, EnableKey where the
 //! key was Enabled before, then removal of the markers).
 //!
-//! A key is restored only when it is a key of the named store (a [`StoreKey`], proven by
-//! DescribeKey) whose `kms-decommission:execution` marker names the cancelled execution.
-//! Markers are removed last, so a restore cut off at any point is completed by the next scan.
+//! What to restore comes from the run ledger alone: a key is restored only when the cancelled
+//! run recorded it (before its first change to it) and scheduled it, and only when DescribeKey
+//! still shows it in the named store (a [`StoreKey`]); it gets back the state the ledger
+//! recorded, never what a tag says. The ledger's record is marked restored last, so a restore
+//! cut off at any point is completed by the next pass.
 
 pub mod by_ticket;
 pub mod step;
@@ -16,10 +18,11 @@ use crate::aws_error::AwsCallError;
 use crate::error::{DecommissionError, KmsErrorCode};
 use crate::input::{read_object, ExecutionArn, FieldError, FreeText, StoreId};
 use crate::keys::{
-    read_markers, refreshed, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE,
-    MARKER_TICKET,
+    refreshed, StoreKey, TargetStore, MARKER_EXECUTION, MARKER_PRIOR_STATE, MARKER_TICKET,
 };
 use crate::kms::Kms;
+use crate::ledger::{KeyRecord, Ledger};
+use crate::model::Timestamp;
 
 /// Fields a cancel input may carry.
 const CANCEL_FIELDS: &[&str] = &[
@@ -175,32 +178,53 @@ pub struct RestoredKey {
     pub key_state: String,
 }
 
-/// What became of one key of the store.
+/// What became of one key the cancelled run recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreOutcome {
-    /// Not scheduled by the cancelled execution: left alone.
-    NotOurs,
+    /// Recorded but never scheduled by the run: left alone.
+    NotScheduled,
+    /// An earlier invocation of the cancel restored it.
+    AlreadyRestored,
     /// The key no longer exists.
     Gone,
     /// Restored and its markers removed.
     Restored(RestoredKey),
 }
 
-/// Restores `key` if the markers show `execution` scheduled it: cancels its deletion, enables it
-/// when it was Enabled before, removes the markers. Safe to repeat after a crash at any point.
+/// Restores the key of `record` (a key run `execution` recorded in the ledger) if the run
+/// scheduled it: cancels its deletion, enables it when the ledger says it was Enabled before,
+/// removes the markers, and records the restore in the ledger. Tags are never read. Safe to
+/// repeat after a crash at any point.
 pub async fn restore_key(
     kms: &Kms,
-    key: &StoreKey,
+    ledger: &Ledger,
+    record: &KeyRecord,
     target: &TargetStore,
     execution: &str,
+    now: Timestamp,
 ) -> Result<RestoreOutcome, DecommissionError> {
-    let Some(markers) = read_markers(kms, key).await? else {
+    if record.restored_at.is_some() {
+        return Ok(RestoreOutcome::AlreadyRestored);
+    }
+    let Some(metadata) = kms.describe_key(&record.key_id).await? else {
         return Ok(RestoreOutcome::Gone);
     };
-    if !markers.written_by(execution) {
-        return Ok(RestoreOutcome::NotOurs);
+    let Some(key) = StoreKey::from_metadata(&metadata, target) else {
+        return Err(DecommissionError::unexpected(
+            "DescribeKey",
+            format!(
+                "key {} that the ledger records for store {} no longer shows that store",
+                record.key_arn,
+                target.id()
+            ),
+        ));
+    };
+    // Recorded but never scheduled (the run stopped between the record and the schedule):
+    // nothing to undo.
+    if record.scheduled_at.is_none() && !key.is_pending_deletion() {
+        return Ok(RestoreOutcome::NotScheduled);
     }
-    let prior_state = markers.prior_state.unwrap_or_else(|| "Unknown".to_string());
+    let prior_state = record.prior_state.clone();
     let mut state = key.state().as_str().to_string();
     let mut deletion_cancelled = false;
     if key.is_pending_deletion() {
@@ -212,7 +236,7 @@ pub async fn restore_key(
             Err(err) => return Err(err),
         }
         // CancelKeyDeletion answers only the key id: read the state it left.
-        match refreshed(kms, key, target)
+        match refreshed(kms, &key, target)
             .await?
             .map(|k| k.state().as_str().to_string())
         {
@@ -256,6 +280,9 @@ pub async fn restore_key(
         Err(err) if err.is_kms(KmsErrorCode::NotFound) => return Ok(RestoreOutcome::Gone),
         Err(err) => return Err(err),
     }
+    ledger
+        .mark_restored(execution, &record.key_arn, &state, now)
+        .await?;
     tracing::info!(
         key_id = key.key_id(),
         key_arn = key.arn(),

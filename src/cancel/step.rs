@@ -5,7 +5,7 @@
 //! done after a whole scan that restored nothing and started once the stopped execution's
 //! in-flight invocations must have ended (`CANCEL_SETTLE_SECONDS` after it stopped).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -17,18 +17,18 @@ use crate::arn::Arn;
 use crate::bootstrap::LambdaFunction;
 use crate::cancel::{restore_key, CancelError, CancelRequest, Reenable, RestoreOutcome};
 use crate::clock::from_kms;
-use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode};
-use crate::inventory::{per_call, scan_pages, Page, Paging};
+use crate::inventory::{may_start_another_page, page_size_within, per_call};
 use crate::keys::TargetStore;
 use crate::model::{push_capped, Timestamp};
-use crate::sfn::Executions;
 use crate::steps::context::StepContext;
 use crate::store;
 
 /// Default of `CANCEL_SETTLE_SECONDS`: the batch functions' timeout (300 s) plus a margin.
 pub const DEFAULT_SETTLE_SECONDS: u64 = 330;
+/// Most key records restored per ledger page.
+const LEDGER_PAGE: i32 = 100;
 /// The error name StopExecution gives the decommission.
 pub const STOP_ERROR: &str = "Cancelled";
 
@@ -140,26 +140,20 @@ pub struct CancelReport {
     pub follow_ups: Vec<String>,
 }
 
-/// Everything the cancel step needs: the KMS step context, Step Functions, configuration.
+/// Everything the cancel step needs: KMS, the decommission state machine, the ledger, and how
+/// long a stopped decommission's last invocation may still run.
 #[derive(Debug)]
 pub struct CancelContext {
-    /// KMS client, pacing, clock, batch configuration.
+    /// KMS client, pacing, clock, batch configuration; `runs` is the decommission state
+    /// machine (`STATE_MACHINE_ARN`), `ledger` the run ledger.
     pub step: StepContext,
-    /// Step Functions client.
-    pub sfn: aws_sdk_sfn::Client,
-    /// The decommission state machine executions may belong to (`STATE_MACHINE_ARN`), if set.
-    pub decommission_state_machine_arn: Option<String>,
     /// How long after the decommission stopped its last invocation may still run.
     pub settle: Duration,
 }
 
 impl CancelContext {
-    /// Reads `CANCEL_SETTLE_SECONDS` and `STATE_MACHINE_ARN` besides the step configuration.
-    pub fn from_env(
-        sdk: &aws_config::SdkConfig,
-        sfn: aws_sdk_sfn::Client,
-    ) -> Result<Self, DecommissionError> {
-        let config = Config::from_env()?;
+    /// Reads `CANCEL_SETTLE_SECONDS` besides the step context's environment.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, DecommissionError> {
         let settle = match std::env::var("CANCEL_SETTLE_SECONDS") {
             Err(_) => DEFAULT_SETTLE_SECONDS,
             Ok(text) => text
@@ -173,11 +167,7 @@ impl CancelContext {
                 })?,
         };
         Ok(Self {
-            step: StepContext::from_sdk_config(sdk, config),
-            sfn,
-            decommission_state_machine_arn: std::env::var("STATE_MACHINE_ARN")
-                .ok()
-                .filter(|a| !a.is_empty()),
+            step: StepContext::from_env(sdk)?,
             settle: Duration::from_secs(settle),
         })
     }
@@ -209,38 +199,40 @@ pub async fn run(
     let Some(described) = described else {
         // A deleted store has no keys left: nothing can be restored.
         progress.store_deleted = true;
+        release_run(ctx, &request).await?;
         return Ok(finish(state, progress, &request));
     };
     let target = TargetStore::new(&described);
     let execution = request.decommission_execution_arn.as_str();
+    let ledger = &ctx.step.ledger;
     if progress.scan_started_at.is_none() {
         progress.scan_started_at = Some(Timestamp::floor(ctx.step.clock.now()));
     }
-    let paging = Paging {
-        deadline: &deadline,
-        margin: ctx.step.config.deadline_margin,
-        max_page_size: ctx.step.config.list_keys_page_size,
-        // CancelKeyDeletion and EnableKey (both 5/s) bound what a key of the store costs.
-        per_store_key: per_call(ctx.step.config.pacing.custom_key_store_rps),
-    };
-    progress.cursor = scan_pages(
-        kms,
-        &target,
-        progress.cursor.take(),
-        paging,
-        async |page: Page| {
-            let outcomes: Vec<RestoreOutcome> = stream::iter(&page.keys)
-                .map(|key| Box::pin(restore_key(kms, key, &target, execution)))
-                .buffered(ctx.step.kms.pacing().concurrency)
-                .try_collect()
-                .await?;
-            for outcome in outcomes {
-                count(&mut progress, outcome);
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    let config = &ctx.step.config;
+    // CancelKeyDeletion and EnableKey (both 5/s) bound what a key costs.
+    let per_key = per_call(config.pacing.custom_key_store_rps);
+    let mut after = progress.cursor.take();
+    loop {
+        let started = Instant::now();
+        let limit = page_size_within(&deadline, config.deadline_margin, per_key, LEDGER_PAGE);
+        let page = ledger.key_records(execution, after.as_deref(), limit).await?;
+        let now = Timestamp::floor(ctx.step.clock.now());
+        let outcomes: Vec<RestoreOutcome> = stream::iter(&page.records)
+            .map(|record| Box::pin(restore_key(kms, ledger, record, &target, execution, now)))
+            .buffered(ctx.step.kms.pacing().concurrency)
+            .try_collect()
+            .await?;
+        for outcome in outcomes {
+            count(&mut progress, outcome);
+        }
+        after = page.next;
+        if after.is_none()
+            || !may_start_another_page(&deadline, started.elapsed(), config.deadline_margin)
+        {
+            break;
+        }
+    }
+    progress.cursor = after;
     if progress.cursor.is_none() {
         progress.scans += 1;
         let settle_until = progress.settle_until.time();
@@ -249,6 +241,7 @@ pub async fn run(
             .map(Timestamp::time)
             .ok_or_else(|| DecommissionError::invalid_state("no Cancel.ScanStartedAt"))?;
         if progress.scan_restored == 0 && scan_started >= settle_until {
+            release_run(ctx, &request).await?;
             return Ok(finish(state, progress, &request));
         }
         progress.scan_started_at = None;
@@ -263,11 +256,24 @@ pub async fn run(
     Ok(state)
 }
 
+/// Records in the ledger that the run was cancelled and releases the store's lock if the run
+/// holds it.
+async fn release_run(ctx: &CancelContext, request: &CancelRequest) -> Result<(), DecommissionError> {
+    let ledger = &ctx.step.ledger;
+    let store_id = request.custom_key_store_id.as_str();
+    let execution = request.decommission_execution_arn.as_str();
+    let now = Timestamp::floor(ctx.step.clock.now());
+    ledger
+        .set_outcome(store_id, execution, "Cancelled", &request.cause(), now)
+        .await?;
+    ledger.release_lock(store_id, execution).await
+}
+
 /// Adds one key's outcome to the counts.
 fn count(progress: &mut CancelProgress, outcome: RestoreOutcome) {
     let counts = &mut progress.counts;
     match outcome {
-        RestoreOutcome::NotOurs => {}
+        RestoreOutcome::NotScheduled | RestoreOutcome::AlreadyRestored => {}
         RestoreOutcome::Gone => counts.keys_gone += 1,
         RestoreOutcome::Restored(key) => {
             progress.scan_restored += 1;
@@ -294,17 +300,15 @@ async fn stop_decommission(
     request: &CancelRequest,
 ) -> Result<CancelProgress, CancelError> {
     let arn = request.decommission_execution_arn.as_str();
-    let machine = state_machine_of(arn);
-    if let Some(expected) = &ctx.decommission_state_machine_arn {
-        if machine != *expected {
-            return Err(DecommissionError::invalid_input(
-                "DecommissionExecutionArn",
-                format!("is not an execution of the decommission state machine {expected}"),
-            )
-            .into());
-        }
+    let executions = &ctx.step.runs;
+    let expected = executions.state_machine_arn();
+    if state_machine_of(arn) != expected {
+        return Err(DecommissionError::invalid_input(
+            "DecommissionExecutionArn",
+            format!("is not an execution of the decommission state machine {expected}"),
+        )
+        .into());
     }
-    let executions = Executions::new(ctx.sfn.clone(), machine, None);
     let info = executions
         .describe(arn)
         .await
@@ -477,7 +481,7 @@ impl CancelFunction {
     /// The function with clients from `sdk` and configuration from the environment.
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Self {
         Self {
-            context: CancelContext::from_env(sdk, aws_sdk_sfn::Client::new(sdk)),
+            context: CancelContext::from_env(sdk),
         }
     }
 }

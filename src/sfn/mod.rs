@@ -47,6 +47,8 @@ pub struct ExecutionInfo {
     pub arn: String,
     /// Execution name.
     pub name: String,
+    /// The state machine it belongs to.
+    pub state_machine_arn: String,
     /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ...
     pub status: ExecutionStatus,
     /// When it started.
@@ -195,6 +197,7 @@ impl Executions {
                     .and_then(|a| a.execution_names())
                     .map_or_else(String::new, |(_, name)| name.to_owned())
             }),
+            state_machine_arn: described.state_machine_arn().to_owned(),
             status: described.status().clone(),
             start_date: *described.start_date(),
             stop_date: described.stop_date().copied(),
@@ -556,6 +559,7 @@ mod tests {
         let info = |input: Value| ExecutionInfo {
             arn: "a".into(),
             name: "n".into(),
+            state_machine_arn: "m".into(),
             status: ExecutionStatus::Running,
             start_date: DateTime::from_secs(0),
             stop_date: None,

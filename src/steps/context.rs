@@ -1,5 +1,6 @@
-//! What every step needs besides the state document: KMS (with its pacing), configuration and
-//! the clock, built once per Lambda instance.
+//! What every step needs besides the state document: KMS (with its pacing), Step Functions (to
+//! check who called), the run ledger, configuration and the clock, built once per Lambda
+//! instance.
 
 use std::sync::Arc;
 
@@ -8,13 +9,19 @@ use aws_sdk_kms::Client;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::kms::Kms;
+use crate::ledger::Ledger;
 use crate::pacing::Pacing;
+use crate::sfn::Executions;
 
 /// What every step needs besides the state document. Built once per Lambda instance.
 #[derive(Debug)]
 pub struct StepContext {
     /// KMS, paced per operation; shared by the invocations of this instance.
     pub kms: Kms,
+    /// This stack's decommission state machine: whose executions the steps act for.
+    pub runs: Executions,
+    /// The run ledger.
+    pub ledger: Ledger,
     /// Handler configuration.
     pub config: Config,
     /// The clock.
@@ -23,20 +30,39 @@ pub struct StepContext {
 
 impl StepContext {
     /// A context around `client` with pacing from `config` and the system clock.
-    pub fn new(client: Client, config: Config) -> Self {
+    pub fn new(client: Client, config: Config, runs: Executions, ledger: Ledger) -> Self {
         Self {
             kms: Kms::new(client, Arc::new(Pacing::new(&config.pacing))),
+            runs,
+            ledger,
             config,
             clock: Clock::system(),
         }
     }
 
     /// The functions' context: a KMS client from `sdk` whose throttled attempts slow the pacing.
-    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+    pub fn from_sdk_config(
+        sdk: &aws_config::SdkConfig,
+        config: Config,
+        runs: Executions,
+        ledger: Ledger,
+    ) -> Self {
         Self {
             kms: Kms::from_sdk_config(sdk, Arc::new(Pacing::new(&config.pacing))),
+            runs,
+            ledger,
             config,
             clock: Clock::system(),
         }
+    }
+
+    /// The functions' context from `sdk` and the environment: configuration,
+    /// `STATE_MACHINE_ARN` (this stack's decommission state machine) and `LEDGER_TABLE`.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, crate::error::DecommissionError> {
+        let config = Config::from_env()?;
+        let var = |name: &str| std::env::var(name).ok();
+        let runs = Executions::from_env(sdk, var)?;
+        let ledger = Ledger::from_env(sdk, var)?;
+        Ok(Self::from_sdk_config(sdk, config, runs, ledger))
     }
 }

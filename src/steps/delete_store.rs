@@ -5,7 +5,7 @@
 
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode};
-use crate::report::Outcome;
+use crate::report::{LedgerLocation, Outcome};
 use crate::state::DecommissionState;
 use crate::steps::context::StepContext;
 use crate::steps::flow::{require_planned_store, Step};
@@ -26,7 +26,14 @@ pub async fn run(
         Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => Outcome::AlreadyDeleted,
         Err(err) => return Err(err),
     };
-    let report = state.final_report(outcome, ctx.clock.now())?;
+    let mut report = state.final_report(outcome, ctx.clock.now())?;
+    if let Some(execution) = &execution {
+        report.ledger = Some(LedgerLocation::of_run(
+            ctx.ledger.table(),
+            &store_id,
+            execution,
+        ));
+    }
     tracing::info!(
         custom_key_store_id = store_id.as_str(),
         execution = execution.as_deref(),

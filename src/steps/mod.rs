@@ -6,6 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::DecommissionState;
 
+pub mod caller;
 pub mod check_keys_deleted;
 pub mod context;
 pub mod delete_store;
@@ -19,8 +20,23 @@ pub use context::StepContext;
 pub use flow::Step;
 
 impl Step {
-    /// Runs the step on a state document.
+    /// Runs the step on a state document, for the running decommission that holds the store's
+    /// lock only ([`caller`]), and tells the ledger what it did.
     pub async fn run(
+        self,
+        ctx: &StepContext,
+        state: DecommissionState,
+        deadline: Deadline,
+    ) -> Result<DecommissionState, DecommissionError> {
+        let admitted = Box::pin(caller::admit(ctx, self, &state)).await?;
+        let updated = self.run_unchecked(ctx, state, deadline).await?;
+        if let Some(run) = &admitted {
+            Box::pin(caller::record_result(ctx, self, run, &updated)).await?;
+        }
+        Ok(updated)
+    }
+
+    async fn run_unchecked(
         self,
         ctx: &StepContext,
         state: DecommissionState,

@@ -1,6 +1,7 @@
-//! schedule-key-deletion: put this execution's markers on every key of the store, then schedule
-//! its deletion; page by page, resuming from the ListKeys marker. Keys already pending deletion
-//! are success. When done, computes when the first check should run.
+//! schedule-key-deletion: record every key of the store in the run ledger (its state and last
+//! use as this run reads them from KMS), put this execution's markers on it, then schedule its
+//! deletion; page by page, resuming from the ListKeys marker. Keys already pending deletion are
+//! success. When done, computes when the first check should run.
 //!
 //! The last-use guard holds at the moment each key is scheduled: just before tagging a key, its
 //! last use is asked again (GetKeyLastUsage). A key used too recently is not touched, no key not
@@ -20,7 +21,7 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{per_call, scan_pages, Page, Paging};
 use crate::keys::{ensure_scheduled, KeyOutcome, MarkerContext, TargetStore};
-use crate::model::{StoreType, Timestamp};
+use crate::model::{push_capped, StoreType, Timestamp};
 use crate::state::{DecommissionState, SchedulingProgress};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
@@ -73,20 +74,20 @@ pub async fn run(
     let mut earliest = progress.earliest_deletion_date.map(Timestamp::time);
     let mut latest = progress.latest_deletion_date.map(Timestamp::time);
     let markers_for = MarkerContext {
+        ledger: &ctx.ledger,
         execution: &execution,
         ticket: request.ticket_id.as_deref(),
         store_id: &store_id,
     };
     let guard = UsageGuard::new(request.min_days_since_last_use);
-    // Each key of the store costs a TagResource and a ScheduleKeyDeletion, plus a GetKeyLastUsage
-    // with the guard on: the slowest of their paced rates bounds a page.
+    // Each key of the store costs a GetKeyLastUsage (its last use goes into the ledger; with the
+    // guard on it is the guard's recheck), a TagResource and a ScheduleKeyDeletion: the slowest
+    // of their paced rates bounds a page.
     let pacing = &ctx.config.pacing;
-    let mut per_key_rps = pacing
+    let per_key_rps = pacing
         .tag_resource_rps
-        .min(pacing.schedule_key_deletion_rps);
-    if guard.is_on() {
-        per_key_rps = per_key_rps.min(pacing.custom_key_store_rps);
-    }
+        .min(pacing.schedule_key_deletion_rps)
+        .min(pacing.custom_key_store_rps);
     let per_store_key = per_call(per_key_rps);
     let cursor = scan_pages(
         &ctx.kms,
@@ -104,14 +105,26 @@ pub async fn run(
                 .map(|key| {
                     let (refused, target, request) = (&refused, &target, &request);
                     async move {
-                        let recheck = guard.is_on() && !key.is_pending_deletion();
-                        if recheck {
-                            if refused.load(Ordering::SeqCst) {
-                                return Ok(KeyStep::Skipped);
-                            }
-                            let Some(last_use) = key_last_use(&ctx.kms, key).await? else {
-                                return Ok(KeyStep::Done(KeyOutcome::Gone));
-                            };
+                        if key.is_pending_deletion() {
+                            return ensure_scheduled(
+                                &ctx.kms,
+                                key,
+                                target,
+                                markers_for,
+                                request.pending_window_in_days,
+                                None,
+                                Timestamp::floor(ctx.clock.now()),
+                            )
+                            .await
+                            .map(KeyStep::Done);
+                        }
+                        if guard.is_on() && refused.load(Ordering::SeqCst) {
+                            return Ok(KeyStep::Skipped);
+                        }
+                        let Some(last_use) = key_last_use(&ctx.kms, key).await? else {
+                            return Ok(KeyStep::Done(KeyOutcome::Gone));
+                        };
+                        if guard.is_on() {
                             if guard.blocks(&last_use, ctx.clock.now())? {
                                 refused.store(true, Ordering::SeqCst);
                                 return Ok(KeyStep::RecentlyUsed(last_use));
@@ -126,6 +139,8 @@ pub async fn run(
                             target,
                             markers_for,
                             request.pending_window_in_days,
+                            Some(last_use.describe()),
+                            Timestamp::floor(ctx.clock.now()),
                         )
                         .await
                         .map(KeyStep::Done)
@@ -154,7 +169,17 @@ pub async fn run(
             progress.keys_scanned += page.scanned;
             for (key, outcome) in page.keys.iter().zip(&outcomes) {
                 let (date, by_us) = match outcome {
-                    KeyOutcome::ScheduledByThisExecution { deletion_date } => {
+                    KeyOutcome::ScheduledByThisExecution {
+                        deletion_date,
+                        marker_note,
+                    } => {
+                        if let Some(note) = marker_note {
+                            progress.keys_with_foreign_markers += 1;
+                            push_capped(
+                                &mut progress.keys_with_foreign_markers_sample,
+                                format!("{} ({note})", key.arn()),
+                            );
+                        }
                         (*deletion_date, true)
                     }
                     KeyOutcome::AlreadyPending { deletion_date } => (*deletion_date, false),

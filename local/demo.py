@@ -5,7 +5,8 @@ Builds the handlers and the emulator, starts the stack with scaled time (an emul
 --day-seconds), creates the demo stores and keys plus unrelated keys that must survive, starts both
 decommissions with the inputs of events/execution-decommission-*.json (the real store id and name
 filled in), prints each state as it is entered with what it did, then the final reports and the
-proof that nothing else changed. Exits 0 only if both decommissions succeeded and every check holds.
+proof that nothing else changed, and what the run ledger (the DynamoDB table) recorded of both runs.
+Exits 0 only if both decommissions succeeded and every check holds.
 
 First it shows the last-use guard (issue 7, docs/last-use-guard.md) at work once: an application
 encrypts under the key of a third store, `demo-in-use`, and the decommission of that store is refused
@@ -22,7 +23,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from local.client import fixtures, workflow
+from botocore.exceptions import ClientError
+
+from local.client import fixtures, ledger, workflow
 from local.stack.launcher import LocalStack, StackConfig, StackError
 from local.stack.processes import ProcessFailed
 from local.stack.template import TemplateError
@@ -183,6 +186,45 @@ def snapshot_change(before: dict[str, Any], after: dict[str, Any]) -> str:
     return f"{after['KeyState']}, tags {after['Tags'] or 'none'} -> {change}"
 
 
+def short_arn(arn: str) -> str:
+    """An ARN without its partition, service, Region and account: `key/<id>`, `execution:<machine>:<name>`."""
+    return arn.split(":", 5)[-1] if arn.startswith("arn:") else arn
+
+
+def _fields(item: dict[str, Any], names: tuple[str, ...]) -> str:
+    return ", ".join(f"{name} {item[name]}" for name in names if item.get(name) not in (None, ""))
+
+
+RUN_FIELDS = ("Phase", "Outcome", "RequestedBy", "TicketId", "StartedAt", "EndedAt")
+KEY_FIELDS = ("PriorState", "ScheduledAt", "DeletionDate", "SeenDeletedAt", "RestoredAt")
+
+
+def show_ledger(dynamodb: Any, table: str, stores: list[fixtures.Store]) -> None:
+    """What the run ledger holds of the demo's stores: each store's lock (if still held) and run
+    records, and each run's key records."""
+    print(f"\n===== run ledger (DynamoDB table {table})", flush=True)
+    for store in stores:
+        lock, runs = ledger.split_store_partition(ledger.ledger_items(dynamodb, table, ledger.store_pk(store.id)))
+        print(f"store {store.id} '{store.name}' (partition {ledger.store_pk(store.id)}):")
+        if lock is None:
+            print("  lock: none")
+        else:
+            print(f"  lock: held by {short_arn(str(lock.get('Execution')))} since {lock.get('TakenAt')}")
+        if not runs:
+            print("  no run records")
+        for run in runs:
+            execution = str(run.get("Execution") or run["sk"].removeprefix(ledger.RUN_PREFIX))
+            print(f"  run {short_arn(execution)}: {_fields(run, RUN_FIELDS) or 'no fields'}")
+            if run.get("OutcomeDetail"):
+                print(f"    OutcomeDetail {run['OutcomeDetail']}")
+            keys = ledger.ledger_items(dynamodb, table, ledger.run_pk(execution))
+            if not keys:
+                print("    no key records")
+            for key in keys:
+                key_arn = str(key.get("KeyArn") or key["sk"].removeprefix(ledger.KEY_PREFIX))
+                print(f"    {short_arn(key_arn)}: {_fields(key, KEY_FIELDS) or 'no fields'}")
+
+
 def _seconds_until(timestamp: str) -> str:
     try:
         when = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -253,6 +295,12 @@ def run_demo(stack: LocalStack) -> bool:
         keys_gone = [key for key in store.keys if not fixtures.key_exists(kms, key)]
         print(f"store {store.id} deleted: {gone}; keys deleted: {len(keys_gone)} of {len(store.keys)}")
         ok = ok and gone and len(keys_gone) == len(store.keys)
+
+    try:
+        show_ledger(workflow.client(stack.endpoint, "dynamodb"), ledger.ledger_table_name(), [cloudhsm, xks])
+    except ClientError as err:
+        print(f"LEDGER UNREADABLE: {err}", flush=True)
+        ok = False
 
     print("\n===== unrelated keys", flush=True)
     for key in unrelated:

@@ -371,8 +371,8 @@ impl DecommissionError {
                 | Self::LedgerUnavailable { .. }
                 | Self::StepFunctionsUnavailable(_)
         ) || self
-                .kms_code()
-                .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))
+            .kms_code()
+            .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))
     }
 
     /// Shorthand for an [`InvalidInput`](Self::InvalidInput) error.

@@ -352,7 +352,12 @@ async fn pending_outcome(
         Some(record) => {
             if record.scheduled_at.is_none() || record.deletion_date.is_none() {
                 ledger
-                    .mark_scheduled(execution, key.arn(), now, deletion_date.map(Timestamp::ceil))
+                    .mark_scheduled(
+                        execution,
+                        key.arn(),
+                        now,
+                        deletion_date.map(Timestamp::ceil),
+                    )
                     .await?;
             }
             Ok(KeyOutcome::ScheduledByThisExecution {
@@ -509,40 +514,38 @@ mod tests {
     }
 
     #[test]
-    fn a_rerun_keeps_the_prior_state_its_execution_recorded_first() {
+    fn markers_this_run_did_not_write_or_that_contradict_kms_are_named() {
         let exec = "arn:aws:states:us-east-1:123456789012:execution:sm:run-1";
-        let markers = Markers::from_tags(&tags(&[
+        let ours = Markers::from_tags(&tags(&[
             (MARKER_EXECUTION, exec),
             (MARKER_PRIOR_STATE, "Enabled"),
             ("team", "payments"),
         ]));
-        assert!(markers.written_by(exec));
+        assert_eq!(ours.disagreement(exec, &KeyState::Enabled), None);
         assert_eq!(
-            markers.prior_state_for(exec, &KeyState::Disabled),
-            "Enabled"
+            ours.disagreement(exec, &KeyState::Disabled).as_deref(),
+            Some("kms-decommission:prior-state=Enabled while KMS showed Disabled")
         );
-
-        let other_execution = "arn:aws:states:us-east-1:123456789012:execution:sm:run-0";
+        let other = "arn:aws:states:us-east-1:123456789012:execution:sm:run-0";
         assert_eq!(
-            markers.prior_state_for(other_execution, &KeyState::Disabled),
-            "Disabled"
+            ours.disagreement(other, &KeyState::Enabled).as_deref(),
+            Some(&*format!("kms-decommission:execution={exec}"))
         );
-
-        let garbage = Markers::from_tags(&tags(&[
-            (MARKER_EXECUTION, exec),
-            (MARKER_PRIOR_STATE, "PendingDeletion"),
-        ]));
-        assert_eq!(
-            garbage.prior_state_for(exec, &KeyState::Disabled),
-            "Disabled"
-        );
-
         assert_eq!(Markers::from_tags(&[]), Markers::default());
+        assert_eq!(
+            Markers::default().disagreement(exec, &KeyState::Enabled),
+            None
+        );
     }
 
     mod with_mocked_kms {
         use super::super::*;
         use crate::test_support::*;
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+        use aws_sdk_dynamodb::types::AttributeValue;
         use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
         use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
         use aws_sdk_kms::operation::schedule_key_deletion::{
@@ -552,21 +555,53 @@ mod tests {
         use aws_sdk_kms::types::error::KmsInvalidStateException;
         use aws_sdk_kms::types::KeyState;
         use aws_sdk_kms::Client;
-        use aws_smithy_mocks::mock;
+        use aws_smithy_mocks::{mock, Rule};
+        use std::collections::HashMap;
 
-        fn markers_for() -> MarkerContext<'static> {
+        type Ddb = aws_sdk_dynamodb::Client;
+
+        const NOW: Timestamp = Timestamp::EPOCH;
+
+        fn markers_for(ledger: &Ledger) -> MarkerContext<'_> {
             MarkerContext {
+                ledger,
                 execution: EXECUTION,
                 ticket: Some("CHG-1"),
                 store_id: STORE_ID,
             }
         }
 
-        fn our_tags(prior: &'static str) -> ListResourceTagsOutput {
+        fn tags_of(pairs: &[(&str, &str)]) -> ListResourceTagsOutput {
             ListResourceTagsOutput::builder()
-                .tags(tag(MARKER_EXECUTION, EXECUTION).unwrap())
-                .tags(tag(MARKER_PRIOR_STATE, prior).unwrap())
-                .tags(tag(MARKER_TICKET, "CHG-1").unwrap())
+                .set_tags(Some(
+                    pairs.iter().map(|(k, v)| tag(k, v).unwrap()).collect(),
+                ))
+                .build()
+        }
+
+        fn no_tags() -> Rule {
+            mock!(Client::list_resource_tags).then_output(|| tags_of(&[]))
+        }
+
+        /// The ledger's record of k1 for this run, as GetItem returns it.
+        fn recorded(prior: &str, scheduled: bool) -> GetItemOutput {
+            let mut item = HashMap::from([
+                ("KeyArn", "arn:aws:kms:us-east-1:123456789012:key/k1"),
+                ("KeyId", "k1"),
+                ("CustomKeyStoreId", STORE_ID),
+                ("PriorState", prior),
+                ("RecordedAt", "2026-11-28T10:00:00Z"),
+            ]);
+            if scheduled {
+                item.insert("ScheduledAt", "2026-11-28T10:00:01Z");
+                item.insert("DeletionDate", "2026-12-05T10:00:01Z");
+            }
+            GetItemOutput::builder()
+                .set_item(Some(
+                    item.into_iter()
+                        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v.to_owned())))
+                        .collect(),
+                ))
                 .build()
         }
 
@@ -581,9 +616,16 @@ mod tests {
             )
         }
 
+        fn put_ok() -> Rule {
+            mock!(Ddb::put_item).then_output(|| PutItemOutput::builder().build())
+        }
+
+        fn update_ok() -> Rule {
+            mock!(Ddb::update_item).then_output(|| UpdateItemOutput::builder().build())
+        }
+
         #[tokio::test]
-        async fn an_already_pending_answer_is_done_once_describe_key_confirms_it() {
-            let tags = mock!(Client::list_resource_tags).then_output(|| our_tags("Enabled"));
+        async fn an_already_pending_answer_is_done_once_describe_key_and_the_ledger_confirm_it() {
             let tag_resource =
                 mock!(Client::tag_resource).then_output(|| TagResourceOutput::builder().build());
             let schedule = mock!(Client::schedule_key_deletion).then_error(invalid_state);
@@ -592,61 +634,102 @@ mod tests {
                     .key_metadata(store_key_metadata("k1", KeyState::PendingDeletion))
                     .build()
             });
-            let kms =
-                Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule, &describe]));
+            let kms = Kms::with_default_pacing(mock_kms(&[
+                &no_tags(),
+                &tag_resource,
+                &schedule,
+                &describe,
+            ]));
+            let (put, get, update) = (
+                put_ok(),
+                mock!(Ddb::get_item).then_output(|| recorded("Enabled", false)),
+                update_ok(),
+            );
+            let ledger = mock_ledger(&[&put, &get, &update]);
             let key = store_key("k1", KeyState::Enabled);
-            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
-                .await
-                .unwrap();
+            let outcome =
+                ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
+                    .await
+                    .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::ScheduledByThisExecution {
-                    deletion_date: None
+                    deletion_date: None,
+                    marker_note: None
                 }
             );
-            assert_eq!(tag_resource.num_calls(), 0, "markers were already ours");
             assert_eq!(describe.num_calls(), 1);
+            assert_eq!(update.num_calls(), 1, "the ledger learns it is scheduled");
         }
 
         #[tokio::test]
         async fn an_invalid_state_answer_on_a_key_that_is_not_pending_is_an_error() {
-            let tags = mock!(Client::list_resource_tags).then_output(|| our_tags("Enabled"));
+            let tag_resource =
+                mock!(Client::tag_resource).then_output(|| TagResourceOutput::builder().build());
             let schedule = mock!(Client::schedule_key_deletion).then_error(invalid_state);
             let describe = mock!(Client::describe_key).then_output(|| {
                 DescribeKeyOutput::builder()
                     .key_metadata(store_key_metadata("k1", KeyState::Enabled))
                     .build()
             });
-            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &schedule, &describe]));
+            let kms = Kms::with_default_pacing(mock_kms(&[
+                &no_tags(),
+                &tag_resource,
+                &schedule,
+                &describe,
+            ]));
+            let put = put_ok();
+            let ledger = mock_ledger(&[&put]);
             let key = store_key("k1", KeyState::Enabled);
-            let err = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+            let err = ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
                 .await
                 .unwrap_err();
             assert_eq!(err.error_type(), "KMSInvalidStateException");
         }
 
         #[tokio::test]
-        async fn markers_go_on_before_scheduling_and_a_failed_tag_schedules_nothing() {
-            let tags = mock!(Client::list_resource_tags)
-                .then_output(|| ListResourceTagsOutput::builder().build());
+        async fn the_record_goes_into_the_ledger_before_any_change_and_a_failed_tag_schedules_nothing(
+        ) {
             let tag_resource = mock!(Client::tag_resource).then_error(|| {
                 TagResourceError::generic(kms_error("ThrottlingException", "Rate exceeded"))
             });
             let schedule = mock!(Client::schedule_key_deletion)
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
-            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule]));
+            let kms = Kms::with_default_pacing(mock_kms(&[&no_tags(), &tag_resource, &schedule]));
+            let put = put_ok();
+            let ledger = mock_ledger(&[&put]);
             let key = store_key("k1", KeyState::Disabled);
-            let err = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+            let err = ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
                 .await
                 .unwrap_err();
             assert_eq!(err.error_type(), "ThrottlingException");
-            assert_eq!(schedule.num_calls(), 0);
+            assert_eq!((put.num_calls(), schedule.num_calls()), (1, 0));
         }
 
         #[tokio::test]
-        async fn a_fresh_key_gets_markers_with_its_state_then_is_scheduled() {
-            let tags = mock!(Client::list_resource_tags)
-                .then_output(|| ListResourceTagsOutput::builder().build());
+        async fn a_ledger_that_cannot_be_written_stops_the_key_before_any_change() {
+            let tag_resource =
+                mock!(Client::tag_resource).then_output(|| TagResourceOutput::builder().build());
+            let kms = Kms::with_default_pacing(mock_kms(&[&no_tags(), &tag_resource]));
+            let put = mock!(Ddb::put_item).then_error(|| {
+                PutItemError::generic(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .message("slow down")
+                        .build(),
+                )
+            });
+            let ledger = mock_ledger(&[&put]);
+            let key = store_key("k1", KeyState::Enabled);
+            let err = ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
+                .await
+                .unwrap_err();
+            assert_eq!(err.error_type(), "LedgerUnavailable");
+            assert_eq!(tag_resource.num_calls(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_fresh_key_is_recorded_with_the_state_kms_shows_then_marked_then_scheduled() {
             let tag_resource = mock!(Client::tag_resource)
                 .match_requests(|req| {
                     let tags = req.tags();
@@ -667,33 +750,143 @@ mod tests {
                         .deletion_date(aws_smithy_types::DateTime::from_secs(1_798_452_000))
                         .build()
                 });
-            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &tag_resource, &schedule]));
+            let kms = Kms::with_default_pacing(mock_kms(&[&no_tags(), &tag_resource, &schedule]));
+            let put = mock!(Ddb::put_item)
+                .match_requests(|req| {
+                    let item = req.item().unwrap();
+                    item.get("PriorState") == Some(&AttributeValue::S("Disabled".into()))
+                        && item.get("LastUse") == Some(&AttributeValue::S("never used".into()))
+                        && req.condition_expression() == Some("attribute_not_exists(pk)")
+                })
+                .then_output(|| PutItemOutput::builder().build());
+            let update = mock!(Ddb::update_item)
+                .match_requests(|req| {
+                    req.expression_attribute_values()
+                        .and_then(|v| v.get(":date"))
+                        .is_some()
+                })
+                .then_output(|| UpdateItemOutput::builder().build());
+            let ledger = mock_ledger(&[&put, &update]);
             let key = store_key("k1", KeyState::Disabled);
-            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
-                .await
-                .unwrap();
-            assert_eq!(tag_resource.num_calls(), 1);
+            let outcome = ensure_scheduled(
+                &kms,
+                &key,
+                &target(),
+                markers_for(&ledger),
+                7,
+                Some("never used".into()),
+                NOW,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                (
+                    put.num_calls(),
+                    tag_resource.num_calls(),
+                    update.num_calls()
+                ),
+                (1, 1, 1)
+            );
             assert_eq!(
                 outcome,
                 KeyOutcome::ScheduledByThisExecution {
                     deletion_date: Some(from_kms(&aws_smithy_types::DateTime::from_secs(
                         1_798_452_000
-                    )))
+                    ))),
+                    marker_note: None
                 }
             );
         }
 
         #[tokio::test]
-        async fn a_pending_key_without_our_markers_was_already_pending() {
-            let tags = mock!(Client::list_resource_tags)
-                .then_output(|| ListResourceTagsOutput::builder().build());
+        async fn planted_markers_change_nothing_the_ledger_keeps_what_kms_showed() {
+            // Someone tagged a Disabled key as if this run had found it Enabled.
+            let planted = mock!(Client::list_resource_tags).then_output(|| {
+                tags_of(&[
+                    (MARKER_EXECUTION, EXECUTION),
+                    (MARKER_PRIOR_STATE, "Enabled"),
+                ])
+            });
+            let tag_resource = mock!(Client::tag_resource)
+                .match_requests(|req| {
+                    req.tags()
+                        .iter()
+                        .any(|t| t.tag_key() == MARKER_PRIOR_STATE && t.tag_value() == "Disabled")
+                })
+                .then_output(|| TagResourceOutput::builder().build());
             let schedule = mock!(Client::schedule_key_deletion)
                 .then_output(|| ScheduleKeyDeletionOutput::builder().build());
-            let kms = Kms::with_default_pacing(mock_kms(&[&tags, &schedule]));
-            let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = ensure_scheduled(&kms, &key, &target(), markers_for(), 7)
+            let kms = Kms::with_default_pacing(mock_kms(&[&planted, &tag_resource, &schedule]));
+            let put = mock!(Ddb::put_item)
+                .match_requests(|req| {
+                    let item = req.item().unwrap();
+                    item.get("PriorState") == Some(&AttributeValue::S("Disabled".into()))
+                        && item.contains_key("MarkerNote")
+                })
+                .then_output(|| PutItemOutput::builder().build());
+            let update = update_ok();
+            let ledger = mock_ledger(&[&put, &update]);
+            let key = store_key("k1", KeyState::Disabled);
+            let outcome =
+                ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
+                    .await
+                    .unwrap();
+            let KeyOutcome::ScheduledByThisExecution { marker_note, .. } = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(
+                marker_note.as_deref(),
+                Some("kms-decommission:prior-state=Enabled while KMS showed Disabled")
+            );
+            assert_eq!((put.num_calls(), tag_resource.num_calls()), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn a_rerun_keeps_the_prior_state_the_ledger_recorded_first() {
+            // The first attempt recorded the key Enabled, then died; someone disabled it since.
+            let tag_resource = mock!(Client::tag_resource)
+                .match_requests(|req| {
+                    req.tags()
+                        .iter()
+                        .any(|t| t.tag_key() == MARKER_PRIOR_STATE && t.tag_value() == "Enabled")
+                })
+                .then_output(|| TagResourceOutput::builder().build());
+            let schedule = mock!(Client::schedule_key_deletion)
+                .then_output(|| ScheduleKeyDeletionOutput::builder().build());
+            let kms = Kms::with_default_pacing(mock_kms(&[&no_tags(), &tag_resource, &schedule]));
+            let put = mock!(Ddb::put_item).then_error(|| {
+                PutItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .meta(
+                            aws_smithy_types::error::ErrorMetadata::builder()
+                                .code("ConditionalCheckFailedException")
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+            let get = mock!(Ddb::get_item).then_output(|| recorded("Enabled", false));
+            let update = update_ok();
+            let ledger = mock_ledger(&[&put, &get, &update]);
+            let key = store_key("k1", KeyState::Disabled);
+            ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
                 .await
                 .unwrap();
+            assert_eq!((tag_resource.num_calls(), schedule.num_calls()), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn a_pending_key_this_run_did_not_record_was_already_pending() {
+            let schedule = mock!(Client::schedule_key_deletion)
+                .then_output(|| ScheduleKeyDeletionOutput::builder().build());
+            let kms = Kms::with_default_pacing(mock_kms(&[&schedule]));
+            let get = mock!(Ddb::get_item).then_output(|| GetItemOutput::builder().build());
+            let ledger = mock_ledger(&[&get]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let outcome =
+                ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
+                    .await
+                    .unwrap();
             assert_eq!(
                 outcome,
                 KeyOutcome::AlreadyPending {
@@ -701,6 +894,22 @@ mod tests {
                 }
             );
             assert_eq!(schedule.num_calls(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_pending_key_this_run_recorded_and_scheduled_is_its_own() {
+            let kms = Kms::with_default_pacing(mock_kms(&[]));
+            let get = mock!(Ddb::get_item).then_output(|| recorded("Enabled", true));
+            let ledger = mock_ledger(&[&get]);
+            let key = store_key("k1", KeyState::PendingDeletion);
+            let outcome =
+                ensure_scheduled(&kms, &key, &target(), markers_for(&ledger), 7, None, NOW)
+                    .await
+                    .unwrap();
+            assert!(matches!(
+                outcome,
+                KeyOutcome::ScheduledByThisExecution { .. }
+            ));
         }
     }
 }

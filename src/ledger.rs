@@ -272,12 +272,17 @@ impl Ledger {
         Err(DecommissionError::LedgerUnavailable {
             operation: "PutItem",
             code: "ConditionalCheckFailedException".into(),
-            message: format!("the lock of store {store_id} kept changing while it was taken; retry"),
+            message: format!(
+                "the lock of store {store_id} kept changing while it was taken; retry"
+            ),
         })
     }
 
     /// Who holds the lock of `store_id` (a strongly consistent read).
-    pub async fn lock_holder(&self, store_id: &str) -> Result<Option<LockHolder>, DecommissionError> {
+    pub async fn lock_holder(
+        &self,
+        store_id: &str,
+    ) -> Result<Option<LockHolder>, DecommissionError> {
         let item = self.get(store_pk(store_id), LOCK_SK.to_owned()).await?;
         item.map(|item| {
             Ok(LockHolder {
@@ -290,7 +295,11 @@ impl Ledger {
 
     /// Releases the lock of `store_id` if `execution` holds it; a lock held by another run (or
     /// none) is left as it is.
-    pub async fn release_lock(&self, store_id: &str, execution: &str) -> Result<(), DecommissionError> {
+    pub async fn release_lock(
+        &self,
+        store_id: &str,
+        execution: &str,
+    ) -> Result<(), DecommissionError> {
         let result = self
             .client
             .delete_item()
@@ -347,9 +356,7 @@ impl Ledger {
         store_id: &str,
         execution: &str,
     ) -> Result<Option<RunRecord>, DecommissionError> {
-        let item = self
-            .get(store_pk(store_id), run_pk(execution))
-            .await?;
+        let item = self.get(store_pk(store_id), run_pk(execution)).await?;
         item.map(|item| {
             Ok(RunRecord {
                 execution: required(&item, "Execution")?,
@@ -440,9 +447,9 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(format!(
-                "the ledger has no record of run {execution} of store {store_id}"
-            ))),
+            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(
+                format!("the ledger has no record of run {execution} of store {store_id}"),
+            )),
             Err(err) => Err(ledger_error("UpdateItem", err)),
         }
     }
@@ -484,15 +491,13 @@ impl Ledger {
             Err(err) if is_condition_failed(&err) => self
                 .key_record(execution, &record.key_arn)
                 .await?
-                .ok_or_else(|| {
-                    DecommissionError::LedgerUnavailable {
-                        operation: "PutItem",
-                        code: "ConditionalCheckFailedException".into(),
-                        message: format!(
-                            "the record of key {} exists but cannot be read",
-                            record.key_arn
-                        ),
-                    }
+                .ok_or_else(|| DecommissionError::LedgerUnavailable {
+                    operation: "PutItem",
+                    code: "ConditionalCheckFailedException".into(),
+                    message: format!(
+                        "the record of key {} exists but cannot be read",
+                        record.key_arn
+                    ),
                 }),
             Err(err) => Err(ledger_error("PutItem", err)),
         }
@@ -524,7 +529,8 @@ impl Ledger {
             expression.push_str(", DeletionDate = :date");
             values.push((":date", ts(date)));
         }
-        self.update_key(execution, key_arn, &expression, values).await
+        self.update_key(execution, key_arn, &expression, values)
+            .await
     }
 
     /// Records that the key was found deleted (the first time stays).
@@ -543,7 +549,7 @@ impl Ledger {
         .await
     }
 
-    /// Records that a cancel restored the key, leaving it in `state`.
+    /// Records that a cancel restored the key (the latest restore), leaving it in `state`.
     pub async fn mark_restored(
         &self,
         execution: &str,
@@ -554,7 +560,7 @@ impl Ledger {
         self.update_key(
             execution,
             key_arn,
-            "SET RestoredAt = if_not_exists(RestoredAt, :now), StateAfterRestore = :state",
+            "SET RestoredAt = :now, StateAfterRestore = :state",
             vec![(":now", ts(now)), (":state", s(state))],
         )
         .await
@@ -585,9 +591,9 @@ impl Ledger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(format!(
-                "the ledger has no record of key {key_arn} in run {execution}"
-            ))),
+            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(
+                format!("the ledger has no record of key {key_arn} in run {execution}"),
+            )),
             Err(err) => Err(ledger_error("UpdateItem", err)),
         }
     }

@@ -37,6 +37,9 @@ pub mod kms_name {
 pub struct Timestamp(SystemTime);
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00Z.
+    pub const EPOCH: Timestamp = Timestamp(UNIX_EPOCH);
+
     /// `time` rounded up to a whole second.
     pub fn ceil(time: SystemTime) -> Self {
         let floor = Self::floor(time);

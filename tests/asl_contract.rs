@@ -20,6 +20,8 @@ const RETRIED_BY_NAME: &[&str] = &[
     "ThrottlingException",
     "DependencyTimeoutException",
     "KmsUnavailable",
+    "LedgerUnavailable",
+    "StepFunctionsUnavailable",
 ];
 
 /// Lambda's transient invocation errors (Step Functions best practice, plus throttling).
@@ -1091,6 +1093,8 @@ fn the_cancel_state_machine_retries_and_catches_like_the_decommission() {
             "ThrottlingException",
             "DependencyTimeoutException",
             "KmsUnavailable",
+            "LedgerUnavailable",
+            "StepFunctionsUnavailable",
             "Lambda.ServiceException",
         ] {
             let retrier = retrier_for(task, error)

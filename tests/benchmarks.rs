@@ -86,7 +86,8 @@ async fn inventory_rate_under_the_describe_key_quota() {
     let (state, invocations) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(json!({"CustomKeyStoreId": store, "DryRun": true})),
+        env.start_run(json!({"CustomKeyStoreId": store, "DryRun": true}))
+            .await,
         far_deadline,
     )
     .await
@@ -126,7 +127,7 @@ async fn scheduling_rate_under_the_tag_and_schedule_quotas() {
     let mut config = test_config();
     config.list_keys_page_size = 1000;
     let ctx = env.context(config).await;
-    let mut state = initial_state(real_input(&store, "Bench"));
+    let mut state = env.start_run(real_input(&store, "Bench")).await;
     state = plan_and_connect(&ctx, state).await;
     env.set_config(json!({"quotas": true})).await;
     env.clear_calls().await;
@@ -249,7 +250,7 @@ async fn schedule_given_two_seconds_returns_a_cursor_and_the_next_call_resumes_w
     setup.list_keys_page_size = 1000;
     setup.pacing.custom_key_store_rps = 1000.0;
     let setup = env.context(setup).await;
-    let mut state = initial_state(real_input(&store, "Prod"));
+    let mut state = env.start_run(real_input(&store, "Prod")).await;
     state = plan_and_connect(&setup, state).await;
 
     // Default pacing (GetKeyLastUsage 4.75/s with the guard on): 30 keys need over six seconds.
@@ -343,12 +344,11 @@ async fn scheduling_while_another_client_uses_the_tag_quota_adapts_and_surfaces_
             })
             .build(),
     );
-    let mut ctx = StepContext::new(kms, config);
-    ctx.kms = Kms::new(ctx.kms.client(), pacing);
-    ctx.clock = env.clock().await;
+    let mut ctx = env.context(config).await;
+    ctx.kms = Kms::new(kms, pacing);
     let mut input = real_input(&store, "Shared");
     input["MinDaysSinceLastUse"] = json!(0);
-    let mut state = initial_state(input);
+    let mut state = env.start_run(input).await;
     state = plan_and_connect(&ctx, state).await;
     env.set_config(json!({"quotas": true})).await;
     env.clear_calls().await;

@@ -3,7 +3,6 @@
 //! runs in moto, and the cancel must stop it and give every key back its prior state.
 
 mod common;
-mod triggers_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,13 +14,12 @@ use kms_decommission::model::Timestamp;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::Step;
 use serde_json::{json, Value};
-use triggers_support::Moto;
 
 /// A running decommission: moto execution, store, its keys, keys that must stay untouched.
 struct Fixture {
     env: Env,
-    moto: Moto,
-    machine: String,
+    /// The decommission's document after scheduling.
+    scheduled: DecommissionState,
     execution: String,
     store: String,
     keys: Vec<String>,
@@ -38,8 +36,6 @@ async fn scheduled() -> (Fixture, BTreeMap<String, Value>) {
 /// [`scheduled`] with `n` keys in the store.
 async fn scheduled_with(n: usize) -> (Fixture, BTreeMap<String, Value>) {
     let env = Env::start().await;
-    let moto = Moto::start().await;
-    let machine = moto.create_state_machine("decommission").await;
     let (store, keys, foreign) = cloudhsm_fixture(&env, n).await;
     env.kms
         .schedule_key_deletion()
@@ -50,10 +46,11 @@ async fn scheduled_with(n: usize) -> (Fixture, BTreeMap<String, Value>) {
         .unwrap();
     let input = json!({"CustomKeyStoreId": store, "ConfirmCustomKeyStoreName": "Prod",
                        "PendingWindowInDays": 30, "TicketId": "CHG-7"});
-    let execution = moto
+    let execution = env
+        .moto
         .sfn()
         .start_execution()
-        .state_machine_arn(&machine)
+        .state_machine_arn(&env.machine)
         .name("CHG-7")
         .input(input.to_string())
         .send()
@@ -87,8 +84,7 @@ async fn scheduled_with(n: usize) -> (Fixture, BTreeMap<String, Value>) {
     (
         Fixture {
             env,
-            moto,
-            machine,
+            scheduled: state,
             execution,
             store,
             keys,
@@ -118,8 +114,6 @@ impl Fixture {
     async fn context(&self, settle: Duration) -> CancelContext {
         CancelContext {
             step: self.env.context(test_config()).await,
-            sfn: self.moto.sfn(),
-            decommission_state_machine_arn: Some(self.machine.clone()),
             settle,
         }
     }
@@ -134,6 +128,7 @@ impl Fixture {
 
     async fn status(&self) -> String {
         let described = self
+            .env
             .moto
             .sfn()
             .describe_execution()
@@ -242,24 +237,15 @@ async fn keys_scheduled_after_the_first_scan_by_an_in_flight_batch_are_restored_
     assert!(!progress.done && progress.wait_required && progress.wait_seconds > 3000);
     assert_eq!(progress.counts.keys_restored, 4);
 
-    // The stopped execution's last schedule-key-deletion invocation is still running: it
-    // schedules a key created since.
+    // The stopped execution's last schedule-key-deletion invocation, admitted before the stop,
+    // is still running: it schedules a key created since (and, re-run from the first page here,
+    // the keys the cancel restored). Called directly: a new invocation would be refused
+    // (NotTheRunningDecommission, the execution is no longer RUNNING).
     let late = f.env.store_key(&f.store, OriginType::AwsCloudhsm, 9).await;
     let step_ctx = f.env.context(test_config()).await;
-    let doc = DecommissionState::from_value(json!({
-        "Input": {"CustomKeyStoreId": f.store, "ConfirmCustomKeyStoreName": "Prod", "PendingWindowInDays": 30},
-        "Execution": {"Id": f.execution, "Name": "CHG-7", "StartTime": "2026-11-28T10:00:00Z"}
-    }))
-    .unwrap();
-    let mut doc = run_until_done(&step_ctx, Step::PlanDecommission, doc, far_deadline)
-        .await
-        .unwrap()
-        .0;
-    doc = run_until_done(&step_ctx, Step::EnsureStoreConnected, doc, far_deadline)
-        .await
-        .unwrap()
-        .0;
-    run_until_done(&step_ctx, Step::ScheduleKeyDeletion, doc, far_deadline)
+    let mut doc = f.scheduled.clone();
+    doc.scheduling = None;
+    kms_decommission::steps::schedule_key_deletion::run(&step_ctx, doc, far_deadline())
         .await
         .unwrap();
     assert_eq!(f.env.key_state(&late).await, "PendingDeletion");
@@ -314,10 +300,11 @@ async fn a_bad_cancel_input_is_refused_by_name_and_changes_nothing() {
     let (f, _) = scheduled().await;
     let ctx = f.context(Duration::ZERO).await;
     let other_store_execution = f
+        .env
         .moto
         .sfn()
         .start_execution()
-        .state_machine_arn(&f.machine)
+        .state_machine_arn(&f.env.machine)
         .name("other")
         .input(json!({"CustomKeyStoreId": "cks-0fedcba0987654321"}).to_string())
         .send()

@@ -19,7 +19,7 @@ async fn all_keys_deleted(
     store: &str,
     name: &str,
 ) -> DecommissionState {
-    let mut state = initial_state(real_input(store, name));
+    let mut state = env.start_run(real_input(store, name)).await;
     for step in [
         Step::PlanDecommission,
         Step::EnsureStoreConnected,
@@ -207,7 +207,7 @@ async fn keys_still_counted_by_kms_make_delete_fail_by_name_so_the_workflow_chec
     let env = Env::start().await;
     let (store, _, _) = cloudhsm_fixture(&env, 2).await;
     let ctx = env.context(test_config()).await;
-    let mut state = initial_state(real_input(&store, "Prod"));
+    let mut state = env.start_run(real_input(&store, "Prod")).await;
     for step in [
         Step::PlanDecommission,
         Step::EnsureStoreConnected,

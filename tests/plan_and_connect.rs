@@ -20,7 +20,7 @@ async fn plan_inventories_exactly_the_cloudhsm_store_keys_and_changes_nothing() 
     let (state, invocations) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Prod")),
+        env.start_run(real_input(&store, "Prod")).await,
         far_deadline,
     )
     .await
@@ -67,7 +67,7 @@ async fn plan_of_an_external_key_store_lists_the_external_key_ids() {
     let (state, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Ext")),
+        env.start_run(real_input(&store, "Ext")).await,
         far_deadline,
     )
     .await
@@ -100,7 +100,8 @@ async fn a_dry_run_reports_the_plan_and_changes_nothing() {
     let (state, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(json!({"CustomKeyStoreId": store, "DryRun": true, "TicketId": "CHG-7"})),
+        env.start_run(json!({"CustomKeyStoreId": store, "DryRun": true, "TicketId": "CHG-7"}))
+            .await,
         far_deadline,
     )
     .await
@@ -129,7 +130,7 @@ async fn a_plan_cut_off_by_its_deadline_resumes_and_converges_on_the_same_plan()
     let mut config = test_config();
     config.list_keys_page_size = 2;
     let ctx = env.context(config).await;
-    let input = initial_state(real_input(&store, "Prod"));
+    let input = env.start_run(real_input(&store, "Prod")).await;
     let (whole, _) = run_until_done(&ctx, Step::PlanDecommission, input.clone(), far_deadline)
         .await
         .unwrap();
@@ -147,11 +148,12 @@ async fn a_plan_cut_off_by_its_deadline_resumes_and_converges_on_the_same_plan()
     assert_eq!(a.keys_scanned, b.keys_scanned);
     assert_eq!(a.keys, b.keys);
 
-    // Running the plan again after it finished starts over and finds the same plan.
+    // A new run after that one ended starts over and finds the same plan.
+    env.end_runs().await;
     let (again, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        whole_state_with_plan(&ctx, &store).await,
+        whole_state_with_plan(&env, &ctx, &store).await,
         far_deadline,
     )
     .await
@@ -160,10 +162,11 @@ async fn a_plan_cut_off_by_its_deadline_resumes_and_converges_on_the_same_plan()
 }
 
 async fn whole_state_with_plan(
+    env: &Env,
     ctx: &kms_decommission::steps::StepContext,
     store: &str,
 ) -> kms_decommission::state::DecommissionState {
-    let state = initial_state(real_input(store, "Prod"));
+    let state = env.start_run(real_input(store, "Prod")).await;
     run_until_done(ctx, Step::PlanDecommission, state, far_deadline)
         .await
         .unwrap()
@@ -183,7 +186,8 @@ async fn the_plan_carries_at_most_25_keys_whatever_the_store_size() {
     let (state, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(json!({"CustomKeyStoreId": store, "DryRun": true})),
+        env.start_run(json!({"CustomKeyStoreId": store, "DryRun": true}))
+            .await,
         far_deadline,
     )
     .await
@@ -206,9 +210,11 @@ async fn plan_errors_have_their_names_and_change_nothing() {
     env.clear_calls().await;
     let ctx = env.context(test_config()).await;
 
-    let bad_window = initial_state(json!({
-        "CustomKeyStoreId": store, "ConfirmCustomKeyStoreName": "Prod", "PendingWindowInDays": 3
-    }));
+    let bad_window = env
+        .start_run(json!({
+            "CustomKeyStoreId": store, "ConfirmCustomKeyStoreName": "Prod", "PendingWindowInDays": 3
+        }))
+        .await;
     let err = Step::PlanDecommission
         .run(&ctx, bad_window, far_deadline())
         .await
@@ -219,14 +225,16 @@ async fn plan_errors_have_their_names_and_change_nothing() {
         "invalid input makes no KMS call"
     );
 
-    let wrong_name = initial_state(real_input(&store, "prod"));
+    let wrong_name = env.start_run(real_input(&store, "prod")).await;
     let err = Step::PlanDecommission
         .run(&ctx, wrong_name, far_deadline())
         .await
         .unwrap_err();
     assert_eq!(Diagnostic::from(err).error_type, "ConfirmationMismatch");
 
-    let unknown = initial_state(real_input("cks-0123456789abcdef0", "Prod"));
+    let unknown = env
+        .start_run(real_input("cks-0123456789abcdef0", "Prod"))
+        .await;
     let err = Step::PlanDecommission
         .run(&ctx, unknown, far_deadline())
         .await
@@ -237,11 +245,12 @@ async fn plan_errors_have_their_names_and_change_nothing() {
     );
 
     // More KMSInternalException answers than the SDK's 3 attempts: the step reports KMS's name.
+    env.end_runs().await;
     env.fault("ListKeys", "KMSInternalException", 3).await;
     let err = Step::PlanDecommission
         .run(
             &ctx,
-            initial_state(real_input(&store, "Prod")),
+            env.start_run(real_input(&store, "Prod")).await,
             far_deadline(),
         )
         .await
@@ -265,7 +274,7 @@ async fn a_disconnected_cloudhsm_store_is_connected_and_polled_until_connected()
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Prod")),
+        env.start_run(real_input(&store, "Prod")).await,
         far_deadline,
     )
     .await
@@ -309,7 +318,7 @@ async fn a_failed_cloudhsm_store_is_disconnected_first_then_connected() {
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Prod")),
+        env.start_run(real_input(&store, "Prod")).await,
         far_deadline,
     )
     .await
@@ -357,7 +366,7 @@ async fn a_store_that_cannot_connect_stops_with_connection_failed_unless_orphans
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Prod")),
+        env.start_run(real_input(&store, "Prod")).await,
         far_deadline,
     )
     .await
@@ -371,12 +380,13 @@ async fn a_store_that_cannot_connect_stops_with_connection_failed_unless_orphans
         .error_message
         .contains("INSUFFICIENT_CLOUDHSM_HSMS"));
 
+    env.end_runs().await;
     let mut input = real_input(&store, "Prod");
     input["AllowOrphanedKeyMaterial"] = json!(true);
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(input),
+        env.start_run(input).await,
         far_deadline,
     )
     .await
@@ -401,7 +411,7 @@ async fn a_store_stuck_connecting_times_out_with_connect_timed_out() {
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Prod")),
+        env.start_run(real_input(&store, "Prod")).await,
         far_deadline,
     )
     .await
@@ -439,7 +449,7 @@ async fn an_external_key_store_is_left_as_it_is() {
     let (planned, _) = run_until_done(
         &ctx,
         Step::PlanDecommission,
-        initial_state(real_input(&store, "Ext")),
+        env.start_run(real_input(&store, "Ext")).await,
         far_deadline,
     )
     .await

@@ -14,11 +14,16 @@ use lambda_runtime::Diagnostic;
 use serde_json::json;
 
 /// Plans and connects (the document as ScheduleKeyDeletion receives it).
-async fn ready_to_schedule(ctx: &StepContext, store: &str, name: &str) -> DecommissionState {
+async fn ready_to_schedule(
+    env: &Env,
+    ctx: &StepContext,
+    store: &str,
+    name: &str,
+) -> DecommissionState {
     let (planned, _) = run_until_done(
         ctx,
         Step::PlanDecommission,
-        initial_state(real_input(store, name)),
+        env.start_run(real_input(store, name)).await,
         far_deadline,
     )
     .await
@@ -60,7 +65,7 @@ async fn every_cloudhsm_store_key_gets_markers_then_is_scheduled_and_nothing_els
     // keys[0] is Disabled; keys[4] was already pending deletion (30 days) before this execution.
     schedule_by_someone_else(&env, &keys[4], 30).await;
     let ctx = env.context(test_config()).await;
-    let state = ready_to_schedule(&ctx, &store, "Prod").await;
+    let state = ready_to_schedule(&env, &ctx, &store, "Prod").await;
     env.clear_calls().await;
     let (state, _) = run_until_done(&ctx, Step::ScheduleKeyDeletion, state, far_deadline)
         .await
@@ -140,7 +145,7 @@ async fn external_key_store_keys_are_scheduled_without_touching_the_connection()
     }
     let foreign = vec![env.plain_key().await];
     let ctx = env.context(test_config()).await;
-    let state = ready_to_schedule(&ctx, &store, "Ext").await;
+    let state = ready_to_schedule(&env, &ctx, &store, "Ext").await;
     env.clear_calls().await;
     let (state, _) = run_until_done(&ctx, Step::ScheduleKeyDeletion, state, far_deadline)
         .await
@@ -163,7 +168,7 @@ async fn rerunning_a_finished_schedule_changes_nothing_and_counts_the_same() {
     let env = Env::start().await;
     let (store, _keys, _) = cloudhsm_fixture(&env, 4).await;
     let ctx = env.context(test_config()).await;
-    let state = ready_to_schedule(&ctx, &store, "Prod").await;
+    let state = ready_to_schedule(&env, &ctx, &store, "Prod").await;
     let (first, _) = run_until_done(&ctx, Step::ScheduleKeyDeletion, state, far_deadline)
         .await
         .unwrap();
@@ -188,7 +193,7 @@ async fn a_schedule_cut_off_halfway_resumes_keeps_first_prior_states_and_counts_
     config.list_keys_page_size = 3;
     config.pacing.concurrency = 1;
     let ctx = env.context(config).await;
-    let mut state = ready_to_schedule(&ctx, &store, "Prod").await;
+    let mut state = ready_to_schedule(&env, &ctx, &store, "Prod").await;
     env.clear_calls().await;
 
     // One page per invocation (deadline already near) until the first store key is scheduled.
@@ -279,7 +284,7 @@ async fn scheduling_refuses_a_cloudhsm_store_that_is_not_connected() {
     let env = Env::start().await;
     let (store, keys, _) = cloudhsm_fixture(&env, 2).await;
     let ctx = env.context(test_config()).await;
-    let state = ready_to_schedule(&ctx, &store, "Prod").await;
+    let state = ready_to_schedule(&env, &ctx, &store, "Prod").await;
     env.kms
         .disconnect_custom_key_store()
         .custom_key_store_id(&store)
@@ -302,7 +307,7 @@ async fn scheduling_rechecks_the_confirmation_against_the_current_name() {
     let env = Env::start().await;
     let (store, _, _) = cloudhsm_fixture(&env, 2).await;
     let ctx = env.context(test_config()).await;
-    let state = ready_to_schedule(&ctx, &store, "Prod").await;
+    let state = ready_to_schedule(&env, &ctx, &store, "Prod").await;
     env.kms
         .update_custom_key_store()
         .custom_key_store_id(&store)
@@ -320,8 +325,8 @@ async fn scheduling_rechecks_the_confirmation_against_the_current_name() {
 }
 
 /// Plans, connects and schedules; returns the document as CheckKeysDeleted receives it.
-async fn scheduled(ctx: &StepContext, store: &str, name: &str) -> DecommissionState {
-    let state = ready_to_schedule(ctx, store, name).await;
+async fn scheduled(env: &Env, ctx: &StepContext, store: &str, name: &str) -> DecommissionState {
+    let state = ready_to_schedule(env, ctx, store, name).await;
     run_until_done(ctx, Step::ScheduleKeyDeletion, state, far_deadline)
         .await
         .unwrap()
@@ -333,7 +338,7 @@ async fn checking_polls_while_keys_are_pending_and_finishes_when_all_are_deleted
     let env = Env::start().await;
     let (store, keys, foreign) = cloudhsm_fixture(&env, 3).await;
     let ctx = env.context(test_config()).await;
-    let state = scheduled(&ctx, &store, "Prod").await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
     env.clear_calls().await;
 
     let (pending, _) = run_until_done(&ctx, Step::CheckKeysDeleted, state, far_deadline)
@@ -381,7 +386,7 @@ async fn a_check_cut_off_by_its_deadline_resumes_and_converges() {
     let mut config = test_config();
     config.list_keys_page_size = 2;
     let ctx = env.context(config).await;
-    let state = scheduled(&ctx, &store, "Prod").await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
     let (whole, _) = run_until_done(&ctx, Step::CheckKeysDeleted, state.clone(), far_deadline)
         .await
         .unwrap();
@@ -401,7 +406,7 @@ async fn a_key_created_or_cancelled_meanwhile_stops_the_check_without_disconnect
     let env = Env::start().await;
     let (store, keys, _) = cloudhsm_fixture(&env, 3).await;
     let ctx = env.context(test_config()).await;
-    let state = scheduled(&ctx, &store, "Prod").await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
     let newcomer = env.store_key(&store, OriginType::AwsCloudhsm, 50).await;
     env.kms
         .cancel_key_deletion()
@@ -438,7 +443,7 @@ async fn keys_pending_long_past_their_deletion_date_are_overdue() {
     let mut config = test_config();
     config.key_deletion_overdue_seconds = 86_400;
     let ctx = env.context(config.clone()).await;
-    let state = scheduled(&ctx, &store, "Prod").await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
     env.advance(9.0 * 86_400.0).await;
     let mut later = env.context(config).await;
     later.clock = Clock::shifted(9 * 86_400);
@@ -454,7 +459,7 @@ async fn a_cloudhsm_store_found_disconnected_while_keys_are_pending_is_reconnect
     let env = Env::start().await;
     let (store, _, _) = cloudhsm_fixture(&env, 2).await;
     let ctx = env.context(test_config()).await;
-    let state = scheduled(&ctx, &store, "Prod").await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
     env.kms
         .disconnect_custom_key_store()
         .custom_key_store_id(&store)

@@ -3,7 +3,6 @@
 //! events/triggers/ as input. Run with `--nocapture` to see per-request timings.
 
 mod common;
-mod triggers_support;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,7 +21,7 @@ use kms_decommission::triggers::webhook::secret::SecretSource;
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
 use serde_json::{json, Value};
-use triggers_support::Moto;
+use common::moto::Moto;
 
 /// The test secret the webhook samples are signed with (events/triggers/README.md).
 const TEST_SECRET: &str = "example-webhook-secret-not-for-production-0123";

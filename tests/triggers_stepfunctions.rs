@@ -3,7 +3,7 @@
 //! Rust SDK clients. moto's Step Functions keeps executions RUNNING until stopped (it does not
 //! run the definition here), which is what exclusivity needs.
 
-mod triggers_support;
+mod common;
 
 use kms_decommission::sfn::naming::ticket_execution_name;
 use kms_decommission::sfn::RunMode;
@@ -11,7 +11,7 @@ use kms_decommission::sfn::{ExecutionRequest, Executions, StartOutcome};
 use kms_decommission::triggers::webhook::secret::{SecretError, SecretSource};
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use serde_json::json;
-use triggers_support::Moto;
+use common::moto::Moto;
 
 const STORE: &str = "cks-1234567890abcdef0";
 const OTHER_STORE: &str = "cks-0fedcba0987654321";

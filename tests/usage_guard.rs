@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 
 const DAY: f64 = 86_400.0;
 
-async fn plan(ctx: &StepContext, input: Value) -> Result<DecommissionState, String> {
+async fn plan(env: &Env, ctx: &StepContext, input: Value) -> Result<DecommissionState, String> {
     run_until_done(
         ctx,
         Step::PlanDecommission,
-        initial_state(input),
+        env.start_run(input).await,
         far_deadline,
     )
     .await
@@ -53,7 +53,9 @@ async fn a_recently_used_key_stops_the_plan_with_keys_recently_used_and_nothing_
     env.clear_calls().await;
     let ctx = env.context(test_config()).await;
 
-    let err = plan(&ctx, real_input(&store, "Prod")).await.unwrap_err();
+    let err = plan(&env, &ctx, real_input(&store, "Prod"))
+        .await
+        .unwrap_err();
 
     assert!(err.starts_with("KeysRecentlyUsed: 1 key(s)"), "{err}");
     assert!(
@@ -78,7 +80,7 @@ async fn keys_idle_longer_than_the_minimum_are_scheduled_and_their_last_use_repo
     advance_real_days(&env, 31.0).await;
     let ctx = env.context(test_config()).await;
 
-    let planned = plan(&ctx, real_input(&store, "Prod")).await.unwrap();
+    let planned = plan(&env, &ctx, real_input(&store, "Prod")).await.unwrap();
     let usage = planned.plan.as_ref().unwrap().last_use.clone().unwrap();
     assert!(usage.guard_on);
     assert_eq!(usage.min_days_since_last_use, 30);
@@ -113,7 +115,7 @@ async fn a_key_used_between_plan_and_scheduling_is_not_scheduled_and_the_step_fa
     let env = Env::start().await;
     let (store, keys, foreign) = cloudhsm_fixture(&env, 6).await;
     let ctx = env.context(test_config()).await;
-    let planned = plan(&ctx, real_input(&store, "Prod")).await.unwrap();
+    let planned = plan(&env, &ctx, real_input(&store, "Prod")).await.unwrap();
     let ready = connected(&ctx, planned).await;
 
     // An application starts using a key while the store was being connected.
@@ -169,7 +171,7 @@ async fn min_days_zero_turns_the_guard_off_and_the_report_says_so() {
     let mut input = real_input(&store, "Prod");
     input["MinDaysSinceLastUse"] = json!(0);
 
-    let planned = plan(&ctx, input).await.unwrap();
+    let planned = plan(&env, &ctx, input).await.unwrap();
     let usage = planned.plan.as_ref().unwrap().last_use.clone().unwrap();
     assert!(!usage.guard_on);
     assert_eq!(usage.keys_used, 1);
@@ -209,6 +211,7 @@ async fn a_dry_run_reports_what_the_guard_would_say_without_failing() {
     let ctx = env.context(test_config()).await;
 
     let done = plan(
+        &env,
         &ctx,
         json!({"CustomKeyStoreId": store, "DryRun": true, "MinDaysSinceLastUse": 7}),
     )
@@ -242,7 +245,7 @@ async fn keys_older_than_tracking_are_reported_unknown_and_do_not_block() {
     env.set_config(json!({"tracking_start_date": now})).await;
     let ctx = env.context(test_config()).await;
 
-    let planned = plan(&ctx, real_input(&store, "Prod")).await.unwrap();
+    let planned = plan(&env, &ctx, real_input(&store, "Prod")).await.unwrap();
     let usage = planned.plan.as_ref().unwrap().last_use.clone().unwrap();
     assert_eq!(usage.keys_unknown_before_tracking, 2);
     assert_eq!(usage.keys_recently_used, 0);

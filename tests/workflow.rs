@@ -32,7 +32,7 @@ async fn execute(
     mut during_wait: impl FnMut(usize) -> Option<&'static str>,
 ) -> Result<(Report, Trace), DecommissionError> {
     let mut trace = Trace::default();
-    let mut state = initial_state(input);
+    let mut state = env.start_run(input).await;
     loop {
         state = invoke(ctx, Step::PlanDecommission, state, &mut trace).await?;
         if state.plan.as_ref().is_some_and(|p| p.done) {

@@ -4,4 +4,5 @@
 - `workflow`: AWS SDK clients bound to the endpoint, the KMS emulator's admin API, starting and
   following executions, reading their histories
 - `fixtures`: custom key stores and keys created through the KMS API, and snapshots of keys to
-  prove what did not change"""
+  prove what did not change
+- `ledger`: the run ledger's table name and its items, one partition at a time"""

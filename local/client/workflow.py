@@ -26,16 +26,21 @@ class AdminError(Exception):
     """The emulator's admin API refused a request."""
 
 
+def client(endpoint: str, service: str) -> Any:
+    """A boto3 client of `service` (kms, stepfunctions, dynamodb, ...) talking to the local endpoint."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=120),
+    )
+
+
 def clients(endpoint: str) -> tuple[Any, Any]:
     """(kms, stepfunctions) boto3 clients talking to the local endpoint."""
-    common = {
-        "endpoint_url": endpoint,
-        "region_name": REGION,
-        "aws_access_key_id": "local",
-        "aws_secret_access_key": "local",
-        "config": Config(retries={"mode": "standard", "max_attempts": 5}, read_timeout=120),
-    }
-    return boto3.client("kms", **common), boto3.client("stepfunctions", **common)
+    return client(endpoint, "kms"), client(endpoint, "stepfunctions")
 
 
 @dataclass(frozen=True)

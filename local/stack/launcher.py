@@ -1,6 +1,7 @@
-"""Starts and stops the local stack: the KMS emulator, moto's Step Functions (interpreter on, the
-template's state machines created from their ASL files), the handler binaries under
-`cargo lambda watch`, and the router that puts them all behind one endpoint.
+"""Starts and stops the local stack: the KMS emulator, moto (Step Functions with its interpreter
+on and the template's state machines created from their ASL files, the template's DynamoDB tables,
+SSM), the handler binaries under `cargo lambda watch`, and the router that puts them all behind one
+endpoint.
 
 Run it with `make local` (or `python -m local.stack --help`); tests and the demo use `LocalStack`
 as a context manager."""
@@ -25,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 from local.stack import template as tpl
 from local.stack.invoke_adapter import InvokeAdapter
@@ -118,6 +120,7 @@ class LocalStack:
         self.functions: dict[str, tpl.LocalFunction] = {}
         self.template: dict = {}
         self.state_machines: list[tpl.LocalStateMachine] = []
+        self.tables: list[tpl.LocalTable] = []
         self.emulator_port = 0
         self.moto_port = 0
         self.watch_port = 0
@@ -161,6 +164,7 @@ class LocalStack:
         self.template = template
         self.functions = tpl.functions(template, STACK_NAME)
         self.state_machines = tpl.state_machines(template, REPO, STACK_NAME)
+        self.tables = tpl.tables(template, STACK_NAME)
         if not self.functions:
             raise StackError("template.yaml defines no AWS::Serverless::Function")
         config.run_dir.mkdir(parents=True, exist_ok=True)
@@ -259,6 +263,7 @@ class LocalStack:
 
         configure_moto(HOST, self.moto_port)
         self._create_state_machines()
+        self._create_tables()  # before any handler runs: the steps write the ledger
         self._create_prerequisites()
         if config.warm_up:
             self._warm_up(adapter, watch)
@@ -283,16 +288,20 @@ class LocalStack:
                 )
             say(f"built {label} in {time.monotonic() - started:.1f} s")
 
-    def _create_state_machines(self) -> None:
+    def _client(self, service: str) -> Any:
+        """A boto3 client of `service` on the stack's endpoint."""
         import boto3  # in the venv; imported late so the router tests need no boto3
 
-        client = boto3.client(
-            "stepfunctions",
+        return boto3.client(
+            service,
             endpoint_url=self.endpoint,
             region_name=tpl.LOCAL_REGION,
             aws_access_key_id="local",
             aws_secret_access_key="local",
         )
+
+    def _create_state_machines(self) -> None:
+        client = self._client("stepfunctions")
         for machine in self.state_machines:
             client.create_state_machine(
                 name=machine.name,
@@ -302,23 +311,59 @@ class LocalStack:
             )
             say(f"state machine {machine.name} created from {machine.definition_path.relative_to(REPO)}: {machine.arn}")
 
+    def _create_tables(self) -> None:
+        """Create the template's DynamoDB tables in moto with the template's settings, then read
+        back what moto holds and say it. moto 5.2.5 accepts and reports every setting the template
+        uses (billing mode, DeletionProtectionEnabled, SSESpecification, point-in-time recovery
+        through UpdateContinuousBackups); a setting moto did not keep is named in the `say` line as
+        NOT APPLIED, never dropped silently. moto's SSE key is one moto makes in its own KMS (alias
+        aws/dynamodb there), unknown to the KMS emulator behind the endpoint; tables are ACTIVE at once."""
+        from botocore.exceptions import ClientError
+
+        client = self._client("dynamodb")
+        for table in self.tables:
+            try:
+                client.create_table(**create_table_request(table))
+                if table.point_in_time_recovery:
+                    client.update_continuous_backups(
+                        TableName=table.name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+                    )
+                described = client.describe_table(TableName=table.name)["Table"]
+                backups = client.describe_continuous_backups(TableName=table.name)["ContinuousBackupsDescription"]
+            except ClientError as err:
+                raise StackError(f"moto refused table {table.name} ({table.logical_id}): {err}") from err
+            pitr = backups.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED"
+            sse_status = (described.get("SSEDescription") or {}).get("Status")
+            held = {
+                "billing mode": (described.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED"),
+                "deletion protection": bool(described.get("DeletionProtectionEnabled")),
+                "encryption": sse_status in ("ENABLED", "ENABLING"),
+                "point-in-time recovery": pitr,
+            }
+            wanted = {
+                "billing mode": table.billing_mode,
+                "deletion protection": table.deletion_protection,
+                "encryption": table.sse_enabled,
+                "point-in-time recovery": table.point_in_time_recovery,
+            }
+            not_applied = [f"{what} {wanted[what]}" for what in wanted if held[what] != wanted[what]]
+            keys = ", ".join(f"{name} {kind}" for name, kind in table.key_schema)
+            settings = "; ".join(
+                str(value) if what == "billing mode" else f"{what} {'on' if value else 'off'}"
+                for what, value in held.items()
+            )
+            missing = f"; NOT APPLIED by moto: {', '.join(not_applied)}" if not_applied else ""
+            say(f"table {table.name} created ({table.logical_id}; {keys}; {settings}){missing}")
+
     def _create_prerequisites(self) -> None:
         """What the template expects to exist before deployment: the ticketing webhook's secret, a
         SecureString parameter in SSM (served by moto) named by `WebhookSecretParameterName`. Its
         local value is written to local/.run/webhook-secret for signing test requests."""
-        import boto3
-
         parameter = tpl.parameter_default(self.template, "WebhookSecretParameterName")
         if parameter is None:
             return
         secret = secrets.token_hex(32)
-        ssm = boto3.client(
-            "ssm",
-            endpoint_url=self.endpoint,
-            region_name=tpl.LOCAL_REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        ssm = self._client("ssm")
         ssm.put_parameter(Name=parameter, Value=secret, Type="SecureString", Overwrite=True)
         secret_file = self.config.run_dir / "webhook-secret"
         secret_file.write_text(secret + "\n", encoding="utf-8")
@@ -386,6 +431,32 @@ class LocalStack:
         return None
 
 
+def create_table_request(table: tpl.LocalTable) -> dict[str, Any]:
+    """The CreateTable request of a template table (point-in-time recovery is a separate call)."""
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "KeySchema": [{"AttributeName": name, "KeyType": kind} for name, kind in table.key_schema],
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": kind} for name, kind in table.attribute_definitions
+        ],
+        "BillingMode": table.billing_mode,
+        "DeletionProtectionEnabled": table.deletion_protection,
+    }
+    if table.provisioned_throughput is not None:
+        read, write = table.provisioned_throughput
+        request["ProvisionedThroughput"] = {"ReadCapacityUnits": read, "WriteCapacityUnits": write}
+    if table.sse_enabled:
+        sse: dict[str, Any] = {"Enabled": True}
+        if table.sse_type is not None:
+            sse["SSEType"] = table.sse_type
+        if table.sse_kms_key is not None:
+            sse["KMSMasterKeyId"] = table.sse_kms_key
+        request["SSESpecification"] = sse
+    if table.tags:
+        request["Tags"] = [{"Key": key, "Value": value} for key, value in table.tags]
+    return request
+
+
 def configure_moto(host: str, port: int) -> None:
     """Turn on moto's Step Functions interpreter (off by default: executions would do nothing)."""
     body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
@@ -416,14 +487,18 @@ def _echo(name: str, line: str) -> None:
 def print_usage(stack: LocalStack) -> None:
     """Print the endpoint and example AWS CLI calls."""
     machine = stack.state_machines[0].arn if stack.state_machines else "<state machine arn>"
+    table = stack.tables[0].name if stack.tables else "<ledger table>"
+    store_partition = json.dumps({":pk": {"S": "STORE#<CustomKeyStoreId>"}})
+    run_partition = json.dumps({":pk": {"S": "RUN#<executionArn>"}})
     env = " ".join(f"{k}={v}" for k, v in stack.client_env().items())
     example_input = json.dumps(
         {"CustomKeyStoreId": "<CustomKeyStoreId>", "ConfirmCustomKeyStoreName": "rehearsal", "PendingWindowInDays": 7}
     )
     print(
         f"""
-Local stack ready: {stack.endpoint}   (KMS emulator, Step Functions, Lambda Invoke)
+Local stack ready: {stack.endpoint}   (KMS emulator, Step Functions, DynamoDB, SSM, Lambda Invoke)
 State machines: {", ".join(m.arn for m in stack.state_machines)}
+Tables: {", ".join(t.name for t in stack.tables) or "none"}
 
 In another shell (README.md, "The local stack", has a complete walk-through):
   export {env}
@@ -435,6 +510,11 @@ In another shell (README.md, "The local stack", has a complete walk-through):
   aws stepfunctions start-execution --state-machine-arn {machine} \\
       --input '{example_input}'
   aws stepfunctions get-execution-history --execution-arn <executionArn>
+  # the run ledger (docs/ledger.md): a store's lock and runs, then the keys one run changed
+  aws dynamodb query --table-name {table} --key-condition-expression "pk = :pk" \\
+      --expression-attribute-values '{store_partition}'
+  aws dynamodb query --table-name {table} --key-condition-expression "pk = :pk" \\
+      --expression-attribute-values '{run_partition}'
   curl -s {stack.endpoint}/_emulator/state        # the emulator's whole state (docs/emulator.md)
 
 Stop with Ctrl-C (or SIGTERM): every process started here is stopped.

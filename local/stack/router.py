@@ -3,7 +3,9 @@
 - KMS calls (`X-Amz-Target: TrentService.*`) and the emulator's admin API (`/_emulator/...`)
   go to the KMS emulator;
 - Lambda Invoke (`POST /2015-03-31/functions/<name>/invocations`) goes to the Invoke adapter;
-- everything else (Step Functions, moto's own `/moto-api/...`) goes to moto's server.
+- everything else goes to moto's server: Step Functions (`AWSStepFunctions.*`), DynamoDB
+  (`DynamoDB_20120810.*`: the run ledger), SSM (`AmazonSSM.*`: the webhook secret) and moto's
+  own `/moto-api/...`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reads the SAM template the way the local stack needs it: which functions exist (their cargo
-binaries), which state machines exist (their ASL file, name and DefinitionSubstitutions), with
-every substitution resolved to a local value."""
+binaries), which state machines exist (their ASL file, name and DefinitionSubstitutions), which
+DynamoDB tables exist (name, keys and settings), with every substitution resolved to a local value."""
 
 from __future__ import annotations
 
@@ -87,6 +87,34 @@ class LocalStateMachine:
     def arn(self) -> str:
         """Its ARN on the local stack."""
         return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:{self.name}"
+
+
+@dataclass(frozen=True)
+class LocalTable:
+    """A DynamoDB table of the template, ready to create: its name, keys and settings."""
+
+    logical_id: str
+    name: str
+    key_schema: tuple[tuple[str, str], ...]  # (AttributeName, KeyType): the HASH key, then the RANGE key if any
+    attribute_definitions: tuple[tuple[str, str], ...]  # (AttributeName, AttributeType S/N/B)
+    billing_mode: str  # PAY_PER_REQUEST or PROVISIONED
+    provisioned_throughput: tuple[int, int] | None = None  # (ReadCapacityUnits, WriteCapacityUnits) if PROVISIONED
+    point_in_time_recovery: bool = False
+    deletion_protection: bool = False
+    sse_enabled: bool = False  # True: encrypted with a KMS key (AWS managed aws/dynamodb unless one is named)
+    sse_type: str | None = None  # SSESpecification.SSEType when given (KMS)
+    sse_kms_key: str | None = None  # SSESpecification.KMSMasterKeyId when given
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def arn(self) -> str:
+        """Its ARN on the local stack."""
+        return table_arn(self.name)
+
+
+def table_arn(name: str) -> str:
+    """The local ARN of the DynamoDB table `name`."""
+    return f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}"
 
 
 def function_arn(binary: str) -> str:
@@ -200,9 +228,176 @@ def default_state_machine_name(stack_name: str, logical_id: str) -> str:
     """A stable local name for a state machine the template leaves unnamed (CloudFormation would
     make one up): `DecommissionStateMachine` in stack `kms-decommission` -> `kms-decommission`,
     `CancelStateMachine` -> `kms-decommission-cancel`."""
-    base = logical_id.removesuffix("StateMachine") or logical_id
-    kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", base).lower()
+    kebab = _kebab(logical_id.removesuffix("StateMachine") or logical_id)
     return stack_name if stack_name == kebab or stack_name.endswith(f"-{kebab}") else f"{stack_name}-{kebab}"
+
+
+def default_table_name(stack_name: str, logical_id: str) -> str:
+    """A stable local name for a table the template leaves unnamed (CloudFormation would make one
+    up, `<stack>-<LogicalId>-<random>`): `LedgerTable` in stack `kms-decommission` ->
+    `kms-decommission-ledger-table`."""
+    return f"{stack_name}-{_kebab(logical_id)}"
+
+
+def _kebab(name: str) -> str:
+    """`KeyAudit` -> `key-audit`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+TABLE_TYPE = "AWS::DynamoDB::Table"
+# The AWS::DynamoDB::Table properties the local stack creates tables with. Any other property
+# (indexes, streams, TTL, ...) is refused rather than left out of the local table.
+TABLE_PROPERTIES = frozenset(
+    {
+        "TableName",
+        "KeySchema",
+        "AttributeDefinitions",
+        "BillingMode",
+        "ProvisionedThroughput",
+        "PointInTimeRecoverySpecification",
+        "DeletionProtectionEnabled",
+        "SSESpecification",
+        "Tags",
+    }
+)
+
+
+def tables(template: dict[str, Any], stack_name: str = "kms-decommission") -> list[LocalTable]:
+    """The template's DynamoDB tables with their names and settings resolved to local values."""
+    context = _Context(template, functions(template, stack_name), stack_name)
+    found = []
+    for logical_id, resource in template["Resources"].items():
+        if isinstance(resource, dict) and resource.get("Type") == TABLE_TYPE:
+            properties = resource.get("Properties")
+            found.append(_table(context, logical_id, {} if properties is None else properties))
+    return found
+
+
+def _table(context: _Context, logical_id: str, properties: Any) -> LocalTable:
+    where = f"table {logical_id}"
+    if not isinstance(properties, dict):
+        raise TemplateError(f"{where}: Properties is not a mapping")
+    unsupported = sorted(set(properties) - TABLE_PROPERTIES)
+    if unsupported:
+        raise TemplateError(
+            f"{where}: the local stack cannot create a table with {', '.join(unsupported)} "
+            f"(supported: {', '.join(sorted(TABLE_PROPERTIES))})"
+        )
+    key_schema = _pairs(context, properties.get("KeySchema"), ("AttributeName", "KeyType"), f"{where}: KeySchema")
+    if [key_type for _, key_type in key_schema] not in (["HASH"], ["HASH", "RANGE"]):
+        raise TemplateError(
+            f"{where}: KeySchema must be one HASH key, optionally followed by one RANGE key, got {list(key_schema)}"
+        )
+    attributes = _pairs(
+        context,
+        properties.get("AttributeDefinitions"),
+        ("AttributeName", "AttributeType"),
+        f"{where}: AttributeDefinitions",
+    )
+    defined = dict(attributes)
+    if len(defined) != len(attributes):
+        raise TemplateError(f"{where}: AttributeDefinitions names an attribute twice")
+    bad_types = sorted(f"{name} ({kind})" for name, kind in attributes if kind not in ("S", "N", "B"))
+    if bad_types:
+        raise TemplateError(f"{where}: AttributeType must be S, N or B: {', '.join(bad_types)}")
+    key_names = {name for name, _ in key_schema}
+    if set(defined) != key_names:
+        # Without secondary indexes, DynamoDB wants exactly the key attributes defined.
+        raise TemplateError(
+            f"{where}: AttributeDefinitions ({', '.join(sorted(defined))}) must define exactly the KeySchema's "
+            f"attributes ({', '.join(sorted(key_names))})"
+        )
+    # CloudFormation's default billing mode is PROVISIONED (then ProvisionedThroughput is required).
+    billing_mode = context.resolve(properties.get("BillingMode", "PROVISIONED"), f"{where}: BillingMode")
+    throughput = properties.get("ProvisionedThroughput")
+    provisioned = None
+    if billing_mode == "PROVISIONED":
+        if not isinstance(throughput, dict):
+            raise TemplateError(f"{where}: BillingMode PROVISIONED needs ProvisionedThroughput")
+        provisioned = (
+            _count(context, throughput.get("ReadCapacityUnits"), f"{where}: ReadCapacityUnits"),
+            _count(context, throughput.get("WriteCapacityUnits"), f"{where}: WriteCapacityUnits"),
+        )
+    elif billing_mode == "PAY_PER_REQUEST":
+        if throughput is not None:
+            raise TemplateError(f"{where}: ProvisionedThroughput with BillingMode PAY_PER_REQUEST")
+    else:
+        raise TemplateError(f"{where}: BillingMode {billing_mode!r} is neither PAY_PER_REQUEST nor PROVISIONED")
+    pitr = _mapping(properties, "PointInTimeRecoverySpecification", where)
+    sse = _mapping(properties, "SSESpecification", where)
+    sse_type = sse.get("SSEType")
+    sse_key = sse.get("KMSMasterKeyId")
+    return LocalTable(
+        logical_id=logical_id,
+        name=context.table_name(logical_id),
+        key_schema=key_schema,
+        attribute_definitions=attributes,
+        billing_mode=billing_mode,
+        provisioned_throughput=provisioned,
+        point_in_time_recovery=_flag(
+            context, pitr.get("PointInTimeRecoveryEnabled"), f"{where}: PointInTimeRecoveryEnabled"
+        ),
+        deletion_protection=_flag(
+            context, properties.get("DeletionProtectionEnabled"), f"{where}: DeletionProtectionEnabled"
+        ),
+        sse_enabled=_flag(context, sse.get("SSEEnabled"), f"{where}: SSESpecification.SSEEnabled"),
+        sse_type=None if sse_type is None else context.resolve(sse_type, f"{where}: SSESpecification.SSEType"),
+        sse_kms_key=None if sse_key is None else context.resolve(sse_key, f"{where}: SSESpecification.KMSMasterKeyId"),
+        tags=_pairs(context, properties.get("Tags"), ("Key", "Value"), f"{where}: Tags", allow_empty=True),
+    )
+
+
+def _pairs(
+    context: _Context, value: Any, fields: tuple[str, str], where: str, allow_empty: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """A list of mappings with exactly the two `fields` each (KeySchema, AttributeDefinitions,
+    Tags), resolved to (first, second) pairs; empty or absent only when `allow_empty`."""
+    if value is None and allow_empty:
+        return ()
+    if value is None:
+        raise TemplateError(f"{where} is missing")
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise TemplateError(f"{where} must be a non-empty list of {{{fields[0]}, {fields[1]}}}, got {value!r}")
+    pairs = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != set(fields):
+            raise TemplateError(f"{where}: each entry needs exactly {fields[0]} and {fields[1]}, got {entry!r}")
+        first, second = (context.resolve(entry[field], f"{where}.{field}") for field in fields)
+        pairs.append((first, second))
+    return tuple(pairs)
+
+
+def _mapping(properties: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """Property `name`, a mapping ({} when absent)."""
+    value = properties.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TemplateError(f"{where}: {name} is not a mapping")
+    return value
+
+
+def _flag(context: _Context, value: Any, where: str) -> bool:
+    """A CloudFormation Boolean (true/false, or a string of one once resolved); absent is false."""
+    if value is None:
+        return False
+    resolved = context.resolve(value, where).lower()
+    if resolved not in ("true", "false"):
+        raise TemplateError(f"{where}: {value!r} is not true or false")
+    return resolved == "true"
+
+
+def _count(context: _Context, value: Any, where: str) -> int:
+    """A positive whole number (capacity units)."""
+    if value is None:
+        raise TemplateError(f"{where} is missing")
+    try:
+        count = int(context.resolve(value, where))
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise TemplateError(f"{where}: {value!r} is not a positive number")
+    return count
 
 
 def substitute(text: str, values: dict[str, str], where: str) -> str:
@@ -243,7 +438,8 @@ class _Context:
             if function == "Fn::Sub":
                 return self._sub(argument, where)
         raise TemplateError(
-            f"{where}: cannot resolve {value!r} locally (supported: literals, Ref, GetAtt <Function>.Arn, Sub)"
+            f"{where}: cannot resolve {value!r} locally "
+            "(supported: literals, Ref, GetAtt <Function>.Arn, GetAtt <Table>.Arn, Sub)"
         )
 
     def _ref(self, name: Any, where: str) -> str:
@@ -267,9 +463,23 @@ class _Context:
                 else default_state_machine_name(self.stack_name, name)
             )
             return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:{machine}"
+        if self._is_table(name):
+            return self.table_name(name)
         raise TemplateError(
-            f"{where}: Ref {name} is neither a parameter, a pseudo parameter, a function nor a state machine"
+            f"{where}: Ref {name} is neither a parameter, a pseudo parameter, a function, a state machine nor a table"
         )
+
+    def _is_table(self, logical_id: str) -> bool:
+        resource = self.resources.get(logical_id)
+        return isinstance(resource, dict) and resource.get("Type") == TABLE_TYPE
+
+    def table_name(self, logical_id: str) -> str:
+        """The name of table `logical_id`: its TableName, else the stable local default."""
+        properties = self.resources[logical_id].get("Properties") or {}
+        given = properties.get("TableName") if isinstance(properties, dict) else None
+        if given is None:
+            return default_table_name(self.stack_name, logical_id)
+        return self.resolve(given, f"{logical_id}.TableName")
 
     def _get_att(self, argument: Any, where: str) -> str:
         if isinstance(argument, str):
@@ -279,7 +489,11 @@ class _Context:
         logical_id, attribute = argument
         if logical_id in self.functions and attribute == "Arn":
             return self.functions[logical_id].arn
-        raise TemplateError(f"{where}: GetAtt {logical_id}.{attribute} has no local value (only <Function>.Arn)")
+        if self._is_table(logical_id) and attribute == "Arn":
+            return table_arn(self.table_name(logical_id))
+        raise TemplateError(
+            f"{where}: GetAtt {logical_id}.{attribute} has no local value (only <Function>.Arn and <Table>.Arn)"
+        )
 
     def _sub(self, argument: Any, where: str) -> str:
         variables: dict[str, Any] = {}

@@ -203,9 +203,6 @@ pub async fn restore_key(
     execution: &str,
     now: Timestamp,
 ) -> Result<RestoreOutcome, DecommissionError> {
-    if record.restored_at.is_some() {
-        return Ok(RestoreOutcome::AlreadyRestored);
-    }
     let Some(metadata) = kms.describe_key(&record.key_id).await? else {
         return Ok(RestoreOutcome::Gone);
     };
@@ -219,10 +216,17 @@ pub async fn restore_key(
             ),
         ));
     };
-    // Recorded but never scheduled (the run stopped between the record and the schedule):
-    // nothing to undo.
-    if record.scheduled_at.is_none() && !key.is_pending_deletion() {
-        return Ok(RestoreOutcome::NotScheduled);
+    // A key pending deletion is restored whatever the record says of earlier restores (a batch
+    // of the stopped run may have scheduled it again since).
+    if !key.is_pending_deletion() {
+        if record.restored_at.is_some() {
+            return Ok(RestoreOutcome::AlreadyRestored);
+        }
+        // Recorded but never scheduled (the run stopped between the record and the schedule):
+        // nothing to undo.
+        if record.scheduled_at.is_none() {
+            return Ok(RestoreOutcome::NotScheduled);
+        }
     }
     let prior_state = record.prior_state.clone();
     let mut state = key.state().as_str().to_string();
@@ -396,29 +400,49 @@ mod tests {
     mod with_mocked_kms {
         use super::super::*;
         use crate::test_support::*;
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
         use aws_sdk_kms::operation::cancel_key_deletion::{
             CancelKeyDeletionError, CancelKeyDeletionOutput,
         };
         use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
         use aws_sdk_kms::operation::enable_key::EnableKeyOutput;
-        use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
         use aws_sdk_kms::operation::untag_resource::UntagResourceOutput;
         use aws_sdk_kms::types::error::{KmsInternalException, KmsInvalidStateException};
-        use aws_sdk_kms::types::{KeyState, Tag};
+        use aws_sdk_kms::types::KeyState;
         use aws_sdk_kms::Client;
-        use aws_smithy_mocks::mock;
+        use aws_smithy_mocks::{mock, Rule};
 
-        fn tags(execution: &str, prior: &str) -> ListResourceTagsOutput {
-            let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build().unwrap();
-            ListResourceTagsOutput::builder()
-                .tags(tag(MARKER_EXECUTION, execution))
-                .tags(tag(MARKER_PRIOR_STATE, prior))
-                .build()
+        const NOW: Timestamp = Timestamp::EPOCH;
+
+        /// The ledger's record of k1: `prior` before the run, scheduled by it or not.
+        fn record(prior: &str, scheduled: bool) -> KeyRecord {
+            let mut record = KeyRecord::new(
+                "arn:aws:kms:us-east-1:123456789012:key/k1",
+                "k1",
+                STORE_ID,
+                prior,
+                NOW,
+            );
+            record.scheduled_at = scheduled.then_some(NOW);
+            record
+        }
+
+        fn described(state: KeyState) -> Rule {
+            mock!(Client::describe_key).then_output(move || {
+                DescribeKeyOutput::builder()
+                    .key_metadata(store_key_metadata("k1", state.clone()))
+                    .build()
+            })
+        }
+
+        fn ledger_update() -> Rule {
+            mock!(aws_sdk_dynamodb::Client::update_item)
+                .then_output(|| UpdateItemOutput::builder().build())
         }
 
         #[tokio::test]
-        async fn a_kms_internal_error_on_cancel_is_reported_by_name_and_nothing_else_is_called() {
-            let list = mock!(Client::list_resource_tags).then_output(|| tags(EXECUTION, "Enabled"));
+        async fn a_kms_internal_error_on_cancel_is_reported_by_name_and_nothing_else_is_done() {
+            let describe = described(KeyState::PendingDeletion);
             let cancel = mock!(Client::cancel_key_deletion).then_error(|| {
                 CancelKeyDeletionError::KmsInternalException(
                     KmsInternalException::builder()
@@ -430,22 +454,42 @@ mod tests {
                 mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
             let untag = mock!(Client::untag_resource)
                 .then_output(|| UntagResourceOutput::builder().build());
-            let kms = Kms::with_default_pacing(mock_kms(&[&list, &cancel, &enable, &untag]));
-            let key = store_key("k1", KeyState::PendingDeletion);
-            let err = restore_key(&kms, &key, &target(), EXECUTION)
-                .await
-                .unwrap_err();
+            let kms = Kms::with_default_pacing(mock_kms(&[&describe, &cancel, &enable, &untag]));
+            let update = ledger_update();
+            let ledger = mock_ledger(&[&update]);
+            let err = restore_key(
+                &kms,
+                &ledger,
+                &record("Enabled", true),
+                &target(),
+                EXECUTION,
+                NOW,
+            )
+            .await
+            .unwrap_err();
             assert_eq!(err.error_type(), "KMSInternalException");
             assert_eq!(
-                (enable.num_calls(), untag.num_calls()),
-                (0, 0),
-                "markers kept for the retry"
+                (enable.num_calls(), untag.num_calls(), update.num_calls()),
+                (0, 0, 0),
+                "the ledger is not marked restored: the retry does it all again"
             );
         }
 
         #[tokio::test]
-        async fn a_key_cancelled_meanwhile_is_still_enabled_and_unmarked() {
-            let list = mock!(Client::list_resource_tags).then_output(|| tags(EXECUTION, "Enabled"));
+        async fn a_key_cancelled_meanwhile_is_still_enabled_unmarked_and_recorded_restored() {
+            let describe = mock!(Client::describe_key)
+                .sequence()
+                .output(|| {
+                    DescribeKeyOutput::builder()
+                        .key_metadata(store_key_metadata("k1", KeyState::PendingDeletion))
+                        .build()
+                })
+                .output(|| {
+                    DescribeKeyOutput::builder()
+                        .key_metadata(store_key_metadata("k1", KeyState::Disabled))
+                        .build()
+                })
+                .build();
             let cancel = mock!(Client::cancel_key_deletion).then_error(|| {
                 CancelKeyDeletionError::KmsInvalidStateException(
                     KmsInvalidStateException::builder()
@@ -453,38 +497,100 @@ mod tests {
                         .build(),
                 )
             });
-            let describe = mock!(Client::describe_key).then_output(|| {
-                DescribeKeyOutput::builder()
-                    .key_metadata(store_key_metadata("k1", KeyState::Disabled))
-                    .build()
-            });
             let enable =
                 mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
             let untag = mock!(Client::untag_resource)
                 .then_output(|| UntagResourceOutput::builder().build());
-            let kms =
-                Kms::with_default_pacing(mock_kms(&[&list, &cancel, &describe, &enable, &untag]));
-            let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(&kms, &key, &target(), EXECUTION).await.unwrap();
+            let kms = Kms::with_default_pacing(mock_kms(&[&describe, &cancel, &enable, &untag]));
+            let update = ledger_update();
+            let ledger = mock_ledger(&[&update]);
+            let outcome = restore_key(
+                &kms,
+                &ledger,
+                &record("Enabled", true),
+                &target(),
+                EXECUTION,
+                NOW,
+            )
+            .await
+            .unwrap();
             let RestoreOutcome::Restored(restored) = outcome else {
                 panic!("{outcome:?}")
             };
             assert!(!restored.deletion_cancelled);
             assert_eq!(restored.reenable, Reenable::Enabled);
-            assert_eq!((enable.num_calls(), untag.num_calls()), (1, 1));
+            assert_eq!(
+                (enable.num_calls(), untag.num_calls(), update.num_calls()),
+                (1, 1, 1)
+            );
         }
 
         #[tokio::test]
-        async fn a_key_scheduled_by_another_execution_is_left_alone() {
-            let other = "arn:aws:states:us-east-1:123456789012:execution:decommission:other";
-            let list =
-                mock!(Client::list_resource_tags).then_output(move || tags(other, "Enabled"));
+        async fn the_state_restored_is_the_one_the_ledger_recorded() {
+            // Recorded Disabled: the key stays Disabled after CancelKeyDeletion, whatever tags say.
+            let describe = mock!(Client::describe_key)
+                .sequence()
+                .output(|| {
+                    DescribeKeyOutput::builder()
+                        .key_metadata(store_key_metadata("k1", KeyState::PendingDeletion))
+                        .build()
+                })
+                .output(|| {
+                    DescribeKeyOutput::builder()
+                        .key_metadata(store_key_metadata("k1", KeyState::Disabled))
+                        .build()
+                })
+                .build();
             let cancel = mock!(Client::cancel_key_deletion)
                 .then_output(|| CancelKeyDeletionOutput::builder().build());
-            let kms = Kms::with_default_pacing(mock_kms(&[&list, &cancel]));
-            let key = store_key("k1", KeyState::PendingDeletion);
-            let outcome = restore_key(&kms, &key, &target(), EXECUTION).await.unwrap();
-            assert_eq!(outcome, RestoreOutcome::NotOurs);
+            let enable =
+                mock!(Client::enable_key).then_output(|| EnableKeyOutput::builder().build());
+            let untag = mock!(Client::untag_resource)
+                .then_output(|| UntagResourceOutput::builder().build());
+            let kms = Kms::with_default_pacing(mock_kms(&[&describe, &cancel, &enable, &untag]));
+            let update = ledger_update();
+            let ledger = mock_ledger(&[&update]);
+            let outcome = restore_key(
+                &kms,
+                &ledger,
+                &record("Disabled", true),
+                &target(),
+                EXECUTION,
+                NOW,
+            )
+            .await
+            .unwrap();
+            let RestoreOutcome::Restored(restored) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(restored.key_state, "Disabled");
+            assert_eq!(enable.num_calls(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_recorded_key_the_run_never_scheduled_and_a_restored_one_are_left_alone() {
+            let describe = described(KeyState::Enabled);
+            let cancel = mock!(Client::cancel_key_deletion)
+                .then_output(|| CancelKeyDeletionOutput::builder().build());
+            let kms = Kms::with_default_pacing(mock_kms(&[&describe, &cancel]));
+            let ledger = mock_ledger(&[]);
+            let outcome = restore_key(
+                &kms,
+                &ledger,
+                &record("Enabled", false),
+                &target(),
+                EXECUTION,
+                NOW,
+            )
+            .await
+            .unwrap();
+            assert_eq!(outcome, RestoreOutcome::NotScheduled);
+            let mut restored = record("Enabled", true);
+            restored.restored_at = Some(NOW);
+            let outcome = restore_key(&kms, &ledger, &restored, &target(), EXECUTION, NOW)
+                .await
+                .unwrap();
+            assert_eq!(outcome, RestoreOutcome::AlreadyRestored);
             assert_eq!(cancel.num_calls(), 0);
         }
     }

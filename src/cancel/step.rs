@@ -215,7 +215,9 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let limit = page_size_within(&deadline, config.deadline_margin, per_key, LEDGER_PAGE);
-        let page = ledger.key_records(execution, after.as_deref(), limit).await?;
+        let page = ledger
+            .key_records(execution, after.as_deref(), limit)
+            .await?;
         let now = Timestamp::floor(ctx.step.clock.now());
         let outcomes: Vec<RestoreOutcome> = stream::iter(&page.records)
             .map(|record| Box::pin(restore_key(kms, ledger, record, &target, execution, now)))
@@ -258,7 +260,10 @@ pub async fn run(
 
 /// Records in the ledger that the run was cancelled and releases the store's lock if the run
 /// holds it.
-async fn release_run(ctx: &CancelContext, request: &CancelRequest) -> Result<(), DecommissionError> {
+async fn release_run(
+    ctx: &CancelContext,
+    request: &CancelRequest,
+) -> Result<(), DecommissionError> {
     let ledger = &ctx.step.ledger;
     let store_id = request.custom_key_store_id.as_str();
     let execution = request.decommission_execution_arn.as_str();
@@ -531,16 +536,8 @@ mod tests {
     }
 
     fn context() -> CancelContext {
-        let sfn = aws_sdk_sfn::Client::from_conf(
-            aws_sdk_sfn::Config::builder()
-                .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
-                .region(aws_sdk_sfn::config::Region::new("us-east-1"))
-                .build(),
-        );
         CancelContext {
             step: crate::test_support::context(crate::test_support::mock_kms(&[])),
-            sfn,
-            decommission_state_machine_arn: None,
             settle: Duration::ZERO,
         }
     }

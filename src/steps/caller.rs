@@ -21,6 +21,8 @@ use crate::state::DecommissionState;
 use crate::steps::context::StepContext;
 use crate::steps::flow::Step;
 
+/// The outcome the ledger records for a run that deleted its store.
+const SUCCEEDED: &str = "Succeeded";
 /// Key records read (and marked) per ledger page.
 const LEDGER_PAGE: i32 = 100;
 
@@ -85,15 +87,17 @@ pub async fn admit(
             })
             .await?;
     } else {
-        match ctx.ledger.lock_holder(&store_id).await? {
-            Some(holder) if holder.execution == execution => {}
-            Some(holder) => {
-                return Err(refuse(format!(
+        let holder = ctx.ledger.lock_holder(&store_id).await?;
+        if holder.as_ref().map(|h| h.execution.as_str()) != Some(execution.as_str())
+            && !(step == Step::DeleteStore && deleted_the_store(ctx, &store_id, &execution).await?)
+        {
+            return Err(refuse(match holder {
+                Some(holder) => format!(
                     "the lock of store {store_id} is held by {}",
                     holder.execution
-                )))
-            }
-            None => return Err(refuse(format!("nobody holds the lock of store {store_id}"))),
+                ),
+                None => format!("nobody holds the lock of store {store_id}"),
+            }));
         }
     }
     ctx.ledger
@@ -103,6 +107,20 @@ pub async fn admit(
         execution,
         store_id,
     }))
+}
+
+/// Whether the ledger says run `execution` already deleted the store (and so released its
+/// lock): a retry of delete-store after a lost result is answered again.
+async fn deleted_the_store(
+    ctx: &StepContext,
+    store_id: &str,
+    execution: &str,
+) -> Result<bool, DecommissionError> {
+    Ok(ctx
+        .ledger
+        .run_record(store_id, execution)
+        .await?
+        .is_some_and(|run| run.outcome.as_deref() == Some(SUCCEEDED)))
 }
 
 /// Why `info` is not the running decommission `request` comes from, if it is not.
@@ -150,11 +168,12 @@ async fn take_lock(
         LockOutcome::Held => return Ok(()),
         LockOutcome::HeldBy(holder) => holder,
     };
-    let in_progress = |holder: &crate::ledger::LockHolder| DecommissionError::DecommissionInProgress {
-        store_id: store_id.to_owned(),
-        holder: holder.execution.clone(),
-        taken_at: holder.taken_at.to_string(),
-    };
+    let in_progress =
+        |holder: &crate::ledger::LockHolder| DecommissionError::DecommissionInProgress {
+            store_id: store_id.to_owned(),
+            holder: holder.execution.clone(),
+            taken_at: holder.taken_at.to_string(),
+        };
     let previous = ctx
         .runs
         .describe(&holder.execution)
@@ -219,7 +238,7 @@ pub async fn record_result(
                 .set_outcome(
                     &run.store_id,
                     &run.execution,
-                    "Succeeded",
+                    SUCCEEDED,
                     "the store and every key of it are deleted",
                     now,
                 )
@@ -243,7 +262,10 @@ async fn mark_keys_seen_deleted(
             .key_records(execution, after.as_deref(), LEDGER_PAGE)
             .await?;
         stream::iter(page.records.iter().filter(|r| r.seen_deleted_at.is_none()))
-            .map(|record| ctx.ledger.mark_seen_deleted(execution, &record.key_arn, now))
+            .map(|record| {
+                ctx.ledger
+                    .mark_seen_deleted(execution, &record.key_arn, now)
+            })
             .buffer_unordered(8)
             .try_collect::<Vec<()>>()
             .await?;

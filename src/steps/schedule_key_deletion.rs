@@ -38,6 +38,10 @@ enum KeyStep {
     Skipped,
 }
 
+/// The last use a key's ledger record holds when the guard was off.
+const LAST_USE_NOT_ASKED: &str =
+    "not asked again before scheduling: the last-use guard was off (MinDaysSinceLastUse 0)";
+
 /// A Wait shorter than this is skipped (never Wait on a timestamp about to pass).
 const MIN_WAIT_SECONDS: u64 = 60;
 
@@ -80,14 +84,15 @@ pub async fn run(
         store_id: &store_id,
     };
     let guard = UsageGuard::new(request.min_days_since_last_use);
-    // Each key of the store costs a GetKeyLastUsage (its last use goes into the ledger; with the
-    // guard on it is the guard's recheck), a TagResource and a ScheduleKeyDeletion: the slowest
-    // of their paced rates bounds a page.
+    // Each key of the store costs a TagResource and a ScheduleKeyDeletion, plus a GetKeyLastUsage
+    // with the guard on: the slowest of their paced rates bounds a page.
     let pacing = &ctx.config.pacing;
-    let per_key_rps = pacing
+    let mut per_key_rps = pacing
         .tag_resource_rps
-        .min(pacing.schedule_key_deletion_rps)
-        .min(pacing.custom_key_store_rps);
+        .min(pacing.schedule_key_deletion_rps);
+    if guard.is_on() {
+        per_key_rps = per_key_rps.min(pacing.custom_key_store_rps);
+    }
     let per_store_key = per_call(per_key_rps);
     let cursor = scan_pages(
         &ctx.kms,
@@ -105,33 +110,26 @@ pub async fn run(
                 .map(|key| {
                     let (refused, target, request) = (&refused, &target, &request);
                     async move {
-                        if key.is_pending_deletion() {
-                            return ensure_scheduled(
-                                &ctx.kms,
-                                key,
-                                target,
-                                markers_for,
-                                request.pending_window_in_days,
-                                None,
-                                Timestamp::floor(ctx.clock.now()),
-                            )
-                            .await
-                            .map(KeyStep::Done);
-                        }
-                        if guard.is_on() && refused.load(Ordering::SeqCst) {
-                            return Ok(KeyStep::Skipped);
-                        }
-                        let Some(last_use) = key_last_use(&ctx.kms, key).await? else {
-                            return Ok(KeyStep::Done(KeyOutcome::Gone));
-                        };
-                        if guard.is_on() {
-                            if guard.blocks(&last_use, ctx.clock.now())? {
+                        // The last use the ledger records: asked again with the guard on (its
+                        // recheck), not asked with it off.
+                        let mut last_use = None;
+                        if guard.is_on() && !key.is_pending_deletion() {
+                            if refused.load(Ordering::SeqCst) {
+                                return Ok(KeyStep::Skipped);
+                            }
+                            let Some(used) = key_last_use(&ctx.kms, key).await? else {
+                                return Ok(KeyStep::Done(KeyOutcome::Gone));
+                            };
+                            if guard.blocks(&used, ctx.clock.now())? {
                                 refused.store(true, Ordering::SeqCst);
-                                return Ok(KeyStep::RecentlyUsed(last_use));
+                                return Ok(KeyStep::RecentlyUsed(used));
                             }
                             if refused.load(Ordering::SeqCst) {
                                 return Ok(KeyStep::Skipped);
                             }
+                            last_use = Some(used.describe());
+                        } else if !guard.is_on() {
+                            last_use = Some(LAST_USE_NOT_ASKED.to_owned());
                         }
                         ensure_scheduled(
                             &ctx.kms,
@@ -139,7 +137,7 @@ pub async fn run(
                             target,
                             markers_for,
                             request.pending_window_in_days,
-                            Some(last_use.describe()),
+                            last_use,
                             Timestamp::floor(ctx.clock.now()),
                         )
                         .await

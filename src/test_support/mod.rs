@@ -16,6 +16,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::keys::{StoreKey, TargetStore};
+use crate::ledger::Ledger;
+use crate::sfn::Executions;
 use crate::state::DecommissionState;
 use crate::steps::StepContext;
 
@@ -43,9 +45,27 @@ pub fn mock_kms_config(rules: &[&Rule]) -> aws_sdk_kms::config::Builder {
         .interceptor(interceptor)
 }
 
-/// A step context on a mock client, with default configuration.
+/// A step context on a mock KMS client, with default configuration; Step Functions and the
+/// ledger answer nothing (tests of code that never reaches them).
 pub fn context(kms: Client) -> StepContext {
-    StepContext::new(kms, Config::default())
+    StepContext::new(
+        kms,
+        Config::default(),
+        Executions::new(
+            fakes::mocked!(aws_sdk_sfn, [] as [&Rule; 0]),
+            fakes::MACHINE,
+            None,
+        ),
+        mock_ledger(&[]),
+    )
+}
+
+/// A ledger whose DynamoDB calls are answered by `rules`.
+pub fn mock_ledger(rules: &[&Rule]) -> Ledger {
+    Ledger::new(
+        fakes::mocked!(aws_sdk_dynamodb, rules.iter().copied()),
+        "ledger",
+    )
 }
 
 /// Error metadata as KMS sends it: wire code and message.

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{
     CustomKeyStoreType, KeyMetadata, OriginType, XksProxyAuthenticationCredentialType,
@@ -18,6 +19,8 @@ use kms_decommission::config::Config;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::error::DecommissionError;
 use kms_decommission::keys::{MARKER_EXECUTION, MARKER_PRIOR_STATE, MARKER_TICKET};
+use kms_decommission::ledger::Ledger;
+use kms_decommission::sfn::Executions;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use kms_emulator::{EmulatorConfig, RunningEmulator};
@@ -56,11 +59,20 @@ impl Call {
     }
 }
 
-/// An emulator and a KMS client pointed at it.
+pub mod moto;
+
+/// An emulator and a KMS client pointed at it; a moto server holding this test's run ledger
+/// table and decommission state machine, whose executions the steps check they act for.
 pub struct Env {
     pub emulator: RunningEmulator,
     pub kms: Client,
     http: reqwest::Client,
+    pub moto: moto::Moto,
+    /// The decommission state machine (in moto; executions stay RUNNING, nothing executes).
+    pub machine: String,
+    /// The run ledger table (in moto).
+    pub table: String,
+    runs: std::sync::atomic::AtomicUsize,
 }
 
 /// Handler configuration for tests: short polls, one key per ListKeys page unless changed.
@@ -97,7 +109,11 @@ impl Env {
     }
 
     pub async fn start_with(config: EmulatorConfig) -> Self {
-        let emulator = kms_emulator::spawn(config).await.expect("emulator starts");
+        let (emulator, moto) = tokio::join!(kms_emulator::spawn(config), moto::Moto::start());
+        let emulator = emulator.expect("emulator starts");
+        let machine = moto.create_state_machine("decommission").await;
+        let table = "ledger".to_owned();
+        create_ledger_table(&moto.dynamodb(), &table).await;
         let kms_config = aws_sdk_kms::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -113,14 +129,104 @@ impl Env {
             kms: Client::from_conf(kms_config),
             emulator,
             http: reqwest::Client::new(),
+            moto,
+            machine,
+            table,
+            runs: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// A step context on this emulator (its clock follows the emulator's).
+    /// A step context on this emulator (its clock follows the emulator's), this test's state
+    /// machine and ledger.
     pub async fn context(&self, config: Config) -> StepContext {
-        let mut ctx = StepContext::new(self.kms.clone(), config);
+        let mut ctx = StepContext::new(
+            self.kms.clone(),
+            config,
+            Executions::new(self.moto.sfn(), self.machine.clone(), None),
+            self.ledger(),
+        );
         ctx.clock = self.clock().await;
         ctx
+    }
+
+    /// The run ledger of this test.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.moto.dynamodb(), self.table.clone())
+    }
+
+    /// Starts an execution of the decommission state machine with `input` (it stays RUNNING)
+    /// and returns the document the Initialize state writes for it.
+    pub async fn start_run(&self, input: Value) -> DecommissionState {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let name = format!("run-{n}");
+        let arn = self
+            .moto
+            .sfn()
+            .start_execution()
+            .state_machine_arn(&self.machine)
+            .name(&name)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("execution starts")
+            .execution_arn;
+        DecommissionState::from_value(json!({
+            "Input": input,
+            "Execution": {"Id": arn, "Name": name, "StartTime": "2026-11-28T10:00:00Z"}
+        }))
+        .expect("document")
+    }
+
+    /// Ends every run still RUNNING (moto executes nothing: a run whose step failed stays
+    /// RUNNING until stopped), as Step Functions ends a run whose step failed.
+    pub async fn end_runs(&self) {
+        let listed = self
+            .moto
+            .sfn()
+            .list_executions()
+            .state_machine_arn(&self.machine)
+            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+            .send()
+            .await
+            .expect("executions listed");
+        for execution in listed.executions() {
+            self.stop_run(execution.execution_arn()).await;
+        }
+    }
+
+    /// Stops execution `arn` (as StopExecution by hand does).
+    pub async fn stop_run(&self, arn: &str) {
+        self.moto
+            .sfn()
+            .stop_execution()
+            .execution_arn(arn)
+            .error("StoppedByTest")
+            .send()
+            .await
+            .expect("execution stops");
+    }
+
+    /// The items of one ledger partition, strings unwrapped, in sort key order.
+    pub async fn ledger_items(&self, pk: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        let answer = self
+            .moto
+            .dynamodb()
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .send()
+            .await
+            .expect("ledger query");
+        answer
+            .items()
+            .iter()
+            .map(|item| {
+                item.iter()
+                    .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+                    .collect()
+            })
+            .collect()
     }
 
     /// A clock shifted like the emulator's (after `advance`).
@@ -459,13 +565,36 @@ pub fn assert_untouched(calls: &[Call], keys: &[String]) {
     );
 }
 
-/// The document the Initialize state writes for `input`.
-pub fn initial_state(input: Value) -> DecommissionState {
-    DecommissionState::from_value(json!({
-        "Input": input,
-        "Execution": {"Id": EXECUTION, "Name": "run-1", "StartTime": "2026-11-28T10:00:00Z"}
-    }))
-    .expect("document")
+/// Creates the run ledger table as the template defines it (pk/sk strings).
+pub async fn create_ledger_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("ledger table");
 }
 
 /// Input for a real run of `store_id` named `name`.

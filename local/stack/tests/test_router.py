@@ -29,6 +29,8 @@ from local.stack.tests.fake_servers import FakeServer
             Backend.LAMBDA,
         ),
         ("POST", "/", "AWSStepFunctions.StartExecution", Backend.MOTO),
+        ("POST", "/", "DynamoDB_20120810.PutItem", Backend.MOTO),
+        ("POST", "/", "AmazonSSM.GetParameter", Backend.MOTO),
         ("POST", "/moto-api/config", None, Backend.MOTO),
         ("GET", "/2015-03-31/functions/", None, Backend.MOTO),  # ListFunctions is not an invoke
         ("GET", "/_emulatorx", None, Backend.MOTO),
@@ -92,9 +94,13 @@ def test_sdk_calls_reach_their_service_with_headers_and_body_intact(stack):
     assert moto.requests[0].headers["x-amz-target"] == "AWSStepFunctions.ListStateMachines"
     assert len(kms.requests) == 1
 
+    _client(server, "dynamodb").get_item(TableName="ledger", Key={"pk": {"S": "STORE#cks-1"}, "sk": {"S": "LOCK"}})
+    assert moto.requests[1].headers["x-amz-target"] == "DynamoDB_20120810.GetItem"
+    assert json.loads(moto.requests[1].body)["Key"]["pk"] == {"S": "STORE#cks-1"}
+
     _client(server, "lambda").invoke(FunctionName="plan-decommission", Payload=b"{}")
     assert len(invokes) == 1
-    assert len(kms.requests) == 1 and len(moto.requests) == 1
+    assert len(kms.requests) == 1 and len(moto.requests) == 2
 
 
 def test_admin_api_goes_to_the_emulator(stack):

@@ -1,6 +1,5 @@
-//! Shared helpers of the trigger integration tests: a moto server (Step Functions, SSM, Secrets
-//! Manager) in a child process, and SDK clients for it.
-#![allow(dead_code)]
+//! A moto server (Step Functions, DynamoDB, SSM, Secrets Manager) in a child process, and SDK
+//! clients for it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -91,6 +90,17 @@ impl Moto {
             .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
             .build();
         aws_sdk_sfn::Client::from_conf(config)
+    }
+
+    /// A DynamoDB client for this server.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
     }
 
     /// Creates a Standard state machine (one Wait state) and returns its ARN.

@@ -12,7 +12,6 @@ use common::*;
 use kms_decommission::cancel::step::{run, CancelContext, CancelReport, CancelState};
 use kms_decommission::model::Timestamp;
 use kms_decommission::state::DecommissionState;
-use kms_decommission::steps::Step;
 use serde_json::{json, Value};
 
 /// A running decommission: moto execution, store, its keys, keys that must stay untouched.
@@ -65,16 +64,7 @@ async fn scheduled_with(n: usize) -> (Fixture, BTreeMap<String, Value>) {
         "Execution": {"Id": execution, "Name": "CHG-7", "StartTime": "2026-11-28T10:00:00Z"}
     }))
     .unwrap();
-    for step in [
-        Step::PlanDecommission,
-        Step::EnsureStoreConnected,
-        Step::ScheduleKeyDeletion,
-    ] {
-        state = run_until_done(&ctx, step, state, far_deadline)
-            .await
-            .unwrap()
-            .0;
-    }
+    state = run_steps(&ctx, &UNTIL_SCHEDULED, state).await;
     assert_eq!(
         state.scheduling.as_ref().unwrap().keys_scheduled,
         n as u64 - 1

@@ -208,16 +208,7 @@ async fn keys_still_counted_by_kms_make_delete_fail_by_name_so_the_workflow_chec
     let (store, _, _) = cloudhsm_fixture(&env, 2).await;
     let ctx = env.context(test_config()).await;
     let mut state = env.start_run(real_input(&store, "Prod")).await;
-    for step in [
-        Step::PlanDecommission,
-        Step::EnsureStoreConnected,
-        Step::ScheduleKeyDeletion,
-    ] {
-        state = run_until_done(&ctx, step, state, far_deadline)
-            .await
-            .unwrap()
-            .0;
-    }
+    state = run_steps(&ctx, &UNTIL_SCHEDULED, state).await;
     // A document that believes every key is gone (eventual consistency) while KMS still has
     // the pending keys: disconnect (keys stay PendingDeletion), then delete.
     state.deletion = Some(kms_decommission::state::DeletionCheck {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_sdk_kms::types::{OriginType, Tag};
 use base64::Engine as _;
+use common::moto::Moto;
 use common::{cluster_id_for, Env};
 use kms_decommission::kms::Kms;
 use kms_decommission::sfn::Executions;
@@ -21,7 +22,6 @@ use kms_decommission::triggers::webhook::secret::SecretSource;
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
 use serde_json::{json, Value};
-use common::moto::Moto;
 
 /// The test secret the webhook samples are signed with (events/triggers/README.md).
 const TEST_SECRET: &str = "example-webhook-secret-not-for-production-0123";

@@ -5,13 +5,13 @@
 
 mod common;
 
+use common::moto::Moto;
 use kms_decommission::sfn::naming::ticket_execution_name;
 use kms_decommission::sfn::RunMode;
 use kms_decommission::sfn::{ExecutionRequest, Executions, StartOutcome};
 use kms_decommission::triggers::webhook::secret::{SecretError, SecretSource};
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use serde_json::json;
-use common::moto::Moto;
 
 const STORE: &str = "cks-1234567890abcdef0";
 const OTHER_STORE: &str = "cks-0fedcba0987654321";

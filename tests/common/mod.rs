@@ -609,6 +609,29 @@ pub fn real_input(store_id: &str, name: &str) -> Value {
     })
 }
 
+/// Runs `steps` in order, each until done (see [`run_until_done`]); panics naming the step that
+/// failed.
+pub async fn run_steps(
+    ctx: &StepContext,
+    steps: &[Step],
+    mut state: DecommissionState,
+) -> DecommissionState {
+    for step in steps {
+        state = run_until_done(ctx, *step, state, far_deadline)
+            .await
+            .unwrap_or_else(|e| panic!("{step:?}: {}: {e}", e.error_type()))
+            .0;
+    }
+    state
+}
+
+/// Plan, connect, schedule: the steps before the waiting period.
+pub const UNTIL_SCHEDULED: [Step; 3] = [
+    Step::PlanDecommission,
+    Step::EnsureStoreConnected,
+    Step::ScheduleKeyDeletion,
+];
+
 /// Runs `step` until its loop field says done, one invocation at a time, like the state
 /// machine's Choice loops (waits are skipped: tests move the emulator clock instead).
 pub async fn run_until_done(

@@ -46,6 +46,8 @@ pub struct Webhook {
     secret: WebhookSecret,
     kms: Kms,
     executions: Executions,
+    /// The run ledger's table (`LEDGER_TABLE`), named in `status` answers of real runs.
+    ledger_table: Option<String>,
 }
 
 impl LambdaFunction for Webhook {
@@ -311,7 +313,14 @@ impl Webhook {
             secret,
             kms,
             executions,
+            ledger_table: None,
         }
+    }
+
+    /// Names `table` as the run ledger in `status` answers.
+    pub fn with_ledger_table(mut self, table: Option<String>) -> Self {
+        self.ledger_table = table.filter(|t| !t.trim().is_empty());
+        self
     }
 
     /// The function: state machines from the environment ([`Executions::from_env`]), the
@@ -329,7 +338,8 @@ impl Webhook {
             secret,
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
-        ))
+        )
+        .with_ledger_table(var(crate::ledger::LEDGER_TABLE_ENV)))
     }
 
     /// Answers one function URL request received at Unix time `now` (seconds).
@@ -432,6 +442,13 @@ impl Webhook {
         };
         let document = document.or_else(|| execution.output.clone());
         let progress = Progress::from_document(document.as_ref());
+        // Where auditors read what a real run did (docs/ledger.md); dry runs write no records.
+        let ledger = match (&self.ledger_table, execution.mode(), execution.store_id()) {
+            (Some(table), RunMode::Decommission, Some(store)) => Some(
+                crate::report::LedgerLocation::of_run(table, store, &execution.arn),
+            ),
+            _ => None,
+        };
         Ok(Reply::new(
             200,
             json!({
@@ -448,6 +465,7 @@ impl Webhook {
                 "StopDate": execution.stop_date.as_ref().map(rfc3339),
                 "Error": execution.error,
                 "Cause": execution.cause,
+                "Ledger": ledger,
             }),
         ))
     }
@@ -664,7 +682,8 @@ mod tests {
             WebhookSecret::new(SECRET).unwrap(),
             Kms::with_default_pacing(kms.client()),
             executions,
-        );
+        )
+        .with_ledger_table(Some("ledger".into()));
         World { kms, sfn, webhook }
     }
 
@@ -992,6 +1011,12 @@ mod tests {
         assert_eq!(body["KeysPending"], 12);
         assert_eq!(body["NextDeadline"], "2026-12-28T10:00:00Z");
         assert_eq!(body["CustomKeyStoreId"], STORE);
+        assert_eq!(body["Ledger"]["Table"], "ledger");
+        assert_eq!(body["Ledger"]["StoreKey"], format!("STORE#{STORE}"));
+        assert_eq!(
+            body["Ledger"]["RunRecordKey"],
+            format!("RUN#{}", body["ExecutionArn"].as_str().unwrap())
+        );
         assert_eq!(
             w.sfn.count(Some("StartExecution")),
             1,

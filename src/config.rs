@@ -247,6 +247,18 @@ pub enum ConfigError {
     },
 }
 
+impl From<ConfigError> for DecommissionError {
+    fn from(err: ConfigError) -> Self {
+        let variable = match &err {
+            ConfigError::Missing(v) | ConfigError::Invalid { variable: v, .. } => *v,
+        };
+        Self::InvalidConfiguration {
+            variable: variable.to_owned(),
+            reason: err.to_string(),
+        }
+    }
+}
+
 impl From<ConfigError> for lambda_runtime::Diagnostic {
     fn from(err: ConfigError) -> Self {
         Self {

@@ -263,8 +263,17 @@ pub enum DecommissionError {
     },
 
     /// Step Functions could not answer a step's check of its caller.
-    #[error("{0}; nothing was changed, retry")]
-    StepFunctionsUnavailable(crate::aws_error::AwsCallError),
+    #[error(
+        "Step Functions {operation} failed with {code}: {message}; nothing was changed, retry"
+    )]
+    StepFunctionsUnavailable {
+        /// The Step Functions operation.
+        operation: String,
+        /// Its error code.
+        code: String,
+        /// The error text.
+        message: String,
+    },
 
     /// The run ledger (DynamoDB) could not be read or written.
     #[error(
@@ -327,19 +336,6 @@ pub enum DecommissionError {
     },
 }
 
-impl From<crate::config::ConfigError> for DecommissionError {
-    fn from(err: crate::config::ConfigError) -> Self {
-        let variable = match &err {
-            crate::config::ConfigError::Missing(v)
-            | crate::config::ConfigError::Invalid { variable: v, .. } => *v,
-        };
-        Self::InvalidConfiguration {
-            variable: variable.to_owned(),
-            reason: err.to_string(),
-        }
-    }
-}
-
 impl DecommissionError {
     /// The Lambda `errorType` (and Step Functions error name) of this error.
     pub fn error_type(&self) -> &str {
@@ -369,7 +365,7 @@ impl DecommissionError {
             self,
             Self::KmsUnavailable { .. }
                 | Self::LedgerUnavailable { .. }
-                | Self::StepFunctionsUnavailable(_)
+                | Self::StepFunctionsUnavailable { .. }
         ) || self
             .kms_code()
             .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))

@@ -62,7 +62,7 @@ pub async fn admit(
         .runs
         .describe(&execution)
         .await
-        .map_err(DecommissionError::StepFunctionsUnavailable)?
+        .map_err(step_functions_unavailable)?
         .ok_or_else(|| refuse("Step Functions has no such execution".into()))?;
     check_execution(&info, ctx.runs.state_machine_arn(), &request).map_err(refuse)?;
 
@@ -123,6 +123,14 @@ async fn deleted_the_store(
         .is_some_and(|run| run.outcome.as_deref() == Some(SUCCEEDED)))
 }
 
+fn step_functions_unavailable(err: crate::aws_error::AwsCallError) -> DecommissionError {
+    DecommissionError::StepFunctionsUnavailable {
+        operation: err.operation,
+        code: err.code,
+        message: err.message,
+    }
+}
+
 /// Why `info` is not the running decommission `request` comes from, if it is not.
 fn check_execution(
     info: &ExecutionInfo,
@@ -178,7 +186,7 @@ async fn take_lock(
         .runs
         .describe(&holder.execution)
         .await
-        .map_err(DecommissionError::StepFunctionsUnavailable)?;
+        .map_err(step_functions_unavailable)?;
     if previous.as_ref().is_some_and(ExecutionInfo::is_running) {
         return Err(in_progress(&holder));
     }

@@ -3,6 +3,9 @@
 //! inventory path, the schedule-key-deletion step, the handler binaries under a local Lambda
 //! Runtime API) and prints, for each case, keys, wall time, achieved rate, the quota bound and
 //! their ratio, throttles seen in the emulator's call log, and a naive sequential baseline.
+//! Steps of a real decommission act only for a RUNNING execution of the decommission state
+//! machine that holds the store's lock in the run ledger: moto (`moto_server`, a child process)
+//! stands in for Step Functions and DynamoDB, its executions stay RUNNING (nothing executes).
 //! Asserts nothing: see docs/benchmarks.md for how to run it and what it measured.
 //!
 //! ```sh
@@ -18,14 +21,23 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, Select,
+};
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{CustomKeyStoreType, OriginType};
 use aws_sdk_kms::Client;
+use aws_smithy_types::date_time::Format;
 use futures::stream::{self, StreamExt};
 use kms_decommission::config::Config;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::inventory::{may_start_another_page, scan_page};
 use kms_decommission::keys::TargetStore;
+use kms_decommission::kms::Kms;
+use kms_decommission::ledger::{run_pk, Ledger};
+use kms_decommission::pacing::Pacing;
+use kms_decommission::sfn::Executions;
 use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use kms_decommission::store;
@@ -35,7 +47,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:decommission:bench";
 const DESCRIBE_KEY_QUOTA: f64 = 2000.0;
 const TAG_RESOURCE_QUOTA: f64 = 10.0;
 const SCHEDULE_QUOTA: f64 = 15.0;
@@ -215,6 +226,220 @@ fn kms_client(endpoint: &str) -> Client {
     )
 }
 
+/// The ledger table and state machine the benchmark creates in moto.
+const LEDGER_TABLE: &str = "ledger";
+const STATE_MACHINE: &str = "decommission";
+
+/// moto_server as a child process (stopped when dropped, also when the benchmark fails): Step
+/// Functions holding the decommission state machine whose executions the steps check they act
+/// for (they stay RUNNING: moto executes nothing), and DynamoDB holding the run ledger.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    sfn: aws_sdk_sfn::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    /// The decommission state machine's ARN.
+    machine: String,
+}
+
+/// moto_server: `$MOTO_SERVER`, else the repository's `.venv` (pinned by requirements-dev.txt,
+/// `make tools`), else `moto_server` on the PATH; as the integration tests find it.
+fn moto_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+impl Moto {
+    /// Starts moto_server on a free port, waits until it answers, then creates the ledger table
+    /// (as the template defines it) and the decommission state machine.
+    async fn start() -> Res<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let binary = moto_server_binary();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "{}: {e} (install the pinned tools with `make tools` or set MOTO_SERVER)",
+                    binary.display()
+                )
+            })?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let credentials = Credentials::new("test", "test", None, None, "bench");
+        let sfn = aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(credentials.clone())
+                .endpoint_url(&endpoint)
+                .build(),
+        );
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(credentials)
+                .endpoint_url(&endpoint)
+                .build(),
+        );
+        // From here on, dropping `moto` (an error below included) stops the child.
+        let mut moto = Self {
+            child,
+            endpoint,
+            sfn,
+            dynamodb,
+            machine: String::new(),
+        };
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let up = http
+                .get(format!("{}/moto-api/", moto.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                break;
+            }
+            if let Some(status) = moto.child.try_wait()? {
+                return Err(format!("{} exited at start: {status}", binary.display()).into());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("moto_server did not answer on {}", moto.endpoint).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        moto.create_ledger_table().await?;
+        moto.machine = moto.create_state_machine().await?;
+        Ok(moto)
+    }
+
+    /// The run ledger table: `pk` and `sk` strings, on demand.
+    async fn create_ledger_table(&self) -> Res<()> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(LEDGER_TABLE)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// A Standard state machine of one Wait state (moto never runs it).
+    async fn create_state_machine(&self) -> Res<String> {
+        let definition =
+            r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+        Ok(self
+            .sfn
+            .create_state_machine()
+            .name(STATE_MACHINE)
+            .definition(definition)
+            .role_arn("arn:aws:iam::123456789012:role/decommission")
+            .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
+            .send()
+            .await?
+            .state_machine_arn)
+    }
+
+    /// Starts execution `name` of the decommission state machine with `input` (it stays
+    /// RUNNING) and returns the document the Initialize state writes for it.
+    async fn start_run(&self, name: &str, input: Value) -> Res<DecommissionState> {
+        let started = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(&self.machine)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await?;
+        let doc = json!({
+            "Input": input,
+            "Execution": {"Id": started.execution_arn(), "Name": name,
+                          "StartTime": started.start_date().fmt(Format::DateTime)?},
+        });
+        Ok(DecommissionState::from_value(doc)?)
+    }
+
+    /// A step context around `kms` with `config`, acting for this state machine's executions,
+    /// on this ledger.
+    fn context(&self, kms: &Client, config: Config) -> StepContext {
+        StepContext::new(
+            kms.clone(),
+            config,
+            Executions::new(self.sfn.clone(), self.machine.clone(), None),
+            Ledger::new(self.dynamodb.clone(), LEDGER_TABLE),
+        )
+    }
+
+    /// Key records the ledger holds for run `execution`.
+    async fn key_records(&self, execution: &str) -> Res<i32> {
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .query()
+                .table_name(LEDGER_TABLE)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :key)")
+                .expression_attribute_values(":pk", AttributeValue::S(run_pk(execution)))
+                .expression_attribute_values(":key", AttributeValue::S("KEY#".into()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            count += page.count();
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// What the handler binaries need to reach this state machine and ledger (the rest of AWS is
+    /// the emulator, `AWS_ENDPOINT_URL`).
+    fn handler_env(&self) -> [(&'static str, &str); 4] {
+        [
+            ("STATE_MACHINE_ARN", self.machine.as_str()),
+            ("LEDGER_TABLE", LEDGER_TABLE),
+            ("AWS_ENDPOINT_URL_SFN", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.endpoint.as_str()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn create_store(kms: &Client, name: &str) -> Res<String> {
     let cluster: String = name
         .chars()
@@ -292,9 +517,10 @@ fn header() {
 
 /// The steps' inventory path: ListKeys pages with paced, concurrent DescribeKey, one
 /// invocation after another, each stopping between pages before its deadline.
+/// KMS only: no step runs, so neither Step Functions nor the ledger is asked.
 /// Returns (keys scanned, keys in the store, invocations).
-async fn paced_inventory(ctx: &StepContext, store_id: &str) -> Res<(u64, u64, usize)> {
-    let summary = store::describe(&ctx.kms, store_id).await?;
+async fn paced_inventory(kms: &Kms, config: &Config, store_id: &str) -> Res<(u64, u64, usize)> {
+    let summary = store::describe(kms, store_id).await?;
     let target = TargetStore::new(&summary);
     let (mut scanned, mut in_store, mut invocations) = (0, 0, 0);
     let mut cursor: Option<String> = None;
@@ -303,20 +529,15 @@ async fn paced_inventory(ctx: &StepContext, store_id: &str) -> Res<(u64, u64, us
         let deadline = Deadline::after(FUNCTION_TIMEOUT);
         loop {
             let started = Instant::now();
-            let page = scan_page(
-                &ctx.kms,
-                &target,
-                cursor.as_deref(),
-                ctx.config.list_keys_page_size,
-            )
-            .await?;
+            let page =
+                scan_page(kms, &target, cursor.as_deref(), config.list_keys_page_size).await?;
             scanned += page.scanned;
             in_store += page.keys.len() as u64;
             cursor = page.next_cursor;
             if cursor.is_none() {
                 return Ok((scanned, in_store, invocations));
             }
-            if !may_start_another_page(&deadline, started.elapsed(), ctx.config.deadline_margin) {
+            if !may_start_another_page(&deadline, started.elapsed(), config.deadline_margin) {
                 break;
             }
         }
@@ -365,14 +586,16 @@ async fn inventory_case(emu: &Emulator, args: &Args, total: usize) -> Res<f64> {
     );
     emu.seeding(false, args.latency_ms).await?;
 
-    let ctx = StepContext::new(kms.clone(), Config::default());
+    // The KMS adapter as StepContext::new builds it: the default pacing.
+    let config = Config::default();
+    let paced = Kms::new(kms.clone(), Arc::new(Pacing::new(&config.pacing)));
     emu.clear_calls().await?;
     let started = Instant::now();
-    let (scanned, in_store, invocations) = paced_inventory(&ctx, &store_id).await?;
+    let (scanned, in_store, invocations) = paced_inventory(&paced, &config, &store_id).await?;
     let wall = started.elapsed().as_secs_f64();
     let describes = emu.count("DescribeKey").await?;
     let paced_rate = describes as f64 / wall;
-    let p = &ctx.config.pacing;
+    let p = &config.pacing;
     line(
         &format!("inventory {total} (paced)"),
         scanned,
@@ -384,7 +607,7 @@ async fn inventory_case(emu: &Emulator, args: &Args, total: usize) -> Res<f64> {
             "{in_store} in store; DescribeKey paced {}/s, {} in flight, pages of {}, {invocations} invocation(s) of {} s",
             p.describe_key_rps,
             p.concurrency,
-            ctx.config.list_keys_page_size,
+            config.list_keys_page_size,
             FUNCTION_TIMEOUT.as_secs()
         ),
     );
@@ -409,7 +632,8 @@ async fn inventory_case(emu: &Emulator, args: &Args, total: usize) -> Res<f64> {
     Ok(paced_rate)
 }
 
-fn schedule_document(store_id: &str, name: &str, guard_off: bool) -> Res<DecommissionState> {
+/// The request of a scheduling case: a real run of store `name`, 7-day window.
+fn schedule_input(store_id: &str, name: &str, guard_off: bool) -> Value {
     let mut input = json!({
         "CustomKeyStoreId": store_id, "PendingWindowInDays": 7, "DryRun": false,
         "ConfirmCustomKeyStoreName": name,
@@ -417,23 +641,43 @@ fn schedule_document(store_id: &str, name: &str, guard_off: bool) -> Res<Decommi
     if guard_off {
         input["MinDaysSinceLastUse"] = json!(0);
     }
-    let mut request = input.clone();
-    request["AllowOrphanedKeyMaterial"] = json!(false);
-    let doc = json!({
-        "Input": input,
-        "Execution": {"Id": EXECUTION, "Name": "bench", "StartTime": "2026-11-28T10:00:00Z"},
-        "Request": request,
-        "Store": {"CustomKeyStoreId": store_id, "CustomKeyStoreName": name,
-                  "CustomKeyStoreType": "AWS_CLOUDHSM", "ConnectionState": "CONNECTED"},
-        "Plan": {"Done": true, "Cursor": null, "KeysScanned": 0, "KeysInStore": 0,
-                 "KeysByState": {}, "Keys": [], "KeysTruncated": false, "LeftBehind": []},
-        "Connection": {"Ready": true, "ConnectionState": "CONNECTED", "ConnectAttempts": 0,
-                       "PollAfterSeconds": 30, "OrphanedKeyMaterialAccepted": false},
-    });
-    Ok(DecommissionState::from_value(doc)?)
+    input
 }
 
-async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()> {
+/// A document ready for schedule-key-deletion, made as the state machine makes it: an execution
+/// started with `input` (moto keeps it RUNNING), then plan-decommission (which takes the store's
+/// lock and writes the run record) and ensure-store-connected, each until done, through `setup`.
+async fn planned_run(
+    moto: &Moto,
+    setup: &StepContext,
+    name: &str,
+    input: Value,
+) -> Res<DecommissionState> {
+    let mut state = moto.start_run(name, input).await?;
+    for step in [Step::PlanDecommission, Step::EnsureStoreConnected] {
+        let mut invocations = 0;
+        loop {
+            invocations += 1;
+            state = step
+                .run(setup, state, Deadline::after(FUNCTION_TIMEOUT))
+                .await?;
+            let done = match step {
+                Step::PlanDecommission => state.plan.as_ref().is_some_and(|p| p.done),
+                _ => state.connection.as_ref().is_some_and(|c| c.ready),
+            };
+            if done {
+                break;
+            }
+            if invocations >= 100 {
+                return Err(format!("{step:?} not done after {invocations} invocations").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(state)
+}
+
+async fn scheduling_case(emu: &Emulator, moto: &Moto, args: &Args, guard_off: bool) -> Res<()> {
     let kms = kms_client(&emu.endpoint);
     emu.post("/_emulator/reset", json!({})).await?;
     emu.seeding(true, args.latency_ms).await?;
@@ -442,10 +686,20 @@ async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()
     let baseline_store = create_store(&kms, "Baseline").await?;
     let baseline_keys = args.schedule_keys.min(60);
     seed_keys(&kms, &baseline_store, baseline_keys, false).await?;
+    // Plan and connect while quotas are still off, GetKeyLastUsage unpaced: not measured.
+    let mut setup = Config::default();
+    setup.pacing.custom_key_store_rps = 1000.0;
+    let name = if guard_off {
+        "schedule-guard-off"
+    } else {
+        "schedule-guard-on"
+    };
+    let input = schedule_input(&store_id, "Schedule", guard_off);
+    let mut state = planned_run(moto, &moto.context(&kms, setup), name, input).await?;
+    let execution = state.execution_id()?.to_owned();
     emu.seeding(false, args.latency_ms).await?;
 
-    let ctx = StepContext::new(kms.clone(), Config::default());
-    let mut state = schedule_document(&store_id, "Schedule", guard_off)?;
+    let ctx = moto.context(&kms, Config::default());
     emu.clear_calls().await?;
     let started = Instant::now();
     let mut invocations = 0;
@@ -463,6 +717,7 @@ async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()
     let tags = emu.count("TagResource").await? as f64 / wall;
     let schedules = emu.count("ScheduleKeyDeletion").await? as f64 / wall;
     let last_use = emu.count("GetKeyLastUsage").await? as f64 / wall;
+    let key_records = moto.key_records(&execution).await?;
     // Every store key gets one call of each; the lowest quota among the calls made binds.
     let (binding, binding_name) = if last_use > 0.0 {
         (
@@ -486,7 +741,9 @@ async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()
         emu.throttles().await?,
         &format!(
             "binding quota {binding_name}; per second: GetKeyLastUsage {last_use:.2}, TagResource {tags:.2} \
-             (paced {}), ScheduleKeyDeletion {schedules:.2} (paced {}); {invocations} invocation(s)",
+             (paced {}), ScheduleKeyDeletion {schedules:.2} (paced {}); {invocations} invocation(s); \
+             wall time includes the run ledger in moto (one PutItem + one UpdateItem per key, {key_records} \
+             key records) and the caller check (DescribeExecution, GetItem, UpdateItem per invocation)",
             p.tag_resource_rps, p.schedule_key_deletion_rps
         ),
     );
@@ -503,7 +760,18 @@ async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()
         let out = kms.list_keys().set_marker(marker).send().await?;
         for entry in out.keys() {
             let Some(id) = entry.key_id() else { continue };
-            let metadata = kms.describe_key().key_id(id).send().await?;
+            // The paced case's keys reach their deletion date (7 emulated days, 7 s) while
+            // this runs: one listed a moment ago may be gone.
+            let metadata = match kms.describe_key().key_id(id).send().await {
+                Ok(metadata) => metadata,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_not_found_exception()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
             if metadata
                 .key_metadata()
                 .and_then(|m| m.custom_key_store_id())
@@ -513,7 +781,7 @@ async fn scheduling_case(emu: &Emulator, args: &Args, guard_off: bool) -> Res<()
             }
             let tag = aws_sdk_kms::types::Tag::builder()
                 .tag_key("kms-decommission:execution")
-                .tag_value(EXECUTION)
+                .tag_value(&execution)
                 .build()?;
             let tagged = kms.tag_resource().key_id(id).tags(tag).send().await;
             let scheduled = kms
@@ -687,10 +955,12 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Starts a handler binary against a fresh local Runtime API.
+/// Starts a handler binary against a fresh local Runtime API, KMS in the emulator at `endpoint`,
+/// Step Functions and the ledger in `moto` (as the template configures the step functions).
 async fn start_handler(
     name: &str,
     endpoint: &str,
+    moto: &Moto,
     timeout_ms: u64,
     extra_env: &[(&str, &str)],
 ) -> Res<(Child, Instant, Arc<Mutex<RuntimeLog>>)> {
@@ -714,7 +984,7 @@ async fn start_handler(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for (k, v) in extra_env {
+    for (k, v) in moto.handler_env().iter().chain(extra_env) {
         command.env(k, v);
     }
     let started = Instant::now();
@@ -722,7 +992,7 @@ async fn start_handler(
     Ok((child, started, log))
 }
 
-async fn handler_init_case(emu: &Emulator) -> Res<()> {
+async fn handler_init_case(emu: &Emulator, moto: &Moto) -> Res<()> {
     println!(
         "\n{:<24} {:>10} {:>13}",
         "handler binary", "init ms", "peak RSS MiB"
@@ -743,7 +1013,7 @@ async fn handler_init_case(emu: &Emulator) -> Res<()> {
             println!("{name:<24} not built (cargo build --release --bins)");
             continue;
         }
-        let (mut child, started, log) = start_handler(&name, &emu.endpoint, 0, &[]).await?;
+        let (mut child, started, log) = start_handler(&name, &emu.endpoint, moto, 0, &[]).await?;
         let mut init = None;
         for _ in 0..1000 {
             if let Some(at) = log.lock().unwrap_or_else(|p| p.into_inner()).first_request {
@@ -768,8 +1038,10 @@ async fn handler_init_case(emu: &Emulator) -> Res<()> {
 }
 
 /// plan-decommission, the real binary, through a whole dry-run inventory of the account the
-/// last inventory case left, invocation after invocation, with a deadline `timeout` ahead.
-async fn plan_binary_case(emu: &Emulator, timeout: Duration, total: usize) -> Res<()> {
+/// last inventory case left, invocation after invocation, with a deadline `timeout` ahead. A dry
+/// run reads only: the function asks neither Step Functions nor the ledger, but its execution is
+/// started in moto all the same, as the state machine would be.
+async fn plan_binary_case(emu: &Emulator, moto: &Moto, timeout: Duration, total: usize) -> Res<()> {
     let kms = kms_client(&emu.endpoint);
     let stores = kms
         .describe_custom_key_stores()
@@ -782,12 +1054,18 @@ async fn plan_binary_case(emu: &Emulator, timeout: Duration, total: usize) -> Re
         .and_then(|s| s.custom_key_store_id())
         .ok_or("no Inventory store left by the inventory case")?
         .to_string();
+    let input = json!({"CustomKeyStoreId": store_id, "DryRun": true});
+    let first = moto
+        .start_run(&format!("plan-dry-run-{total}"), input)
+        .await?
+        .to_value()?;
     // Memory, not rate: quotas off so GetKeyLastUsage (quota 5/s) does not take an hour.
     emu.post("/_emulator/config", json!({"quotas": false}))
         .await?;
     let (mut child, started, log) = start_handler(
         "plan-decommission",
         &emu.endpoint,
+        moto,
         timeout.as_millis() as u64,
         &[
             ("KMS_CUSTOM_KEY_STORE_RPS", "100000"),
@@ -795,8 +1073,6 @@ async fn plan_binary_case(emu: &Emulator, timeout: Duration, total: usize) -> Re
         ],
     )
     .await?;
-    let input = json!({"CustomKeyStoreId": store_id, "DryRun": true});
-    let first = json!({"Input": input, "Execution": {"Id": EXECUTION, "Name": "bench", "StartTime": "2026-11-28T10:00:00Z"}});
     log.lock()
         .unwrap_or_else(|p| p.into_inner())
         .events
@@ -886,10 +1162,13 @@ fn transitions_table(inventory_rate: f64) {
 #[tokio::main]
 async fn main() -> Res<()> {
     let args = parse_args()?;
+    // Both children are stopped when main returns, with an error too (their Drop).
+    let moto = Moto::start().await?;
     let emu = Emulator::start(args.latency_ms)?;
     println!(
-        "KMS emulator {} as its own process: quotas on, {} ms latency per call",
-        emu.endpoint, args.latency_ms
+        "KMS emulator {} as its own process: quotas on, {} ms latency per call; \
+         Step Functions and the run ledger in moto {}",
+        emu.endpoint, args.latency_ms, moto.endpoint
     );
     header();
     let mut inventory_rate = 1900.0;
@@ -898,12 +1177,12 @@ async fn main() -> Res<()> {
     }
     if let Some(&total) = args.keys.last() {
         if bin_dir().join("plan-decommission").exists() {
-            plan_binary_case(&emu, Duration::from_secs(15), total).await?;
+            plan_binary_case(&emu, &moto, Duration::from_secs(15), total).await?;
         }
     }
-    scheduling_case(&emu, &args, false).await?;
-    scheduling_case(&emu, &args, true).await?;
+    scheduling_case(&emu, &moto, &args, false).await?;
+    scheduling_case(&emu, &moto, &args, true).await?;
     transitions_table(inventory_rate);
-    handler_init_case(&emu).await?;
+    handler_init_case(&emu, &moto).await?;
     Ok(())
 }

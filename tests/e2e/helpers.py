@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -11,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from local.client import fixtures, workflow
+from local.client import fixtures, ledger, workflow
 
 # KMS operations that change something; a dry run or a refused decommission makes none of them.
 MUTATING = frozenset(
@@ -140,12 +141,18 @@ def webhook_request(
     return event
 
 
+def invoke_answer(lambda_client: Any, function: str, event: dict[str, Any]) -> tuple[str | None, Any]:
+    """Invoke `function` synchronously through the stack's Lambda Invoke API; (the function error
+    kind, e.g. "Unhandled", or None; the JSON result or error payload)."""
+    answer = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    return answer.get("FunctionError"), json.loads(answer["Payload"].read() or b"null")
+
+
 def invoke(lambda_client: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
     """Invoke `function` synchronously through the stack's Lambda Invoke API; its JSON result.
     A function error fails the test with the error."""
-    answer = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
-    payload = json.loads(answer["Payload"].read() or b"null")
-    assert "FunctionError" not in answer, f"{function} failed: {payload}"
+    function_error, payload = invoke_answer(lambda_client, function, event)
+    assert function_error is None, f"{function} failed: {payload}"
     return payload
 
 
@@ -192,3 +199,26 @@ def emulator_keys(e2e: Any, key_ids: list[str]) -> dict[str, dict[str, Any]]:
 def emulator_store(e2e: Any, store_id: str) -> dict[str, Any] | None:
     """The emulator's record of a store (connection state, key count, ...), None once deleted."""
     return next((store for store in e2e.admin.state()["stores"] if store["id"] == store_id), None)
+
+
+# --- The run ledger (test_run_ledger.py) ------------------------------------------------------
+
+
+@functools.cache
+def ledger_table() -> str:
+    """The local stack's ledger table (the name the template gives the handlers)."""
+    return ledger.ledger_table_name()
+
+
+def store_ledger(e2e: Any, store_id: str) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """The ledger's partition of a store: (its lock item or None, its run records by execution ARN)."""
+    lock, runs = ledger.split_store_partition(
+        ledger.ledger_items(e2e.endpoint, ledger_table(), ledger.store_pk(store_id))
+    )
+    return lock, {run["Execution"]: run for run in runs}
+
+
+def key_records(e2e: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
+    """The ledger's key records of a run, by key id."""
+    items = ledger.ledger_items(e2e.endpoint, ledger_table(), ledger.run_pk(execution_arn))
+    return {item["KeyId"]: item for item in items if str(item["sk"]).startswith(ledger.KEY_PREFIX)}

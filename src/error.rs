@@ -22,6 +22,10 @@ pub const ERROR_TYPES: &[&str] = &[
     "KeyDeletionOverdue",
     "KeysRecentlyUsed",
     "DisconnectTimedOut",
+    "DecommissionInProgress",
+    "NotTheRunningDecommission",
+    "LedgerUnavailable",
+    "StepFunctionsUnavailable",
     "KmsUnavailable",
     "UnexpectedKmsResponse",
     "InvalidStateDocument",
@@ -685,6 +689,42 @@ mod tests {
                 },
                 "InvalidConfiguration",
                 "STORE_POLL_SECONDS",
+            ),
+            (
+                DecommissionError::DecommissionInProgress {
+                    store_id: "cks-1234567890abcdef0".into(),
+                    holder: "arn:aws:states:us-east-1:123456789012:execution:sm:first".into(),
+                    taken_at: "2026-11-28T10:00:00Z".into(),
+                },
+                "DecommissionInProgress",
+                "execution:sm:first holds the store's lock",
+            ),
+            (
+                DecommissionError::NotTheRunningDecommission {
+                    step: "schedule-key-deletion",
+                    execution: "arn:aws:states:us-east-1:123456789012:execution:sm:forged".into(),
+                    reason: "Step Functions has no such execution".into(),
+                },
+                "NotTheRunningDecommission",
+                "nothing was changed",
+            ),
+            (
+                DecommissionError::LedgerUnavailable {
+                    operation: "PutItem",
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "slow down".into(),
+                },
+                "LedgerUnavailable",
+                "PutItem failed with ProvisionedThroughputExceededException",
+            ),
+            (
+                DecommissionError::StepFunctionsUnavailable {
+                    operation: "states:DescribeExecution".into(),
+                    code: "ThrottlingException".into(),
+                    message: "rate exceeded".into(),
+                },
+                "StepFunctionsUnavailable",
+                "states:DescribeExecution failed with ThrottlingException",
             ),
         ];
         for (err, error_type, in_message) in cases {

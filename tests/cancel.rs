@@ -187,7 +187,11 @@ async fn cancel_during_the_wait_restores_every_key_to_its_prior_state_and_touche
         .keys
         .iter()
         .any(|k| k.ends_with("(Disabled -> Disabled)")));
-    assert_eq!(report.keys_deleted, None);
+    assert_eq!(
+        report.keys_deleted,
+        Some(0),
+        "the ledger knows none was deleted"
+    );
 }
 
 #[tokio::test]
@@ -263,7 +267,7 @@ async fn keys_scheduled_after_the_first_scan_by_an_in_flight_batch_are_restored_
 }
 
 #[tokio::test]
-async fn cancel_after_the_keys_were_deleted_restores_nothing_and_says_what_cannot_be_known() {
+async fn cancel_after_the_keys_were_deleted_restores_nothing_and_counts_them_from_the_ledger() {
     let (f, _) = scheduled().await;
     f.env.advance(32.0 * 86_400.0).await;
     for key in &f.keys {
@@ -275,11 +279,13 @@ async fn cancel_after_the_keys_were_deleted_restores_nothing_and_says_what_canno
     assert!(f.env.mutating_calls().await.is_empty());
     assert_eq!(report.counts.keys_restored, 0);
     assert!(!report.store_deleted);
+    assert_eq!(report.counts.keys_already_deleted, 4);
+    assert_eq!(report.keys_deleted, Some(4));
     assert!(
         report
             .follow_ups
             .iter()
-            .any(|s| s.contains("cannot be known")),
+            .any(|s| s.starts_with("4 key(s) were already deleted by KMS")),
         "{:?}",
         report.follow_ups
     );

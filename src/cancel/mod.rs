@@ -185,7 +185,9 @@ pub enum RestoreOutcome {
     NotScheduled,
     /// An earlier invocation of the cancel restored it.
     AlreadyRestored,
-    /// The key no longer exists.
+    /// KMS had already deleted it when the cancel came to it.
+    AlreadyDeleted,
+    /// The key disappeared while being restored (KMS deleted it at that moment).
     Gone,
     /// Restored and its markers removed.
     Restored(RestoredKey),
@@ -204,7 +206,12 @@ pub async fn restore_key(
     now: Timestamp,
 ) -> Result<RestoreOutcome, DecommissionError> {
     let Some(metadata) = kms.describe_key(&record.key_id).await? else {
-        return Ok(RestoreOutcome::Gone);
+        if record.seen_deleted_at.is_none() {
+            ledger
+                .mark_seen_deleted(execution, &record.key_arn, now)
+                .await?;
+        }
+        return Ok(RestoreOutcome::AlreadyDeleted);
     };
     let Some(key) = StoreKey::from_metadata(&metadata, target) else {
         return Err(DecommissionError::unexpected(

@@ -66,6 +66,9 @@ pub struct RestoreCounts {
     pub keys_prior_state_unknown: u64,
     /// Keys that disappeared while being restored.
     pub keys_gone: u64,
+    /// Keys the run scheduled that KMS had already deleted when the cancel came (first pass).
+    #[serde(default)]
+    pub keys_already_deleted: u64,
     /// First restored keys: `ARN (prior state -> state now)`.
     pub keys: Vec<String>,
     /// More keys were restored than `Keys` lists (all are in the logs).
@@ -279,6 +282,9 @@ fn count(progress: &mut CancelProgress, outcome: RestoreOutcome) {
     let counts = &mut progress.counts;
     match outcome {
         RestoreOutcome::NotScheduled | RestoreOutcome::AlreadyRestored => {}
+        // Every pass meets them again: counted by the first.
+        RestoreOutcome::AlreadyDeleted if progress.scans == 0 => counts.keys_already_deleted += 1,
+        RestoreOutcome::AlreadyDeleted => {}
         RestoreOutcome::Gone => counts.keys_gone += 1,
         RestoreOutcome::Restored(key) => {
             progress.scan_restored += 1;
@@ -407,6 +413,14 @@ fn finish(
         progress
             .decommission_keys_deleted
             .or(progress.decommission_keys_scheduled)
+    } else if progress.scans > 0 {
+        // The ledger knows each key the run scheduled: those KMS no longer has are deleted.
+        Some(
+            progress
+                .decommission_keys_deleted
+                .unwrap_or(0)
+                .max(counts.keys_already_deleted),
+        )
     } else {
         progress.decommission_keys_deleted
     };

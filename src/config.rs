@@ -69,6 +69,13 @@ pub struct Config {
     pub invocation_budget: Duration,
     /// ListKeys page size, 1-1000 (`KMS_LIST_KEYS_PAGE_SIZE`).
     pub list_keys_page_size: i32,
+    /// Whether console and webhook runs wait for a second person's approval before their first
+    /// change (`APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK`, `true` or `false`); tag-started runs
+    /// always do.
+    pub approval_required_for_console_and_webhook: bool,
+    /// How long a run waits for approval before it ends `ApprovalTimedOut`
+    /// (`APPROVAL_TIMEOUT_DAYS`, a number of days above 0 and at most 30; fractions allowed).
+    pub approval_timeout_seconds: u64,
     /// Request pacing.
     pub pacing: PacingConfig,
 }
@@ -88,6 +95,8 @@ impl Default for Config {
             // A page's ListKeys and its slowest DescribeKey are paid once per page: 1000 keys a
             // page keep that overhead near 5% of an inventory at the DescribeKey quota.
             list_keys_page_size: 1000,
+            approval_required_for_console_and_webhook: true,
+            approval_timeout_seconds: 7 * 86_400,
             pacing: PacingConfig::default(),
         }
     }
@@ -172,6 +181,17 @@ impl Config {
                 1,
                 1000,
             )? as i32,
+            approval_required_for_console_and_webhook: boolean(
+                &lookup,
+                "APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK",
+                d.approval_required_for_console_and_webhook,
+            )?,
+            approval_timeout_seconds: days_as_seconds(
+                &lookup,
+                "APPROVAL_TIMEOUT_DAYS",
+                d.approval_timeout_seconds,
+                30.0,
+            )?,
             pacing: PacingConfig {
                 list_keys_rps: rate("KMS_LIST_KEYS_RPS", p.list_keys_rps)?,
                 describe_key_rps: rate("KMS_DESCRIBE_KEY_RPS", p.describe_key_rps)?,
@@ -210,6 +230,43 @@ fn integer(
         _ => Err(DecommissionError::InvalidConfiguration {
             variable: name.to_string(),
             reason: format!("{raw:?} is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+fn boolean(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+) -> Result<bool, DecommissionError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(DecommissionError::InvalidConfiguration {
+            variable: name.to_string(),
+            reason: format!("{other:?} is neither true nor false"),
+        }),
+    }
+}
+
+/// A number of days (fractions allowed, above 0, at most `max_days`) as whole seconds, at least 1.
+fn days_as_seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default_seconds: u64,
+    max_days: f64,
+) -> Result<u64, DecommissionError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(default_seconds);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(days) if days.is_finite() && days > 0.0 && days <= max_days => {
+            Ok(((days * 86_400.0).ceil() as u64).max(1))
+        }
+        _ => Err(DecommissionError::InvalidConfiguration {
+            variable: name.to_string(),
+            reason: format!("{raw:?} is not a number of days above 0 and at most {max_days}"),
         }),
     }
 }
@@ -293,6 +350,8 @@ mod tests {
         assert_eq!(config.deadline_margin, Duration::from_millis(10_000));
         assert!(config.pacing.tag_resource_rps < 10.0);
         assert!(config.pacing.schedule_key_deletion_rps < 15.0);
+        assert!(config.approval_required_for_console_and_webhook);
+        assert_eq!(config.approval_timeout_seconds, 7 * 86_400);
     }
 
     #[test]
@@ -302,8 +361,15 @@ mod tests {
             ("DEADLINE_MARGIN_MS", "250"),
             ("KMS_TAG_RESOURCE_RPS", "2.5"),
             ("KMS_LIST_KEYS_PAGE_SIZE", "1000"),
+            ("APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK", "false"),
+            ("APPROVAL_TIMEOUT_DAYS", "0.0005"),
         ])
         .unwrap();
+        assert!(!config.approval_required_for_console_and_webhook);
+        assert_eq!(
+            config.approval_timeout_seconds, 44,
+            "0.0005 days, rounded up"
+        );
         assert_eq!(config.store_poll_seconds, 5);
         assert_eq!(config.deadline_margin, Duration::from_millis(250));
         assert_eq!(config.pacing.tag_resource_rps, 2.5);
@@ -320,6 +386,9 @@ mod tests {
             ("KMS_TAG_RESOURCE_RPS", "0"),
             ("KMS_TAG_RESOURCE_RPS", "NaN"),
             ("KMS_CONCURRENCY", "0"),
+            ("APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK", "yes"),
+            ("APPROVAL_TIMEOUT_DAYS", "0"),
+            ("APPROVAL_TIMEOUT_DAYS", "31"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert_eq!(err.error_type(), "InvalidConfiguration");

@@ -24,6 +24,10 @@ pub const ERROR_TYPES: &[&str] = &[
     "DisconnectTimedOut",
     "DecommissionInProgress",
     "NotTheRunningDecommission",
+    "InvalidApproval",
+    "ApprovalBySameRequester",
+    "ApprovalRejected",
+    "ApprovalTimedOut",
     "LedgerUnavailable",
     "StepFunctionsUnavailable",
     "KmsUnavailable",
@@ -101,19 +105,19 @@ pub enum DecommissionError {
         reason: String,
     },
 
-    /// `ConfirmCustomKeyStoreName` is missing or differs from the store's actual name.
+    /// `ConfirmCustomKeyStoreName` is missing or differs from the store's actual name. The
+    /// message never repeats the actual name: it reaches status events and ticketing systems, and
+    /// a caller told the name could simply retry with it, defeating the confirmation.
     #[error(
-        "ConfirmCustomKeyStoreName {given} does not match the name {actual:?} of custom key store \
+        "ConfirmCustomKeyStoreName {given} does not match the name of custom key store \
          {store_id}; nothing was changed. Start again with ConfirmCustomKeyStoreName set to the \
-         store's exact name (a dry run does not need it)"
+         store's exact name as the KMS console shows it (a dry run does not need it)"
     )]
     ConfirmationMismatch {
         /// The store the request names.
         store_id: String,
         /// What the input gave, rendered for the message ("missing" when absent).
         given: String,
-        /// The store's name according to KMS.
-        actual: String,
     },
 
     /// A CloudHSM store could not be connected and orphaned key material was not accepted.
@@ -277,6 +281,28 @@ pub enum DecommissionError {
         code: String,
         /// The error text.
         message: String,
+    },
+
+    /// The answer given with `SendTaskSuccess` to approve a run is not a valid approval.
+    #[error(
+        "invalid approval: {reason}; the run ended without any change. Approve with \
+         {{\"ApprovedBy\": \"<who>\"}} as the task output (or the webhook's approve action)"
+    )]
+    InvalidApproval {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The approver is the person who requested the run (two people are needed).
+    #[error(
+        "{approver} requested the decommission of custom key store {store_id} and cannot also \
+         approve it; nothing was changed. Another person must approve"
+    )]
+    ApprovalBySameRequester {
+        /// The store.
+        store_id: String,
+        /// The approver named.
+        approver: String,
     },
 
     /// The run ledger (DynamoDB) could not be read or written.
@@ -590,7 +616,6 @@ mod tests {
                 DecommissionError::ConfirmationMismatch {
                     store_id: "cks-1".into(),
                     given: "missing".into(),
-                    actual: "Prod".into(),
                 },
                 "ConfirmationMismatch",
                 "nothing was changed",

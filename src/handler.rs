@@ -1,4 +1,4 @@
-//! The six workflow steps as Lambda functions: the invocation deadline, the state document in
+//! The workflow steps as Lambda functions: the invocation deadline, the state document in
 //! and out, errors mapped to `Diagnostic` by name. Started by [`crate::bootstrap::run`].
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -50,7 +50,7 @@ pub async fn handle(
     let result = async {
         let context = context.as_ref().map_err(Clone::clone)?;
         let deadline = Deadline::for_invocation(lambda_deadline, context.config.invocation_budget);
-        let state = DecommissionState::from_value(event.payload)?;
+        let state = DecommissionState::from_value(document_of(step, event.payload)?)?;
         let span = tracing::info_span!(
             "step",
             step = step.binary_name(),
@@ -71,6 +71,34 @@ pub async fn handle(
         );
         Diagnostic::from(err)
     })
+}
+
+/// The state document an invocation carries. request-approval is a `.waitForTaskToken` task
+/// given `{"Document": <document>, "TaskToken": <token>}`: the token goes into the document's
+/// `ApprovalTaskToken` for the step (its output is never used by the state machine).
+fn document_of(step: Step, payload: Value) -> Result<Value, DecommissionError> {
+    if step != Step::RequestApproval {
+        return Ok(payload);
+    }
+    let Value::Object(mut wrapper) = payload else {
+        return Err(DecommissionError::invalid_state(
+            "request-approval expects {\"Document\": <state document>, \"TaskToken\": <token>}",
+        ));
+    };
+    let token = wrapper.remove("TaskToken");
+    let mut document = wrapper.remove("Document").unwrap_or(Value::Null);
+    match (document.as_object_mut(), token) {
+        (Some(fields), Some(Value::String(token))) => {
+            fields.insert(
+                crate::steps::approval::TASK_TOKEN_FIELD.to_owned(),
+                Value::String(token),
+            );
+            Ok(document)
+        }
+        _ => Err(DecommissionError::invalid_state(
+            "request-approval expects {\"Document\": <state document>, \"TaskToken\": <token>}",
+        )),
+    }
 }
 
 #[cfg(test)]

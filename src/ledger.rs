@@ -26,6 +26,11 @@ use crate::config::ConfigError;
 use crate::error::DecommissionError;
 use crate::model::Timestamp;
 
+/// `ApprovalState` of a run that waits for approval.
+pub const APPROVAL_REQUESTED: &str = "Requested";
+/// `ApprovalState` of an approved run.
+pub const APPROVAL_APPROVED: &str = "Approved";
+
 /// Environment variable naming the ledger table.
 pub const LEDGER_TABLE_ENV: &str = "LEDGER_TABLE";
 
@@ -72,6 +77,14 @@ pub struct RunRecord {
     pub outcome_detail: Option<String>,
     /// When its end was recorded.
     pub ended_at: Option<Timestamp>,
+    /// Whether the run needs a second person's approval (known once its plan is done).
+    pub approval_required: Option<bool>,
+    /// `Requested` while the run waits for approval, `Approved` once recorded.
+    pub approval_state: Option<String>,
+    /// The task token the state machine waits on while `Requested`.
+    pub approval_token: Option<String>,
+    /// Who approved.
+    pub approved_by: Option<String>,
 }
 
 /// What the ledger knows of one key of a run (`RUN#` / `KEY#` item).
@@ -369,6 +382,10 @@ impl Ledger {
                 outcome: optional(&item, "Outcome"),
                 outcome_detail: optional(&item, "OutcomeDetail"),
                 ended_at: optional_time(&item, "EndedAt")?,
+                approval_required: optional(&item, "ApprovalRequired").map(|v| v == "true"),
+                approval_state: optional(&item, "ApprovalState"),
+                approval_token: optional(&item, "ApprovalToken"),
+                approved_by: optional(&item, "ApprovedBy"),
             })
         })
         .transpose()
@@ -389,6 +406,102 @@ impl Ledger {
             [(":phase", s(phase)), (":now", ts(now))],
         )
         .await
+    }
+
+    /// Records whether the run needs approval (once its plan is done).
+    pub async fn set_approval_required(
+        &self,
+        store_id: &str,
+        execution: &str,
+        required: bool,
+        now: Timestamp,
+    ) -> Result<(), DecommissionError> {
+        self.update_run(
+            store_id,
+            execution,
+            "SET ApprovalRequired = :required, UpdatedAt = :now",
+            [
+                (":required", s(if required { "true" } else { "false" })),
+                (":now", ts(now)),
+            ],
+        )
+        .await
+    }
+
+    /// Records that the run waits for approval on `token` (what the approver sees in
+    /// `summary`). A run already approved stays approved.
+    pub async fn request_approval(
+        &self,
+        store_id: &str,
+        execution: &str,
+        token: &str,
+        summary: &str,
+        now: Timestamp,
+    ) -> Result<(), DecommissionError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(store_pk(store_id)))
+            .key("sk", s(run_pk(execution)))
+            .update_expression(
+                "SET ApprovalState = :requested, ApprovalToken = :token, \
+                 ApprovalRequestedAt = :now, ApprovalSummary = :summary, UpdatedAt = :now",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(ApprovalState) OR ApprovalState = :requested)",
+            )
+            .expression_attribute_values(":requested", s(APPROVAL_REQUESTED))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":summary", s(summary))
+            .expression_attribute_values(":now", ts(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failed(&err) => {
+                Err(DecommissionError::invalid_state(format!(
+                    "the ledger has no run {execution} of store {store_id} waiting for approval \
+                 (no record, or already approved)"
+                )))
+            }
+            Err(err) => Err(ledger_error("UpdateItem", err)),
+        }
+    }
+
+    /// Records the approval of a run that waits for it; `false` when it was not waiting
+    /// (approved already, or never asked).
+    pub async fn record_approval(
+        &self,
+        store_id: &str,
+        execution: &str,
+        approver: &str,
+        via: &str,
+        now: Timestamp,
+    ) -> Result<bool, DecommissionError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(store_pk(store_id)))
+            .key("sk", s(run_pk(execution)))
+            .update_expression(
+                "SET ApprovalState = :approved, ApprovedBy = :approver, ApprovedVia = :via, \
+                 ApprovedAt = :now, UpdatedAt = :now REMOVE ApprovalToken",
+            )
+            .condition_expression("ApprovalState = :requested")
+            .expression_attribute_values(":approved", s(APPROVAL_APPROVED))
+            .expression_attribute_values(":requested", s(APPROVAL_REQUESTED))
+            .expression_attribute_values(":approver", s(approver))
+            .expression_attribute_values(":via", s(via))
+            .expression_attribute_values(":now", ts(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failed(&err) => Ok(false),
+            Err(err) => Err(ledger_error("UpdateItem", err)),
+        }
     }
 
     /// Records how a run ended; the first outcome recorded stays.

@@ -28,7 +28,20 @@ pub const INPUT_FIELDS: &[&str] = &[
     "Reason",
     "TicketId",
     "MinDaysSinceLastUse",
+    "RequireApproval",
+    "Trigger",
 ];
+
+/// Which trigger started a run (set by the tag trigger and the webhook; console runs have none).
+/// It can only add requirements: a tag-started run always needs approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunTrigger {
+    /// The tag trigger (`Trigger: "tag"`).
+    Tag,
+    /// The ticketing webhook (`Trigger: "webhook"`).
+    Webhook,
+}
 
 /// The execution input as given: every field optional (null means absent), each checked by its
 /// type, unknown fields refused.
@@ -53,6 +66,10 @@ pub struct ExecutionInput {
     pub ticket_id: Option<TicketId>,
     /// `MinDaysSinceLastUse`, 0-365.
     pub min_days_since_last_use: Option<MinDaysSinceLastUse>,
+    /// `RequireApproval`: ask for a second person's approval even where the stack does not.
+    pub require_approval: Option<Flag>,
+    /// `Trigger`: `tag` or `webhook`, set by the triggers.
+    pub trigger: Option<RunTrigger>,
 }
 
 /// A validated decommission request, defaults applied (the state document's `Request`).
@@ -80,6 +97,12 @@ pub struct DecommissionRequest {
     /// 0 turns the last-use guard off.
     #[serde(default = "default_min_days_since_last_use")]
     pub min_days_since_last_use: u32,
+    /// The requester asked for approval even where the stack does not require it.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// The trigger that started the run, if any (console runs have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<RunTrigger>,
 }
 
 fn default_min_days_since_last_use() -> u32 {
@@ -134,7 +157,19 @@ impl DecommissionRequest {
             min_days_since_last_use: given
                 .min_days_since_last_use
                 .map_or(DEFAULT_MIN_DAYS_SINCE_LAST_USE, |d| d.0),
+            require_approval: given.require_approval.is_some_and(|f| f.0),
+            trigger: given.trigger,
         })
+    }
+
+    /// Whether a second person must approve this run before its first change: always for a run
+    /// a tag started, when the requester asked for it, and for console and webhook runs when the
+    /// stack requires it (`APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK`). Never for a dry run.
+    pub fn needs_approval(&self, required_for_console_and_webhook: bool) -> bool {
+        !self.dry_run
+            && (self.require_approval
+                || self.trigger == Some(RunTrigger::Tag)
+                || required_for_console_and_webhook)
     }
 
     /// Checks `ConfirmCustomKeyStoreName` against the store's actual name. A dry run without a
@@ -148,7 +183,6 @@ impl DecommissionRequest {
                 given: given
                     .as_ref()
                     .map_or_else(|| "missing".to_string(), |g| format!("{g:?}")),
-                actual: actual_name.to_string(),
             }),
         }
     }
@@ -247,7 +281,14 @@ mod tests {
         assert_eq!(request.confirm_store_name("ExampleStore"), Ok(()));
         let err = request.confirm_store_name("examplestore").unwrap_err();
         assert_eq!(err.error_type(), "ConfirmationMismatch");
-        assert!(err.to_string().contains("\"examplestore\""));
+        assert!(
+            err.to_string().contains("\"ExampleStore\""),
+            "names what was given"
+        );
+        assert!(
+            !err.to_string().contains("examplestore"),
+            "never the store's real name: {err}"
+        );
 
         let dry_with_wrong_name = DecommissionRequest::from_input(&json!({
             "CustomKeyStoreId": "cks-1234567890abcdef0",

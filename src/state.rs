@@ -36,6 +36,10 @@ pub struct DecommissionState {
     /// Inventory and plan (plan-decommission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanProgress>,
+    /// The approval gate (plan-decommission decides whether it applies; record-approval
+    /// records the approver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
     /// Connection of a CloudHSM store (ensure-store-connected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionStatus>,
@@ -149,6 +153,25 @@ pub struct PlanProgress {
     /// The store's keys' last use and the last-use guard's verdict (`src/usage.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_use: Option<UsageSummary>,
+}
+
+/// The approval gate of a real run (`Approval` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApprovalStatus {
+    /// A second person must approve before the first change (the state machine waits).
+    pub required: bool,
+    /// How long the state machine waits for the answer (`ApprovalTimedOut` after).
+    pub timeout_seconds: u64,
+    /// The run was approved (record-approval).
+    #[serde(default)]
+    pub approved: bool,
+    /// Who approved.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    /// When the approval was recorded.
+    #[serde(default)]
+    pub approved_at: Option<Timestamp>,
 }
 
 /// Progress of ensure-store-connected.

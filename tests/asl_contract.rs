@@ -154,6 +154,21 @@ fn the_state_machine_is_jsonpath() {
 fn every_task_invokes_its_function_with_the_whole_document() {
     let asl = asl();
     for (name, task) in tasks(&asl) {
+        if name == "WaitForApproval" {
+            // The approval gate: a callback task whose function gets the document and the task
+            // token, and whose result is the approver's answer.
+            assert_eq!(
+                task["Resource"], "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "{name}"
+            );
+            assert_eq!(task["Parameters"]["Payload"]["Document.$"], "$", "{name}");
+            assert_eq!(
+                task["Parameters"]["Payload"]["TaskToken.$"], "$$.Task.Token",
+                "{name}"
+            );
+            assert_eq!(task["ResultPath"], "$.ApprovalAnswer", "{name}");
+            continue;
+        }
         assert_eq!(
             task["Resource"], "arn:aws:states:::lambda:invoke",
             "{name}: optimized Lambda integration"
@@ -335,6 +350,11 @@ fn task_timeouts_are_a_little_above_their_function_timeouts() {
                 panic!("{name}: ${{{substitution}}} not in DefinitionSubstitutions")
             });
         let function_timeout = template.function_timeout(logical_id);
+        if name == "WaitForApproval" {
+            // It waits for a person, not for its function: as long as the plan says.
+            assert_eq!(task["TimeoutSecondsPath"], "$.Approval.TimeoutSeconds");
+            continue;
+        }
         let task_timeout = task["TimeoutSeconds"]
             .as_u64()
             .unwrap_or_else(|| panic!("{name}: no TimeoutSeconds"));
@@ -517,6 +537,7 @@ fn there_is_a_sample_event_for_every_function_and_entry_point() {
         let path = format!("events/{binary}.json");
         let event: Value = serde_json::from_str(&read(&path))
             .unwrap_or_else(|e| panic!("{path} ({logical_id}) is not JSON: {e}"));
+        let event = document_in(binary, event);
         assert!(
             event["Input"].is_object() && event["Execution"]["Id"].is_string(),
             "{path}: a step receives the state document (Input, Execution, ...)"
@@ -550,6 +571,7 @@ fn step_events_are_state_documents_the_handlers_read_without_losing_fields() {
     for (_, binary) in template.decommission_step_binaries() {
         let path = format!("events/{binary}.json");
         let event: Value = serde_json::from_str(&read(&path)).expect("event is JSON");
+        let event = document_in(binary, event);
         let state: DecommissionState = serde_json::from_value(event.clone())
             .unwrap_or_else(|e| panic!("{path} is not a DecommissionState: {e}"));
         let round_trip = serde_json::to_value(&state).expect("state serializes");
@@ -557,6 +579,16 @@ fn step_events_are_state_documents_the_handlers_read_without_losing_fields() {
             panic!("{path}: {field} does not survive a round trip through DecommissionState");
         }
     }
+}
+
+/// The state document a step's sample event carries: request-approval's is wrapped with the
+/// task token (`{"Document": ..., "TaskToken": ...}`).
+fn document_in(binary: &str, event: Value) -> Value {
+    if binary == "request-approval" {
+        assert!(event["TaskToken"].is_string(), "{binary}: TaskToken");
+        return event["Document"].clone();
+    }
+    event
 }
 
 /// Ok when every field of `sample` is in `full` with the same value (a null may be absent).
@@ -1165,6 +1197,7 @@ fn every_milestone_is_published_once_with_its_own_detail_type() {
     assert_eq!(
         decommission.keys().map(String::as_str).collect::<Vec<_>>(),
         [
+            "ApprovalRequested",
             "DryRunCompleted",
             "Failed",
             "KeysDeleted",

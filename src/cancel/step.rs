@@ -602,7 +602,7 @@ mod tests {
                        "DecommissionKeysDeleted": null, "StoreDeleted": false, "Cursor": "m",
                        "ScanStartedAt": null, "ScanRestored": 0, "Scans": 0, "KeysRestored": 2,
                        "KeysDeletionCancelled": 2, "KeysReEnabled": 1, "KeysReEnabledOnReconnect": 0,
-                       "KeysPriorStateUnknown": 0, "KeysGone": 0, "Keys": [], "KeysTruncated": false,
+                       "KeysPriorStateUnknown": 0, "KeysGone": 0, "KeysAlreadyDeleted": 0, "Keys": [], "KeysTruncated": false,
                        "Done": false, "WaitRequired": false, "WaitSeconds": 0}
         });
         let state: CancelState = serde_json::from_value(value.clone()).unwrap();

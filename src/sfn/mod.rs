@@ -171,6 +171,36 @@ impl Executions {
         self.cancel_state_machine_arn.as_deref()
     }
 
+    /// Answers a task token with success and `output` (an approval).
+    pub async fn send_task_success(&self, token: &str, output: &Value) -> Result<(), AwsCallError> {
+        self.sfn
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsCallError::new("states:SendTaskSuccess", e))
+    }
+
+    /// Answers a task token with failure `error` and `cause` (a rejection).
+    pub async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), AwsCallError> {
+        self.sfn
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsCallError::new("states:SendTaskFailure", e))
+    }
+
     /// Describes an execution; `None` when it does not exist.
     pub async fn describe(&self, arn: &str) -> Result<Option<ExecutionInfo>, AwsCallError> {
         let described = match self

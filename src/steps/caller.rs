@@ -84,6 +84,10 @@ pub async fn admit(
                 outcome: None,
                 outcome_detail: None,
                 ended_at: None,
+                approval_required: None,
+                approval_state: None,
+                approval_token: None,
+                approved_by: None,
             })
             .await?;
     } else {
@@ -100,6 +104,11 @@ pub async fn admit(
             }));
         }
     }
+    if step_order(step) > step_order(Step::RecordApproval) {
+        if let Some(reason) = not_approved(ctx, &store_id, &execution).await? {
+            return Err(refuse(reason));
+        }
+    }
     ctx.ledger
         .set_phase(&store_id, &execution, step.binary_name(), now)
         .await?;
@@ -107,6 +116,32 @@ pub async fn admit(
         execution,
         store_id,
     }))
+}
+
+fn step_order(step: Step) -> usize {
+    Step::ALL.iter().position(|s| *s == step).unwrap_or(0)
+}
+
+/// Why the ledger does not let a step after the approval gate act (not approved, or the plan
+/// never said whether approval is needed), if it does not.
+async fn not_approved(
+    ctx: &StepContext,
+    store_id: &str,
+    execution: &str,
+) -> Result<Option<String>, DecommissionError> {
+    let Some(run) = ctx.ledger.run_record(store_id, execution).await? else {
+        return Ok(Some("the ledger has no record of the run".into()));
+    };
+    Ok(match run.approval_required {
+        None => Some(
+            "the ledger does not say whether the run needs approval (its plan has not finished)"
+                .into(),
+        ),
+        Some(true) if run.approval_state.as_deref() != Some(crate::ledger::APPROVAL_APPROVED) => {
+            Some("the run needs approval and the ledger records none".into())
+        }
+        Some(_) => None,
+    })
 }
 
 /// Whether the ledger says run `execution` already deleted the store (and so released its
@@ -237,6 +272,14 @@ pub async fn record_result(
 ) -> Result<(), DecommissionError> {
     let now = Timestamp::floor(ctx.clock.now());
     match step {
+        Step::PlanDecommission => match &state.approval {
+            Some(approval) if state.plan.as_ref().is_some_and(|p| p.done) => {
+                ctx.ledger
+                    .set_approval_required(&run.store_id, &run.execution, approval.required, now)
+                    .await
+            }
+            _ => Ok(()),
+        },
         Step::CheckKeysDeleted if state.deletion.as_ref().is_some_and(|d| d.all_deleted) => {
             mark_keys_seen_deleted(ctx, &run.execution, now).await
         }

@@ -13,6 +13,10 @@ use crate::state::DecommissionState;
 pub enum Step {
     /// `plan-decommission`.
     PlanDecommission,
+    /// `request-approval`: records the task token the state machine waits on.
+    RequestApproval,
+    /// `record-approval`: records who approved, refusing the requester.
+    RecordApproval,
     /// `ensure-store-connected`.
     EnsureStoreConnected,
     /// `schedule-key-deletion`.
@@ -27,8 +31,10 @@ pub enum Step {
 
 impl Step {
     /// Every step in flow order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 8] = [
         Step::PlanDecommission,
+        Step::RequestApproval,
+        Step::RecordApproval,
         Step::EnsureStoreConnected,
         Step::ScheduleKeyDeletion,
         Step::CheckKeysDeleted,
@@ -59,6 +65,27 @@ impl Step {
                 Err(DecommissionError::invalid_state(what))
             }
         };
+        if after(Step::PlanDecommission) {
+            require(
+                state.plan.as_ref().is_some_and(|p| p.done),
+                "Plan.Done is not true (plan-decommission has not finished)",
+            )?;
+        }
+        if matches!(self, Step::RequestApproval | Step::RecordApproval) {
+            require(
+                state.approval.as_ref().is_some_and(|a| a.required),
+                "Approval.Required is not true: this run does not wait for approval",
+            )?;
+        }
+        if after(Step::RecordApproval) {
+            require(
+                state
+                    .approval
+                    .as_ref()
+                    .is_none_or(|a| !a.required || a.approved),
+                "Approval.Approved is not true (record-approval has not recorded an approval)",
+            )?;
+        }
         if after(Step::EnsureStoreConnected) {
             state.execution_id()?;
             require(
@@ -155,6 +182,8 @@ mod tests {
             names,
             [
                 "plan-decommission",
+                "request-approval",
+                "record-approval",
                 "ensure-store-connected",
                 "schedule-key-deletion",
                 "check-keys-deleted",

@@ -6,6 +6,7 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::state::DecommissionState;
 
+pub mod approval;
 pub mod caller;
 pub mod check_keys_deleted;
 pub mod context;
@@ -42,9 +43,11 @@ impl Step {
         state: DecommissionState,
         deadline: Deadline,
     ) -> Result<DecommissionState, DecommissionError> {
-        // Boxed: the six step futures nested in one type exceed the compiler's layout depth.
+        // Boxed: the step futures nested in one type exceed the compiler's layout depth.
         match self {
             Step::PlanDecommission => Box::pin(plan::run(ctx, state, deadline)).await,
+            Step::RequestApproval => Box::pin(approval::request(ctx, state, deadline)).await,
+            Step::RecordApproval => Box::pin(approval::record(ctx, state, deadline)).await,
             Step::EnsureStoreConnected => {
                 Box::pin(ensure_store_connected::run(ctx, state, deadline)).await
             }

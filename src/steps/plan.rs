@@ -12,7 +12,7 @@ use crate::keys::TargetStore;
 use crate::model::push_capped;
 use crate::report::left_behind;
 use crate::request::DecommissionRequest;
-use crate::state::{DecommissionState, PlanProgress};
+use crate::state::{ApprovalStatus, DecommissionState, PlanProgress};
 use crate::steps::context::StepContext;
 use crate::store;
 use crate::usage::{key_last_use, UsageGuard, UsageSummary};
@@ -126,6 +126,21 @@ pub async fn run(
         return Err(refusal);
     }
     let dry_run_done = request.dry_run && plan.done;
+    if plan.done && !request.dry_run {
+        let required = request.needs_approval(ctx.config.approval_required_for_console_and_webhook);
+        if required && request.requested_by.is_none() {
+            return Err(DecommissionError::invalid_input(
+                "RequestedBy",
+                "required when the run needs approval: the approver must be someone else, \
+                 which cannot be checked without knowing who asked",
+            ));
+        }
+        state.approval = Some(ApprovalStatus {
+            required,
+            timeout_seconds: ctx.config.approval_timeout_seconds,
+            ..ApprovalStatus::default()
+        });
+    }
     state.request = Some(request);
     state.store = Some(store);
     state.plan = Some(plan);

@@ -143,8 +143,9 @@ pub fn state_before(step: crate::steps::Step) -> DecommissionState {
     use crate::state::*;
     use crate::steps::Step;
     let mut state = initial_state(json!({}));
-    let order = Step::ALL.iter().position(|s| *s == step).unwrap_or(0);
-    if order > 0 {
+    let position = |s: Step| Step::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    let after = |s: Step| position(step) > position(s);
+    if after(Step::PlanDecommission) {
         state.request = Some(
             crate::request::DecommissionRequest::from_input(&state.input).expect("valid input"),
         );
@@ -163,8 +164,13 @@ pub fn state_before(step: crate::steps::Step) -> DecommissionState {
             keys_in_store: 2,
             ..PlanProgress::default()
         });
+        state.approval = Some(ApprovalStatus {
+            required: false,
+            timeout_seconds: 60,
+            ..ApprovalStatus::default()
+        });
     }
-    if order > 1 {
+    if after(Step::EnsureStoreConnected) {
         state.connection = Some(ConnectionStatus {
             ready: true,
             connection_state: "CONNECTED".into(),
@@ -172,14 +178,14 @@ pub fn state_before(step: crate::steps::Step) -> DecommissionState {
             ..ConnectionStatus::default()
         });
     }
-    if order > 2 {
+    if after(Step::ScheduleKeyDeletion) {
         state.scheduling = Some(SchedulingProgress {
             done: true,
             keys_scheduled: 2,
             ..SchedulingProgress::default()
         });
     }
-    if order > 3 {
+    if after(Step::CheckKeysDeleted) {
         state.deletion = Some(DeletionCheck {
             scan_done: true,
             all_deleted: true,
@@ -187,7 +193,7 @@ pub fn state_before(step: crate::steps::Step) -> DecommissionState {
             ..DeletionCheck::default()
         });
     }
-    if order > 4 {
+    if after(Step::DisconnectStore) {
         state.disconnect = Some(DisconnectStatus {
             disconnected: true,
             connection_state: "DISCONNECTED".into(),

@@ -544,6 +544,8 @@ impl TagTrigger {
             "DryRun": mode == RunMode::DryRun,
             "RequestedBy": REQUESTED_BY,
             "Reason": reason,
+            // A run a tag starts always waits for approval (docs/approval.md).
+            "Trigger": "tag",
         });
         if let (Some(name), Some(map)) = (confirmed_name, input.as_object_mut()) {
             map.insert(

@@ -75,9 +75,11 @@ pub struct Env {
     runs: std::sync::atomic::AtomicUsize,
 }
 
-/// Handler configuration for tests: short polls, one key per ListKeys page unless changed.
+/// Handler configuration for tests: short polls, one key per ListKeys page unless changed;
+/// console runs need no approval unless they ask for it (tests/approval.rs covers the gate).
 pub fn test_config() -> Config {
     Config {
+        approval_required_for_console_and_webhook: false,
         key_deletion_poll_seconds: 1,
         store_poll_seconds: 1,
         list_keys_page_size: 4,
@@ -644,6 +646,8 @@ pub async fn run_until_done(
         state = step.run(ctx, state, deadline()).await?;
         let done = match step {
             Step::PlanDecommission => state.plan.as_ref().is_some_and(|p| p.done),
+            Step::RequestApproval => true,
+            Step::RecordApproval => state.approval.as_ref().is_some_and(|a| a.approved),
             Step::EnsureStoreConnected => state.connection.as_ref().is_some_and(|c| c.ready),
             Step::ScheduleKeyDeletion => state.scheduling.as_ref().is_some_and(|s| s.done),
             Step::CheckKeysDeleted => state.deletion.as_ref().is_some_and(|d| d.scan_done),

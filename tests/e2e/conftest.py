@@ -18,12 +18,17 @@ import pytest
 from botocore.config import Config
 
 from local.client import workflow
-from local.stack.launcher import RUN_DIR, LocalStack, StackConfig
+from local.stack.launcher import LOCAL_HANDLER_CONFIG, RUN_DIR, LocalStack, StackConfig
 from local.stack.processes import free_port
 from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # An emulated day lasts DAY_SECONDS: a 7-day window takes 7 s.
 DAY_SECONDS = 1.0
+# The stack's default (template.yaml) makes console and webhook runs wait for approval; the
+# scenarios that are not about approval start runs that do not wait (tag-started runs and runs
+# asking for it with RequireApproval still do: tests/e2e/test_approval.py). An unanswered
+# approval ends the run after APPROVAL_TIMEOUT_DAYS (0.0003 days, 26 s).
+E2E_APPROVAL_CONFIG = {"APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK": "false", "APPROVAL_TIMEOUT_DAYS": "0.0003"}
 # Longest a scenario may take; far above what any needs, so a hang fails instead of blocking CI.
 EXECUTION_TIMEOUT = 300
 
@@ -61,7 +66,12 @@ def stack_endpoint():
     # same time (make local, make demo, a second test session) keeps its own.
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="e2e-", dir=RUN_DIR))
-    config = StackConfig(port=free_port(), day_seconds=DAY_SECONDS, run_dir=run_dir)
+    config = StackConfig(
+        port=free_port(),
+        day_seconds=DAY_SECONDS,
+        run_dir=run_dir,
+        handler_env={**LOCAL_HANDLER_CONFIG, **E2E_APPROVAL_CONFIG},
+    )
     with LocalStack(config) as stack:
         yield stack.endpoint
 

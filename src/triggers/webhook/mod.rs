@@ -48,7 +48,12 @@ pub struct Webhook {
     executions: Executions,
     /// The run ledger's table (`LEDGER_TABLE`), named in `status` answers of real runs.
     ledger_table: Option<String>,
+    /// The run ledger, where approval tokens are kept.
+    ledger: Option<crate::ledger::Ledger>,
 }
+
+/// The error a rejection gives the waiting run.
+pub const APPROVAL_REJECTED: &str = "ApprovalRejected";
 
 impl LambdaFunction for Webhook {
     type Event = LambdaFunctionUrlRequest;
@@ -80,6 +85,8 @@ enum ActionName {
     Start,
     Status,
     Cancel,
+    Approve,
+    Reject,
 }
 
 /// A signed request, read by its action: each action's fields typed, unknown fields refused.
@@ -94,6 +101,36 @@ pub enum WebhookRequest {
     },
     /// `cancel` the ticket's run.
     Cancel(CancelAction),
+    /// `approve` or `reject` the ticket's run, which waits for approval.
+    Answer(ApprovalAction),
+}
+
+/// An `approve` or `reject` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalAction {
+    /// The ticket whose run waits for approval.
+    pub ticket: String,
+    /// Who answers (`ApprovedBy` or `RejectedBy`): never the requester.
+    pub by: String,
+    /// Approve (true) or reject (false).
+    pub approve: bool,
+    /// Why (rejections).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ApproveFields {
+    ticket_id: Option<TicketId>,
+    approved_by: Option<FreeText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RejectFields {
+    ticket_id: Option<TicketId>,
+    rejected_by: Option<FreeText>,
+    reason: Option<FreeText>,
 }
 
 /// A `start` request.
@@ -146,6 +183,14 @@ impl WebhookRequest {
                 .map_err(|_| WebhookError::UnknownAction(action))?,
             Some(other) => return Err(WebhookError::UnknownAction(other.to_string())),
         };
+        if action == ActionName::Start {
+            if fields.contains_key("Trigger") {
+                return Err(WebhookError::InvalidInput(
+                    "Trigger is set by the webhook itself".into(),
+                ));
+            }
+            fields.insert("Trigger".into(), Value::String("webhook".into()));
+        }
         let fields = Value::Object(fields);
         match action {
             ActionName::Start => {
@@ -178,6 +223,27 @@ impl WebhookRequest {
                 Ok(Self::Cancel(CancelAction {
                     ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
                     requested_by: non_blank("RequestedBy", given.requested_by.map(|t| t.0))?,
+                    reason: given.reason.map(|t| t.0),
+                }))
+            }
+            ActionName::Approve => {
+                let given: ApproveFields =
+                    read_object(&fields, &["TicketId", "ApprovedBy"]).map_err(invalid_field)?;
+                Ok(Self::Answer(ApprovalAction {
+                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                    by: non_blank("ApprovedBy", given.approved_by.map(|t| t.0))?,
+                    approve: true,
+                    reason: None,
+                }))
+            }
+            ActionName::Reject => {
+                let given: RejectFields =
+                    read_object(&fields, &["TicketId", "RejectedBy", "Reason"])
+                        .map_err(invalid_field)?;
+                Ok(Self::Answer(ApprovalAction {
+                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                    by: non_blank("RejectedBy", given.rejected_by.map(|t| t.0))?,
+                    approve: false,
                     reason: given.reason.map(|t| t.0),
                 }))
             }
@@ -255,6 +321,15 @@ pub enum WebhookError {
     /// The ticket's cancel already ran and did not succeed.
     #[error("{0}")]
     CancelFailed(String),
+    /// The ticket's run is not waiting for approval.
+    #[error("{0}")]
+    NotWaitingForApproval(String),
+    /// The requester tried to approve (or reject) their own run.
+    #[error("{0}")]
+    ApprovalBySameRequester(String),
+    /// The run ledger could not be read (its error name).
+    #[error("the run ledger could not be read ({0}); retry")]
+    Ledger(String),
     /// No execution was started for this ticket.
     #[error("no decommission or dry run was started for ticket {0:?}")]
     UnknownTicket(String),
@@ -277,7 +352,12 @@ impl WebhookError {
             | Self::InvalidInput(_)
             | Self::CustomKeyStoreNotFound(_)
             | Self::ConfirmationMismatch(_) => 400,
-            Self::StoreBusy(_) | Self::TicketConflict(_) | Self::CancelFailed(_) => 409,
+            Self::StoreBusy(_)
+            | Self::TicketConflict(_)
+            | Self::CancelFailed(_)
+            | Self::NotWaitingForApproval(_)
+            | Self::ApprovalBySameRequester(_) => 409,
+            Self::Ledger(_) => 503,
             Self::UnknownTicket(_) => 404,
             Self::Upstream(_) => 503,
         }
@@ -314,7 +394,15 @@ impl Webhook {
             kms,
             executions,
             ledger_table: None,
+            ledger: None,
         }
+    }
+
+    /// Reads approval tokens from `ledger` (and names its table in `status` answers).
+    pub fn with_ledger(mut self, ledger: crate::ledger::Ledger) -> Self {
+        self.ledger_table = Some(ledger.table().to_owned());
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Names `table` as the run ledger in `status` answers.
@@ -339,7 +427,7 @@ impl Webhook {
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
         )
-        .with_ledger_table(var(crate::ledger::LEDGER_TABLE_ENV)))
+        .with_ledger(crate::ledger::Ledger::from_env(sdk, var)?))
     }
 
     /// Answers one function URL request received at Unix time `now` (seconds).
@@ -389,7 +477,79 @@ impl Webhook {
             WebhookRequest::Start(start) => self.start(*start).await,
             WebhookRequest::Status { ticket } => self.status(ticket).await,
             WebhookRequest::Cancel(cancel) => self.cancel(cancel).await,
+            WebhookRequest::Answer(answer) => self.answer_approval(answer).await,
         }
+    }
+
+    /// Approves or rejects the ticket's run, which must be waiting for approval: the token
+    /// comes from the run ledger, never from the request; the requester cannot answer.
+    async fn answer_approval(&self, answer: ApprovalAction) -> Result<Reply, WebhookError> {
+        let execution = self.ticket_execution(&answer.ticket).await?;
+        let ledger = self.ledger.as_ref().ok_or_else(|| {
+            WebhookError::NotWaitingForApproval(
+                "this webhook has no run ledger (LEDGER_TABLE) to find the approval in".into(),
+            )
+        })?;
+        let store = execution.store_id().unwrap_or_default().to_owned();
+        let not_waiting = |why: &str| {
+            WebhookError::NotWaitingForApproval(format!(
+                "the run {} of ticket {} {why}",
+                execution.arn, answer.ticket
+            ))
+        };
+        if !execution.is_running() {
+            return Err(not_waiting(&format!("is {}", execution.status.as_str())));
+        }
+        let run = ledger
+            .run_record(&store, &execution.arn)
+            .await
+            .map_err(|e| WebhookError::Ledger(e.error_type().to_owned()))?
+            .ok_or_else(|| not_waiting("has no ledger record yet (its plan has not run)"))?;
+        let token = match (run.approval_state.as_deref(), run.approval_token) {
+            (Some(crate::ledger::APPROVAL_REQUESTED), Some(token)) => token,
+            (Some(state), _) => return Err(not_waiting(&format!("is {state}, not waiting"))),
+            (None, _) => return Err(not_waiting("is not waiting for approval")),
+        };
+        if crate::steps::approval::same_person(run.requested_by.as_deref(), &answer.by) {
+            return Err(WebhookError::ApprovalBySameRequester(format!(
+                "{} requested the run of ticket {} and cannot also answer its approval",
+                answer.by, answer.ticket
+            )));
+        }
+        if answer.approve {
+            let output =
+                json!({"ApprovedBy": answer.by, "Via": "webhook", "TicketId": answer.ticket});
+            self.executions.send_task_success(&token, &output).await?;
+        } else {
+            let cause = format!(
+                "rejected by {} through the webhook{}",
+                answer.by,
+                answer
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            self.executions
+                .send_task_failure(&token, APPROVAL_REJECTED, &cause)
+                .await?;
+        }
+        tracing::info!(
+            ticket = answer.ticket.as_str(),
+            execution = execution.arn.as_str(),
+            by = answer.by.as_str(),
+            approved = answer.approve,
+            "approval answered"
+        );
+        Ok(Reply::new(
+            200,
+            json!({
+                "Result": if answer.approve { "Approved" } else { "Rejected" },
+                "TicketId": answer.ticket,
+                "ExecutionArn": execution.arn,
+                "By": answer.by,
+            }),
+        ))
     }
 
     async fn start(&self, start: StartAction) -> Result<Reply, WebhookError> {
@@ -977,6 +1137,51 @@ mod tests {
             "a running dry run does not block the real decommission: {real}"
         );
         assert_eq!(real["ExecutionName"], "decom-CHG-9");
+    }
+
+    #[tokio::test]
+    async fn approval_answers_and_trigger_claims_are_checked_before_anything_is_asked() {
+        let w = world(false);
+        for (body, error) in [
+            (
+                json!({"Action": "approve", "TicketId": "CHG-1"}),
+                "InvalidInput",
+            ),
+            (
+                json!({"Action": "approve", "TicketId": "CHG-1", "ApprovedBy": "bob", "Token": "t"}),
+                "InvalidInput",
+            ),
+            (
+                json!({"Action": "reject", "TicketId": "CHG-1", "ApprovedBy": "bob"}),
+                "InvalidInput",
+            ),
+        ] {
+            let (status, answer) = call(&w, &signed(&body)).await;
+            assert_eq!(
+                (status, answer["Error"].as_str()),
+                (400, Some(error)),
+                "{body}"
+            );
+        }
+        let mut claimed = start_body("CHG-9", false);
+        claimed["Trigger"] = json!("tag");
+        let (status, answer) = call(&w, &signed(&claimed)).await;
+        assert_eq!(
+            (status, answer["Error"].as_str()),
+            (400, Some("InvalidInput"))
+        );
+        assert_eq!(w.sfn.count(None), 0, "nothing asked of Step Functions");
+
+        // A ticket whose run is not waiting: 409, nothing sent.
+        call(&w, &signed(&start_body("CHG-1", false))).await;
+        let (status, answer) = call(
+            &w,
+            &signed(&json!({"Action": "approve", "TicketId": "CHG-1", "ApprovedBy": "bob"})),
+        )
+        .await;
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["Error"], "NotWaitingForApproval");
+        assert_eq!(w.sfn.count(Some("SendTaskSuccess")), 0);
     }
 
     #[tokio::test]

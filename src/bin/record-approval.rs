@@ -1,0 +1,12 @@
+//! Lambda function `record-approval`: see `kms_decommission::steps` and docs/workflow-contract.md.
+
+use kms_decommission::handler::StepFunction;
+use kms_decommission::steps::Step;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    kms_decommission::bootstrap::run(async |sdk| {
+        Ok(StepFunction::from_env(Step::RecordApproval, sdk))
+    })
+    .await
+}

@@ -1,0 +1,185 @@
+//! The approval gate: after the plan and before the first change, a real run that needs it
+//! (`Approval.Required`, decided by plan-decommission) waits until a second person approves.
+//!
+//! - request-approval runs as the state machine's `.waitForTaskToken` task: it records the task
+//!   token and a summary of the plan in the run's ledger record (`ApprovalState: Requested`), and
+//!   returns; the state machine then waits for `SendTaskSuccess` / `SendTaskFailure` with that
+//!   token (the webhook's `approve` / `reject`, or the AWS CLI), at most `Approval.TimeoutSeconds`.
+//! - record-approval reads the answer (`ApprovalAnswer`, the output given to `SendTaskSuccess`:
+//!   `{"ApprovedBy": "...", "Via": "...", "Comment": "..."}`), refuses an approver who is the
+//!   requester (`ApprovalBySameRequester`), and records the approver in the ledger
+//!   (`ApprovalState: Approved`). Later steps act only for a run the ledger records approved.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::deadline::Deadline;
+use crate::error::DecommissionError;
+use crate::input::{read_object, FieldError, FreeText};
+use crate::model::Timestamp;
+use crate::state::DecommissionState;
+use crate::steps::context::StepContext;
+use crate::steps::flow::{require_planned_store, Step};
+
+/// The document field that carries the task token into request-approval (never written back).
+pub const TASK_TOKEN_FIELD: &str = "ApprovalTaskToken";
+/// The document field the state machine writes the approval answer to.
+pub const ANSWER_FIELD: &str = "ApprovalAnswer";
+/// Fields an approval answer may carry.
+const ANSWER_FIELDS: &[&str] = &["ApprovedBy", "Via", "TicketId", "Comment"];
+
+/// The answer given with `SendTaskSuccess`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ApprovalAnswer {
+    approved_by: Option<FreeText>,
+    via: Option<FreeText>,
+    #[allow(dead_code)]
+    ticket_id: Option<FreeText>,
+    #[allow(dead_code)]
+    comment: Option<FreeText>,
+}
+
+/// request-approval: records the task token and the plan summary in the ledger.
+pub async fn request(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+    _deadline: Deadline,
+) -> Result<DecommissionState, DecommissionError> {
+    Step::RequestApproval.check_document(&state)?;
+    let execution = state.execution_id()?.to_owned();
+    let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
+    let token = match state.other.remove(TASK_TOKEN_FIELD) {
+        Some(Value::String(token)) if !token.trim().is_empty() => token,
+        _ => {
+            return Err(DecommissionError::invalid_state(format!(
+                "no {TASK_TOKEN_FIELD}: request-approval runs as a .waitForTaskToken task given \
+                 {{\"Document\": <state document>, \"TaskToken\": $$.Task.Token}}"
+            )))
+        }
+    };
+    let summary = summary(&state);
+    ctx.ledger
+        .request_approval(
+            &store_id,
+            &execution,
+            &token,
+            &summary,
+            Timestamp::floor(ctx.clock.now()),
+        )
+        .await?;
+    tracing::info!(
+        custom_key_store_id = store_id.as_str(),
+        execution = execution.as_str(),
+        summary = summary.as_str(),
+        "waiting for approval"
+    );
+    Ok(state)
+}
+
+/// What the approver is asked to approve, in one line.
+fn summary(state: &DecommissionState) -> String {
+    let plan = state.plan.clone().unwrap_or_default();
+    let request = state.request.as_ref();
+    format!(
+        "decommission custom key store {} ({}): {} key(s) {:?}, pending window {} day(s); last use: {}; requested by {}{}",
+        state
+            .store
+            .as_ref()
+            .map_or("?", |s| s.custom_key_store_id.as_str()),
+        state
+            .store
+            .as_ref()
+            .map_or("?", |s| s.custom_key_store_type.as_str()),
+        plan.keys_in_store,
+        plan.keys_by_state,
+        request.map_or(0, |r| r.pending_window_in_days),
+        plan.last_use
+            .as_ref()
+            .map_or("not checked", |u| u.verdict.as_str()),
+        request
+            .and_then(|r| r.requested_by.as_deref())
+            .unwrap_or("unknown"),
+        request
+            .and_then(|r| r.ticket_id.as_deref())
+            .map(|t| format!(" (ticket {t})"))
+            .unwrap_or_default(),
+    )
+}
+
+/// record-approval: checks and records who approved.
+pub async fn record(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+    _deadline: Deadline,
+) -> Result<DecommissionState, DecommissionError> {
+    Step::RecordApproval.check_document(&state)?;
+    let execution = state.execution_id()?.to_owned();
+    let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
+    let answer = state.other.remove(ANSWER_FIELD).unwrap_or(Value::Null);
+    let invalid = |reason: String| DecommissionError::InvalidApproval { reason };
+    if !answer.is_object() {
+        return Err(invalid(format!(
+            "the answer given with SendTaskSuccess must be a JSON object with ApprovedBy, got {answer}"
+        )));
+    }
+    let given: ApprovalAnswer = read_object(&answer, ANSWER_FIELDS)
+        .map_err(|e: FieldError| invalid(format!("field {}: {}", e.field, e.reason)))?;
+    let approver = given
+        .approved_by
+        .map(|a| a.0)
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| invalid("ApprovedBy is required: who approves".into()))?;
+    let via = given
+        .via
+        .map_or_else(|| "SendTaskSuccess".to_owned(), |v| v.0);
+    let run = ctx
+        .ledger
+        .run_record(&store_id, &execution)
+        .await?
+        .ok_or_else(|| DecommissionError::invalid_state("the ledger has no record of this run"))?;
+    if same_person(run.requested_by.as_deref(), &approver) {
+        return Err(DecommissionError::ApprovalBySameRequester { store_id, approver });
+    }
+    let now = Timestamp::floor(ctx.clock.now());
+    let recorded = ctx
+        .ledger
+        .record_approval(&store_id, &execution, &approver, &via, now)
+        .await?;
+    if !recorded && run.approved_by.as_deref() != Some(approver.as_str()) {
+        return Err(DecommissionError::invalid_state(
+            "the ledger does not show this run waiting for approval",
+        ));
+    }
+    tracing::info!(
+        custom_key_store_id = store_id.as_str(),
+        execution = execution.as_str(),
+        approved_by = approver.as_str(),
+        via = via.as_str(),
+        "approved"
+    );
+    if let Some(approval) = state.approval.as_mut() {
+        approval.approved = true;
+        approval.approved_by = Some(approver);
+        approval.approved_at = Some(now);
+    }
+    Ok(state)
+}
+
+/// Whether `approver` names the requester (case and surrounding blanks ignored). A run without
+/// a requester cannot get this far: plan-decommission refuses it when it needs approval.
+pub fn same_person(requester: Option<&str>, approver: &str) -> bool {
+    requester.is_some_and(|r| r.trim().eq_ignore_ascii_case(approver.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requester_cannot_approve_whatever_the_case() {
+        assert!(same_person(Some("alice@example.com"), " Alice@Example.com"));
+        assert!(!same_person(Some("alice@example.com"), "bob@example.com"));
+        assert!(!same_person(None, "bob@example.com"));
+    }
+}

@@ -25,6 +25,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "DecommissionInProgress",
     "NotTheRunningDecommission",
     "InvalidApproval",
+    "PolicyViolation",
     "ApprovalBySameRequester",
     "ApprovalRejected",
     "ApprovalTimedOut",
@@ -281,6 +282,19 @@ pub enum DecommissionError {
         code: String,
         /// The error text.
         message: String,
+    },
+
+    /// A trigger-started request asks for more than the stack's policy allows.
+    #[error(
+        "policy {rule}: {detail}; nothing was changed. Ask within the policy, or start the \
+         decommission from the console"
+    )]
+    PolicyViolation {
+        /// The rule broken (`MinPendingWindowInDays`, `MinDaysSinceLastUse`,
+        /// `AllowOrphanedKeyMaterial`).
+        rule: String,
+        /// The request's value and the limit.
+        detail: String,
     },
 
     /// The answer given with `SendTaskSuccess` to approve a run is not a valid approval.

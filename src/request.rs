@@ -32,6 +32,120 @@ pub const INPUT_FIELDS: &[&str] = &[
     "Trigger",
 ];
 
+/// What a trigger-started run may ask for, set server-side (template parameters, function
+/// environment): a trigger cannot override it. Console runs are bounded by IAM on StartExecution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerPolicy {
+    /// Shortest `PendingWindowInDays` a trigger may ask for (`POLICY_MIN_PENDING_WINDOW_DAYS`).
+    pub min_pending_window_days: i32,
+    /// Smallest `MinDaysSinceLastUse` a trigger may ask for (`POLICY_MIN_DAYS_SINCE_LAST_USE`).
+    pub min_days_since_last_use: u32,
+    /// Whether a trigger may set `AllowOrphanedKeyMaterial`
+    /// (`POLICY_ALLOW_ORPHANED_KEY_MATERIAL_FROM_TRIGGERS`).
+    pub allow_orphaned_key_material: bool,
+}
+
+impl Default for TriggerPolicy {
+    fn default() -> Self {
+        Self {
+            min_pending_window_days: 7,
+            min_days_since_last_use: DEFAULT_MIN_DAYS_SINCE_LAST_USE,
+            allow_orphaned_key_material: false,
+        }
+    }
+}
+
+impl TriggerPolicy {
+    /// Reads the policy through `lookup` (the environment); `InvalidConfiguration` names a
+    /// malformed variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, DecommissionError> {
+        let d = Self::default();
+        let number =
+            |name: &str, default: u64, min: u64, max: u64| -> Result<u64, DecommissionError> {
+                match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|v| (min..=max).contains(v))
+                        .ok_or_else(|| DecommissionError::InvalidConfiguration {
+                            variable: name.to_owned(),
+                            reason: format!("{raw:?} is not a whole number from {min} to {max}"),
+                        }),
+                }
+            };
+        let allow = match lookup("POLICY_ALLOW_ORPHANED_KEY_MATERIAL_FROM_TRIGGERS").as_deref() {
+            None => d.allow_orphaned_key_material,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(DecommissionError::InvalidConfiguration {
+                    variable: "POLICY_ALLOW_ORPHANED_KEY_MATERIAL_FROM_TRIGGERS".into(),
+                    reason: format!("{other:?} is neither true nor false"),
+                })
+            }
+        };
+        Ok(Self {
+            min_pending_window_days: number(
+                "POLICY_MIN_PENDING_WINDOW_DAYS",
+                d.min_pending_window_days as u64,
+                7,
+                30,
+            )? as i32,
+            min_days_since_last_use: number(
+                "POLICY_MIN_DAYS_SINCE_LAST_USE",
+                u64::from(d.min_days_since_last_use),
+                0,
+                365,
+            )? as u32,
+            allow_orphaned_key_material: allow,
+        })
+    }
+
+    /// The policy from the process environment.
+    pub fn from_env() -> Result<Self, DecommissionError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Checks a trigger-started request against the policy (console runs pass): the first rule
+    /// it breaks is `PolicyViolation`, naming the rule and the limit.
+    pub fn check(&self, request: &DecommissionRequest) -> Result<(), DecommissionError> {
+        if request.trigger.is_none() || request.dry_run {
+            return Ok(());
+        }
+        let violation = |rule: &str, detail: String| DecommissionError::PolicyViolation {
+            rule: rule.to_owned(),
+            detail,
+        };
+        if request.pending_window_in_days < self.min_pending_window_days {
+            return Err(violation(
+                "MinPendingWindowInDays",
+                format!(
+                    "PendingWindowInDays {} is below the {} days this stack allows a trigger",
+                    request.pending_window_in_days, self.min_pending_window_days
+                ),
+            ));
+        }
+        if request.min_days_since_last_use < self.min_days_since_last_use {
+            return Err(violation(
+                "MinDaysSinceLastUse",
+                format!(
+                    "MinDaysSinceLastUse {} is below the {} days this stack allows a trigger",
+                    request.min_days_since_last_use, self.min_days_since_last_use
+                ),
+            ));
+        }
+        if request.allow_orphaned_key_material && !self.allow_orphaned_key_material {
+            return Err(violation(
+                "AllowOrphanedKeyMaterial",
+                "this stack does not let a trigger accept orphaned key material".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which trigger started a run (set by the tag trigger and the webhook; console runs have none).
 /// It can only add requirements: a tag-started run always needs approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -448,5 +562,52 @@ mod tests {
         .unwrap();
         assert_eq!(request.pending_window_in_days, 30);
         assert_eq!(request.reason, None);
+    }
+
+    #[test]
+    fn a_trigger_cannot_ask_beyond_the_policy_and_each_rule_is_named() {
+        let policy = TriggerPolicy {
+            min_pending_window_days: 14,
+            min_days_since_last_use: 30,
+            allow_orphaned_key_material: false,
+        };
+        let request = |extra: Value| {
+            let mut input = json!({"CustomKeyStoreId": "cks-1234567890abcdef0",
+                "ConfirmCustomKeyStoreName": "S", "Trigger": "webhook", "PendingWindowInDays": 30});
+            for (k, v) in extra.as_object().unwrap() {
+                input[k] = v.clone();
+            }
+            DecommissionRequest::from_input(&input).unwrap()
+        };
+        assert_eq!(policy.check(&request(json!({}))), Ok(()));
+        for (extra, rule) in [
+            (json!({"PendingWindowInDays": 7}), "MinPendingWindowInDays"),
+            (json!({"MinDaysSinceLastUse": 0}), "MinDaysSinceLastUse"),
+            (
+                json!({"AllowOrphanedKeyMaterial": true}),
+                "AllowOrphanedKeyMaterial",
+            ),
+        ] {
+            match policy.check(&request(extra.clone())) {
+                Err(DecommissionError::PolicyViolation { rule: got, .. }) => {
+                    assert_eq!(got, rule, "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        // Console runs (no Trigger) and dry runs are not bounded by the trigger policy.
+        let mut console = request(json!({"MinDaysSinceLastUse": 0}));
+        console.trigger = None;
+        assert_eq!(policy.check(&console), Ok(()));
+        let read = TriggerPolicy::from_lookup(|name| {
+            (name == "POLICY_MIN_DAYS_SINCE_LAST_USE").then(|| "45".to_owned())
+        })
+        .unwrap();
+        assert_eq!(read.min_days_since_last_use, 45);
+        let bad = TriggerPolicy::from_lookup(|name| {
+            (name == "POLICY_MIN_PENDING_WINDOW_DAYS").then(|| "3".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(bad.error_type(), "InvalidConfiguration");
     }
 }

@@ -55,7 +55,12 @@ fn step_events_are_documents_their_step_accepts() {
             continue;
         };
         seen.push(*step);
-        let value = read(&path);
+        let mut value = read(&path);
+        if *step == Step::RequestApproval {
+            // A .waitForTaskToken task: the document comes wrapped with the task token.
+            assert!(value["TaskToken"].is_string(), "{}", path.display());
+            value = value["Document"].clone();
+        }
         let state = DecommissionState::from_value(value.clone())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         step.check_document(&state)

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::kms::Kms;
 use crate::ledger::Ledger;
 use crate::pacing::Pacing;
+use crate::request::TriggerPolicy;
 use crate::sfn::Executions;
 
 /// What every step needs besides the state document. Built once per Lambda instance.
@@ -24,6 +25,8 @@ pub struct StepContext {
     pub ledger: Ledger,
     /// Handler configuration.
     pub config: Config,
+    /// What a trigger-started run may ask for (`POLICY_*`).
+    pub policy: TriggerPolicy,
     /// The clock.
     pub clock: Clock,
 }
@@ -36,6 +39,7 @@ impl StepContext {
             runs,
             ledger,
             config,
+            policy: TriggerPolicy::default(),
             clock: Clock::system(),
         }
     }
@@ -52,6 +56,7 @@ impl StepContext {
             runs,
             ledger,
             config,
+            policy: TriggerPolicy::default(),
             clock: Clock::system(),
         }
     }
@@ -63,6 +68,8 @@ impl StepContext {
         let var = |name: &str| std::env::var(name).ok();
         let runs = Executions::from_env(sdk, var)?;
         let ledger = Ledger::from_env(sdk, var)?;
-        Ok(Self::from_sdk_config(sdk, config, runs, ledger))
+        let mut context = Self::from_sdk_config(sdk, config, runs, ledger);
+        context.policy = TriggerPolicy::from_env()?;
+        Ok(context)
     }
 }

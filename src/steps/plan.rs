@@ -24,6 +24,7 @@ pub async fn run(
     deadline: Deadline,
 ) -> Result<DecommissionState, DecommissionError> {
     let request = DecommissionRequest::from_input(&state.input)?;
+    ctx.policy.check(&request)?;
     let store_id = request.custom_key_store_id.clone();
     let store = store::describe(&ctx.kms, &store_id).await?;
     request.confirm_store_name(&store.custom_key_store_name)?;

@@ -50,6 +50,8 @@ pub struct Webhook {
     ledger_table: Option<String>,
     /// The run ledger, where approval tokens are kept.
     ledger: Option<crate::ledger::Ledger>,
+    /// What a request may ask for (`POLICY_*`); plan-decommission checks it again.
+    policy: crate::request::TriggerPolicy,
 }
 
 /// The error a rejection gives the waiting run.
@@ -321,6 +323,9 @@ pub enum WebhookError {
     /// The ticket's cancel already ran and did not succeed.
     #[error("{0}")]
     CancelFailed(String),
+    /// The request asks for more than the stack's policy allows a trigger.
+    #[error("{0}")]
+    PolicyViolation(String),
     /// The ticket's run is not waiting for approval.
     #[error("{0}")]
     NotWaitingForApproval(String),
@@ -358,6 +363,7 @@ impl WebhookError {
             | Self::NotWaitingForApproval(_)
             | Self::ApprovalBySameRequester(_) => 409,
             Self::Ledger(_) => 503,
+            Self::PolicyViolation(_) => 403,
             Self::UnknownTicket(_) => 404,
             Self::Upstream(_) => 503,
         }
@@ -395,7 +401,14 @@ impl Webhook {
             executions,
             ledger_table: None,
             ledger: None,
+            policy: crate::request::TriggerPolicy::default(),
         }
+    }
+
+    /// Refuses requests beyond `policy`.
+    pub fn with_policy(mut self, policy: crate::request::TriggerPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Reads approval tokens from `ledger` (and names its table in `status` answers).
@@ -427,7 +440,8 @@ impl Webhook {
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
         )
-        .with_ledger(crate::ledger::Ledger::from_env(sdk, var)?))
+        .with_ledger(crate::ledger::Ledger::from_env(sdk, var)?)
+        .with_policy(crate::request::TriggerPolicy::from_env().map_err(Diagnostic::from)?))
     }
 
     /// Answers one function URL request received at Unix time `now` (seconds).
@@ -558,6 +572,9 @@ impl Webhook {
             input,
             request,
         } = start;
+        self.policy
+            .check(&request)
+            .map_err(|e| WebhookError::PolicyViolation(e.to_string()))?;
         let dry_run = request.dry_run;
         let store = request.custom_key_store_id.clone();
         let mode = RunMode::from_dry_run(dry_run);
@@ -1163,6 +1180,13 @@ mod tests {
                 "{body}"
             );
         }
+        let mut beyond_policy = start_body("CHG-8", false);
+        beyond_policy["MinDaysSinceLastUse"] = json!(0);
+        let (status, answer) = call(&w, &signed(&beyond_policy)).await;
+        assert_eq!(
+            (status, answer["Error"].as_str()),
+            (403, Some("PolicyViolation"))
+        );
         let mut claimed = start_body("CHG-9", false);
         claimed["Trigger"] = json!("tag");
         let (status, answer) = call(&w, &signed(&claimed)).await;

@@ -18,7 +18,7 @@ use kms_decommission::sfn::RunMode;
 use kms_decommission::triggers::tag::{
     TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
 };
-use kms_decommission::triggers::webhook::secret::SecretSource;
+use kms_decommission::triggers::webhook::secret::{SecretCache, SecretSource};
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
 use serde_json::{json, Value};
@@ -397,10 +397,14 @@ async fn the_webhook_samples_start_once_report_status_and_cancel() {
         .send()
         .await
         .unwrap();
-    let secret = SecretSource::SsmParameter("/kms-decommission/webhook-secret".into())
-        .load(&config)
-        .await
-        .unwrap();
+    // Read again on every request (cache time 0): what SSM holds now decides.
+    let secret = SecretCache::load(
+        SecretSource::SsmParameter("/kms-decommission/webhook-secret".into()),
+        &config,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
     let executions = Executions::new(
         stack.moto.sfn(),
         stack.machine.clone(),
@@ -579,4 +583,58 @@ async fn the_webhook_samples_start_once_report_status_and_cancel() {
         "the webhook itself never changes KMS"
     );
     assert_eq!(env.key_state(&key).await, "Enabled");
+
+    // A rotation (docs/triggers.md): the parameter holds the new secret, then the old one on a
+    // second line; both sign valid requests. Once the old line is removed, only the new one does.
+    const NEW_SECRET: &str = "rotated-webhook-secret-0123456789abcdef";
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let put = |value: String| {
+        ssm.put_parameter()
+            .name("/kms-decommission/webhook-secret")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put(format!("{NEW_SECRET}\n{TEST_SECRET}")).await.unwrap();
+    for secret in [NEW_SECRET, TEST_SECRET] {
+        let (status, body) = answer(
+            &webhook,
+            &webhook_request("webhook-status.json", &store, now(), secret),
+            "status during a rotation",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    put(NEW_SECRET.to_owned()).await.unwrap();
+    let (status, body) = answer(
+        &webhook,
+        &webhook_request("webhook-status.json", &store, now(), TEST_SECRET),
+        "status with the retired secret",
+    )
+    .await;
+    assert_eq!(
+        (status, body["Error"].as_str()),
+        (401, Some("SignatureMismatch"))
+    );
+    assert!(
+        body["RequestId"].is_string(),
+        "every refusal names the request id"
+    );
+    // A revoked secret (the parameter deleted) refuses everything: fail closed.
+    ssm.delete_parameter()
+        .name("/kms-decommission/webhook-secret")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(
+        &webhook,
+        &webhook_request("webhook-status.json", &store, now(), NEW_SECRET),
+        "status after the secret was deleted",
+    )
+    .await;
+    assert_eq!(
+        (status, body["Error"].as_str()),
+        (503, Some("SecretUnavailable"))
+    );
 }

@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 
-use self::secret::{SecretError, SecretSource};
-use self::signature::{SignatureError, WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use self::secret::{SecretCache, SecretError, SecretSource};
+use self::signature::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::aws_error::AwsCallError;
 use crate::bootstrap::LambdaFunction;
 use crate::cancel::by_ticket::{
@@ -43,7 +43,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The webhook: its secret, KMS for the start checks, Step Functions for everything else.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    secret: WebhookSecret,
+    secrets: SecretCache,
     kms: Kms,
     executions: Executions,
     /// The run ledger's table (`LEDGER_TABLE`), named in `status` answers of real runs.
@@ -338,6 +338,10 @@ pub enum WebhookError {
     /// No execution was started for this ticket.
     #[error("no decommission or dry run was started for ticket {0:?}")]
     UnknownTicket(String),
+    /// The secret could not be read again (revoked, deleted, or unreachable): every request is
+    /// refused until it can.
+    #[error("the webhook cannot check signatures right now; retry later")]
+    SecretUnavailable,
     /// KMS or Step Functions failed.
     #[error(transparent)]
     Upstream(#[from] AwsCallError),
@@ -362,7 +366,7 @@ impl WebhookError {
             | Self::CancelFailed(_)
             | Self::NotWaitingForApproval(_)
             | Self::ApprovalBySameRequester(_) => 409,
-            Self::Ledger(_) => 503,
+            Self::Ledger(_) | Self::SecretUnavailable => 503,
             Self::PolicyViolation(_) => 403,
             Self::UnknownTicket(_) => 404,
             Self::Upstream(_) => 503,
@@ -378,8 +382,22 @@ impl WebhookError {
         }
     }
 
-    fn reply(&self) -> Reply {
-        let mut body = json!({"Error": self.name(), "Message": self.to_string()});
+    /// The answer to a refused request: the error's name, what to do, and the request id to
+    /// find it in the function's log. A failure of KMS, Step Functions or the ledger is named by
+    /// its operation and code only: its text (ARNs, roles, SDK details) stays in the log.
+    fn reply(&self, request_id: Option<&str>) -> Reply {
+        let request_id = request_id.unwrap_or("unknown");
+        let message = match self {
+            Self::Upstream(e) => format!(
+                "{} failed with {}; retry later. Details are in the webhook's log under request id {request_id}",
+                e.operation, e.code
+            ),
+            Self::Ledger(code) => format!(
+                "the run ledger could not be read ({code}); retry later. Details are in the webhook's log under request id {request_id}"
+            ),
+            other => other.to_string(),
+        };
+        let mut body = json!({"Error": self.name(), "Message": message, "RequestId": request_id});
         if let (Self::StoreBusy(arn) | Self::TicketConflict(arn), Some(map)) =
             (self, body.as_object_mut())
         {
@@ -393,10 +411,10 @@ impl WebhookError {
 }
 
 impl Webhook {
-    /// A webhook verifying with `secret`, checking stores with `kms`, running `executions`.
-    pub fn new(secret: WebhookSecret, kms: Kms, executions: Executions) -> Self {
+    /// A webhook verifying with `secrets`, checking stores with `kms`, running `executions`.
+    pub fn new(secrets: SecretCache, kms: Kms, executions: Executions) -> Self {
         Self {
-            secret,
+            secrets,
             kms,
             executions,
             ledger_table: None,
@@ -430,13 +448,13 @@ impl Webhook {
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, Diagnostic> {
         let var = |name: &str| std::env::var(name).ok();
         let executions = Executions::from_env(sdk, var)?;
-        let secret = SecretSource::from_env(var)
-            .map_err(secret_error)?
-            .load(sdk)
+        let source = SecretSource::from_env(var).map_err(secret_error)?;
+        let ttl = secret::cache_time_from_env(var).map_err(secret_error)?;
+        let secrets = SecretCache::load(source, sdk, ttl)
             .await
             .map_err(secret_error)?;
         Ok(Self::new(
-            secret,
+            secrets,
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
         )
@@ -458,7 +476,7 @@ impl Webhook {
                 } else {
                     tracing::warn!(error = %error, name = error.name(), "webhook request refused");
                 }
-                error.reply()
+                error.reply(request.request_context.request_id.as_deref())
             }
         };
         tracing::info!(status = reply.status, body = %reply.body, "webhook answer");
@@ -481,7 +499,11 @@ impl Webhook {
             return Err(WebhookError::MethodNotAllowed(method.to_owned()));
         }
         let body = decoded_body(request)?;
-        self.secret.verify(
+        let secrets = self.secrets.current().await.map_err(|err| {
+            tracing::error!(error = %err, "cannot read the webhook secret");
+            WebhookError::SecretUnavailable
+        })?;
+        secrets.verify(
             header(&request.headers, TIMESTAMP_HEADER),
             header(&request.headers, SIGNATURE_HEADER),
             &body,
@@ -829,6 +851,7 @@ fn to_response(reply: Reply) -> LambdaFunctionUrlResponse {
 
 #[cfg(test)]
 mod tests {
+    use super::signature::WebhookSecret;
     use super::*;
     use crate::cancel::by_ticket::CANCEL_STOP_ERROR;
     use crate::test_support::fakes::{FakeKms, FakeSfn, CANCEL_MACHINE, MACHINE};
@@ -856,7 +879,7 @@ mod tests {
             cancel_machine.then(|| CANCEL_MACHINE.to_owned()),
         );
         let webhook = Webhook::new(
-            WebhookSecret::new(SECRET).unwrap(),
+            SecretCache::fixed(WebhookSecret::new(SECRET).unwrap().into()),
             Kms::with_default_pacing(kms.client()),
             executions,
         )

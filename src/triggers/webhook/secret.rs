@@ -2,7 +2,10 @@
 //! AWS Secrets Manager. The secret never comes from a plain environment variable or the
 //! template: the environment only names where it is stored.
 
-use super::signature::{WeakSecret, WebhookSecret};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::signature::{WeakSecret, WebhookSecret, WebhookSecrets};
 use crate::aws_error::AwsCallError;
 
 /// Environment variable naming an SSM `SecureString` parameter that holds the secret.
@@ -32,8 +35,11 @@ impl SecretSource {
         }
     }
 
-    /// Fetches the secret with clients built from `config`.
-    pub async fn load(&self, config: &aws_config::SdkConfig) -> Result<WebhookSecret, SecretError> {
+    /// Fetches the secrets (current, and previous during a rotation) with clients from `config`.
+    pub async fn load(
+        &self,
+        config: &aws_config::SdkConfig,
+    ) -> Result<WebhookSecrets, SecretError> {
         match self {
             Self::SsmParameter(name) => {
                 load_from_ssm(&aws_sdk_ssm::Client::new(config), name).await
@@ -49,7 +55,7 @@ impl SecretSource {
 pub async fn load_from_ssm(
     ssm: &aws_sdk_ssm::Client,
     name: &str,
-) -> Result<WebhookSecret, SecretError> {
+) -> Result<WebhookSecrets, SecretError> {
     let output = ssm
         .get_parameter()
         .name(name)
@@ -67,14 +73,14 @@ pub async fn load_from_ssm(
         }
     }
     let value = parameter.value().ok_or(SecretError::SecretEmpty)?;
-    Ok(WebhookSecret::new(value.as_bytes())?)
+    secrets_from(value.as_bytes())
 }
 
 /// Reads a Secrets Manager secret's current value (`SecretString`, else `SecretBinary`).
 pub async fn load_from_secrets_manager(
     secrets: &aws_sdk_secretsmanager::Client,
     id: &str,
-) -> Result<WebhookSecret, SecretError> {
+) -> Result<WebhookSecrets, SecretError> {
     let output = secrets
         .get_secret_value()
         .secret_id(id)
@@ -88,8 +94,94 @@ pub async fn load_from_secrets_manager(
         (None, Some(blob)) => blob.as_ref(),
         (None, None) => return Err(SecretError::SecretEmpty),
     };
-    Ok(WebhookSecret::new(bytes)?)
+    secrets_from(bytes)
 }
+
+/// Reads a stored value: the current secret, and during a rotation the previous one on a second
+/// line. Each must be strong enough; more than two is refused.
+pub fn secrets_from(value: &[u8]) -> Result<WebhookSecrets, SecretError> {
+    let lines: Vec<&[u8]> = value
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => Err(SecretError::SecretEmpty),
+        [current] => Ok(WebhookSecrets::new(WebhookSecret::new(current)?, None)),
+        [current, previous] => Ok(WebhookSecrets::new(
+            WebhookSecret::new(current)?,
+            Some(WebhookSecret::new(previous)?),
+        )),
+        more => Err(SecretError::TooManySecrets(more.len())),
+    }
+}
+
+/// Default of `WEBHOOK_SECRET_CACHE_SECONDS`: how long a loaded secret is used before it is read
+/// again (a revoked or rotated secret stops working within this time).
+pub const DEFAULT_CACHE_SECONDS: u64 = 300;
+
+/// The webhook's secrets, read again from where they are stored once they are older than the
+/// cache time. A failed read refuses requests (fail closed) until a read succeeds.
+#[derive(Debug, Clone)]
+pub struct SecretCache {
+    source: Option<(SecretSource, aws_config::SdkConfig)>,
+    ttl: Duration,
+    loaded: Arc<tokio::sync::Mutex<(Instant, WebhookSecrets)>>,
+}
+
+impl SecretCache {
+    /// Secrets that never change (tests, or a secret given in code).
+    pub fn fixed(secrets: WebhookSecrets) -> Self {
+        Self {
+            source: None,
+            ttl: Duration::MAX,
+            loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
+        }
+    }
+
+    /// Loads the secrets from `source` now, to be read again after `ttl`.
+    pub async fn load(
+        source: SecretSource,
+        sdk: &aws_config::SdkConfig,
+        ttl: Duration,
+    ) -> Result<Self, SecretError> {
+        let secrets = source.load(sdk).await?;
+        Ok(Self {
+            source: Some((source, sdk.clone())),
+            ttl,
+            loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
+        })
+    }
+
+    /// The secrets to verify with: read again first when older than the cache time.
+    pub async fn current(&self) -> Result<WebhookSecrets, SecretError> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some((source, sdk)) = &self.source {
+            if loaded.0.elapsed() >= self.ttl {
+                let secrets = source.load(sdk).await?;
+                *loaded = (Instant::now(), secrets);
+            }
+        }
+        Ok(loaded.1.clone())
+    }
+}
+
+/// `WEBHOOK_SECRET_CACHE_SECONDS` (0 to 3600) read through `var`.
+pub fn cache_time_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Duration, SecretError> {
+    match var(CACHE_SECONDS_ENV) {
+        None => Ok(Duration::from_secs(DEFAULT_CACHE_SECONDS)),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= 3600)
+            .map(Duration::from_secs)
+            .ok_or(SecretError::BadCacheTime(raw)),
+    }
+}
+
+/// Environment variable: seconds a loaded secret is used before it is read again.
+pub const CACHE_SECONDS_ENV: &str = "WEBHOOK_SECRET_CACHE_SECONDS";
 
 /// Why the webhook secret could not be loaded (the function then refuses to start).
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +204,12 @@ pub enum SecretError {
     /// The AWS call failed.
     #[error("cannot read the webhook secret: {0}")]
     Unreadable(AwsCallError),
+    /// The stored value holds more than a current and a previous secret.
+    #[error("the stored webhook secret holds {0} lines; it may hold the current secret and, during a rotation, the previous one on a second line")]
+    TooManySecrets(usize),
+    /// `WEBHOOK_SECRET_CACHE_SECONDS` is malformed.
+    #[error("{CACHE_SECONDS_ENV} {0:?} is not a whole number of seconds from 0 to 3600")]
+    BadCacheTime(String),
 }
 
 #[cfg(test)]
@@ -184,7 +282,11 @@ mod tests {
         let ssm = mocked!(aws_sdk_ssm, [&rule]);
         let secret = load_from_ssm(&ssm, "/w").await.unwrap();
         let reference = WebhookSecret::new(GOOD.as_bytes()).unwrap();
-        assert_eq!(secret.sign("1", b"x"), reference.sign("1", b"x"));
+        let signed = reference.sign("1000", b"x");
+        assert_eq!(
+            secret.verify(Some("1000"), Some(&signed), b"x", 1000),
+            Ok(())
+        );
     }
 
     #[tokio::test]
@@ -247,7 +349,11 @@ mod tests {
         let client = mocked!(aws_sdk_secretsmanager, [&rule]);
         let secret = load_from_secrets_manager(&client, "webhook").await.unwrap();
         let reference = WebhookSecret::new(GOOD.as_bytes()).unwrap();
-        assert_eq!(secret.sign("1", b"x"), reference.sign("1", b"x"));
+        let signed = reference.sign("1000", b"x");
+        assert_eq!(
+            secret.verify(Some("1000"), Some(&signed), b"x", 1000),
+            Ok(())
+        );
         let empty = mock!(aws_sdk_secretsmanager::Client::get_secret_value).then_output(|| {
             aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput::builder()
                 .build()
@@ -257,5 +363,78 @@ mod tests {
             load_from_secrets_manager(&client, "webhook").await,
             Err(SecretError::SecretEmpty)
         ));
+    }
+
+    #[tokio::test]
+    async fn during_a_rotation_the_current_and_the_previous_secret_are_both_accepted() {
+        const OLD: &str = "fedcba9876543210fedcba9876543210-old";
+        const OTHER: &str = "another-secret-entirely-0123456789ab";
+        let sign = |secret: &str| {
+            WebhookSecret::new(secret.as_bytes())
+                .unwrap()
+                .sign("1000", b"x")
+        };
+        let both = secrets_from(format!("{GOOD}\n{OLD}\n").as_bytes()).unwrap();
+        assert_eq!(both.len(), 2);
+        for secret in [GOOD, OLD] {
+            assert_eq!(
+                both.verify(Some("1000"), Some(&sign(secret)), b"x", 1000),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            both.verify(Some("1000"), Some(&sign(OTHER)), b"x", 1000),
+            Err(super::super::signature::SignatureError::SignatureMismatch)
+        );
+        let after = secrets_from(GOOD.as_bytes()).unwrap();
+        assert!(after
+            .verify(Some("1000"), Some(&sign(OLD)), b"x", 1000)
+            .is_err());
+        assert!(matches!(
+            secrets_from(format!("{GOOD}\n{OLD}\n{OTHER}").as_bytes()),
+            Err(SecretError::TooManySecrets(3))
+        ));
+        assert!(matches!(
+            secrets_from(format!("{GOOD}\nshort").as_bytes()),
+            Err(SecretError::Weak(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_read_again_after_the_cache_time_and_a_failed_read_refuses() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = reads.clone();
+        let rule = mock!(aws_sdk_ssm::Client::get_parameter)
+            .sequence()
+            .output(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                    .parameter(parameter(
+                        aws_sdk_ssm::types::ParameterType::SecureString,
+                        GOOD,
+                    ))
+                    .build()
+            })
+            .error(|| {
+                aws_sdk_ssm::operation::get_parameter::GetParameterError::ParameterNotFound(
+                    aws_sdk_ssm::types::error::ParameterNotFound::builder().build(),
+                )
+            })
+            .build();
+        let ssm = mocked!(aws_sdk_ssm, [&rule]);
+        let first = load_from_ssm(&ssm, "/w").await;
+        assert!(first.is_ok());
+        // The parameter was deleted (the secret revoked): the next read fails, closed.
+        assert!(matches!(
+            load_from_ssm(&ssm, "/w").await,
+            Err(SecretError::Unreadable(_))
+        ));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            cache_time_from_env(|_| None).unwrap(),
+            Duration::from_secs(DEFAULT_CACHE_SECONDS)
+        );
+        assert!(cache_time_from_env(|_| Some("7200".into())).is_err());
     }
 }

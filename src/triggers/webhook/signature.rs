@@ -104,6 +104,56 @@ impl WebhookSecret {
     }
 }
 
+/// The secrets a request may be signed with: the current one and, during a rotation, the
+/// previous one. Stored as one value, the current secret first and the previous one on a second
+/// line.
+#[derive(Clone, Debug)]
+pub struct WebhookSecrets(Vec<WebhookSecret>);
+
+impl WebhookSecrets {
+    /// The current secret, then the previous one during a rotation.
+    pub fn new(current: WebhookSecret, previous: Option<WebhookSecret>) -> Self {
+        Self(std::iter::once(current).chain(previous).collect())
+    }
+
+    /// How many secrets are accepted (2 during a rotation).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Accepts a request signed with any of the secrets (see [`WebhookSecret::verify`]); the
+    /// first secret's refusal otherwise.
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), SignatureError> {
+        let mut first_error = None;
+        for secret in &self.0 {
+            match secret.verify(timestamp, signature, body, now) {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(SignatureError::SignatureMismatch))
+    }
+}
+
+impl From<WebhookSecret> for WebhookSecrets {
+    fn from(secret: WebhookSecret) -> Self {
+        Self(vec![secret])
+    }
+}
+
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WebhookSecret(<{} bytes redacted>)", self.len)

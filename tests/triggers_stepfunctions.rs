@@ -177,12 +177,15 @@ async fn the_webhook_secret_is_read_from_ssm_or_secrets_manager_never_from_a_pla
     }
     let expected = WebhookSecret::new(value.as_bytes())
         .unwrap()
-        .sign("1", b"body");
+        .sign("1000", b"body");
     let loaded = SecretSource::SsmParameter("/kms-decommission/webhook-secret".into())
         .load(&config)
         .await
         .unwrap();
-    assert_eq!(loaded.sign("1", b"body"), expected);
+    assert_eq!(
+        loaded.verify(Some("1000"), Some(&expected), b"body", 1000),
+        Ok(())
+    );
     assert!(matches!(
         SecretSource::SsmParameter("/plain".into())
             .load(&config)
@@ -212,10 +215,11 @@ async fn the_webhook_secret_is_read_from_ssm_or_secrets_manager_never_from_a_pla
         .load(&config)
         .await
         .unwrap();
+    let signed = WebhookSecret::new(sm_value.as_bytes())
+        .unwrap()
+        .sign("1000", b"body");
     assert_eq!(
-        loaded.sign("1", b"body"),
-        WebhookSecret::new(sm_value.as_bytes())
-            .unwrap()
-            .sign("1", b"body")
+        loaded.verify(Some("1000"), Some(&signed), b"body", 1000),
+        Ok(())
     );
 }

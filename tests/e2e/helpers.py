@@ -222,3 +222,43 @@ def key_records(e2e: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
     """The ledger's key records of a run, by key id."""
     items = ledger.ledger_items(e2e.endpoint, ledger_table(), ledger.run_pk(execution_arn))
     return {item["KeyId"]: item for item in items if str(item["sk"]).startswith(ledger.KEY_PREFIX)}
+
+
+# --- The approval gate (test_approval.py) -----------------------------------------------------
+
+APPROVAL_STATE = "WaitForApproval"
+
+
+def current_state(events: list[dict[str, Any]]) -> str | None:
+    """The state the execution entered last."""
+    entered = workflow.states_entered(events)
+    return entered[-1] if entered else None
+
+
+def approval_request(e2e: Any, store_id: str, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait until the run waits for approval: the execution is in WaitForApproval and
+    request-approval has recorded the task token in the run's ledger record; that record."""
+    wait_for_state(e2e, execution_arn, APPROVAL_STATE, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        run = store_ledger(e2e, store_id)[1].get(execution_arn) or {}
+        if run.get("ApprovalState") == "Requested" and run.get("ApprovalToken"):
+            return run
+        status = e2e.sfn.describe_execution(executionArn=execution_arn)["status"]
+        assert status == "RUNNING", f"execution ended ({status}) before its approval was requested: {run}"
+        assert time.monotonic() < deadline, f"no approval request in the ledger within {timeout} s: {run}"
+        time.sleep(0.2)
+
+
+def assert_waiting_for_approval(e2e: Any, execution_arn: str, seconds: float) -> None:
+    """For `seconds`, the execution stays in WaitForApproval and KMS sees no change (the call log
+    holds no mutating call)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        described = e2e.sfn.describe_execution(executionArn=execution_arn)
+        state = current_state(workflow.history(e2e.sfn, execution_arn))
+        assert (described["status"], state) == ("RUNNING", APPROVAL_STATE), failure(described)
+        assert mutating_calls(e2e.admin.calls()) == [], "nothing changes in KMS while the run waits"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.5)

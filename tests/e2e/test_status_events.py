@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from helpers import decommission_input, failure
+from helpers import approval_request, decommission_input, failure
 from local.client import fixtures, workflow
 from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
@@ -118,6 +118,28 @@ def test_a_refused_decommission_announces_its_failure_with_the_error_name(e2e, s
     failed = events[-1]["detail"]["Failure"]
     assert failed["Error"] == "ConfirmationMismatch" == described["error"]
     assert fixtures.key_snapshot(e2e.kms, store.keys[0])["KeyState"] == "Enabled", "a refused run changes nothing"
+
+
+def test_a_run_waiting_for_approval_announces_it_and_how_to_answer(e2e, subscription):
+    store = fixtures.make_store(e2e.kms, "xks", keys=2)
+    execution = e2e.run(decommission_input(store, "execution-decommission-xks.json", RequireApproval=True))
+
+    events = subscription.events_of(execution, until="ApprovalRequested")
+
+    assert milestones(events) == ["Started", "ApprovalRequested"]
+    assert_well_formed(events, execution, e2e.state_machine_arn, store.id)
+    requested = events[-1]["detail"]
+    assert (requested["KeysInStore"], requested["PendingWindowInDays"]) == (2, 7), requested
+    assert requested["ApprovalTimeoutSeconds"] == 26, "APPROVAL_TIMEOUT_DAYS of the e2e session, in seconds"
+    assert "approve" in requested["HowToAnswer"] and "send-task-success" in requested["HowToAnswer"]
+    # Rejected (as the CLI does it): the run ends announcing the rejection.
+    token = approval_request(e2e, store.id, execution)["ApprovalToken"]
+    e2e.sfn.send_task_failure(taskToken=token, error="ApprovalRejected", cause="not this quarter")
+    described, _ = e2e.finish(execution)
+    assert described["error"] == "ApprovalRejected", failure(described)
+    events = subscription.events_of(execution, until="Failed")
+    assert milestones(events) == ["Started", "ApprovalRequested", "Failed"]
+    assert events[-1]["detail"]["Failure"]["Error"] == "ApprovalRejected"
 
 
 def test_a_dry_run_announces_its_plan(e2e, subscription):

@@ -403,7 +403,7 @@ impl Ledger {
             store_id,
             execution,
             "SET Phase = :phase, UpdatedAt = :now",
-            [(":phase", s(phase)), (":now", ts(now))],
+            vec![(":phase", s(phase)), (":now", ts(now))],
         )
         .await
     }
@@ -420,7 +420,7 @@ impl Ledger {
             store_id,
             execution,
             "SET ApprovalRequired = :required, UpdatedAt = :now",
-            [
+            vec![
                 (":required", s(if required { "true" } else { "false" })),
                 (":now", ts(now)),
             ],
@@ -438,34 +438,27 @@ impl Ledger {
         summary: &str,
         now: Timestamp,
     ) -> Result<(), DecommissionError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(store_pk(store_id)))
-            .key("sk", s(run_pk(execution)))
-            .update_expression(
+        let waiting = self
+            .update(
+                (store_pk(store_id), run_pk(execution)),
                 "SET ApprovalState = :requested, ApprovalToken = :token, \
                  ApprovalRequestedAt = :now, ApprovalSummary = :summary, UpdatedAt = :now",
-            )
-            .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(ApprovalState) OR ApprovalState = :requested)",
+                vec![
+                    (":requested", s(APPROVAL_REQUESTED)),
+                    (":token", s(token)),
+                    (":summary", s(summary)),
+                    (":now", ts(now)),
+                ],
             )
-            .expression_attribute_values(":requested", s(APPROVAL_REQUESTED))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":summary", s(summary))
-            .expression_attribute_values(":now", ts(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => {
-                Err(DecommissionError::invalid_state(format!(
-                    "the ledger has no run {execution} of store {store_id} waiting for approval \
+            .await?;
+        if waiting {
+            Ok(())
+        } else {
+            Err(DecommissionError::invalid_state(format!(
+                "the ledger has no run {execution} of store {store_id} waiting for approval \
                  (no record, or already approved)"
-                )))
-            }
-            Err(err) => Err(ledger_error("UpdateItem", err)),
+            )))
         }
     }
 
@@ -479,29 +472,20 @@ impl Ledger {
         via: &str,
         now: Timestamp,
     ) -> Result<bool, DecommissionError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(store_pk(store_id)))
-            .key("sk", s(run_pk(execution)))
-            .update_expression(
-                "SET ApprovalState = :approved, ApprovedBy = :approver, ApprovedVia = :via, \
-                 ApprovedAt = :now, UpdatedAt = :now REMOVE ApprovalToken",
-            )
-            .condition_expression("ApprovalState = :requested")
-            .expression_attribute_values(":approved", s(APPROVAL_APPROVED))
-            .expression_attribute_values(":requested", s(APPROVAL_REQUESTED))
-            .expression_attribute_values(":approver", s(approver))
-            .expression_attribute_values(":via", s(via))
-            .expression_attribute_values(":now", ts(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failed(&err) => Ok(false),
-            Err(err) => Err(ledger_error("UpdateItem", err)),
-        }
+        self.update(
+            (store_pk(store_id), run_pk(execution)),
+            "SET ApprovalState = :approved, ApprovedBy = :approver, ApprovedVia = :via, \
+             ApprovedAt = :now, UpdatedAt = :now REMOVE ApprovalToken",
+            "ApprovalState = :requested",
+            vec![
+                (":approved", s(APPROVAL_APPROVED)),
+                (":requested", s(APPROVAL_REQUESTED)),
+                (":approver", s(approver)),
+                (":via", s(via)),
+                (":now", ts(now)),
+            ],
+        )
+        .await
     }
 
     /// Records how a run ended; the first outcome recorded stays.
@@ -513,43 +497,37 @@ impl Ledger {
         detail: &str,
         now: Timestamp,
     ) -> Result<(), DecommissionError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(store_pk(store_id)))
-            .key("sk", s(run_pk(execution)))
-            .update_expression(
-                "SET Outcome = :outcome, OutcomeDetail = :detail, EndedAt = :now, UpdatedAt = :now",
-            )
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(Outcome)")
-            .expression_attribute_values(":outcome", s(outcome))
-            .expression_attribute_values(":detail", s(detail))
-            .expression_attribute_values(":now", ts(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Ok(()),
-            Err(err) => Err(ledger_error("UpdateItem", err)),
-        }
+        self.update(
+            (store_pk(store_id), run_pk(execution)),
+            "SET Outcome = :outcome, OutcomeDetail = :detail, EndedAt = :now, UpdatedAt = :now",
+            "attribute_exists(pk) AND attribute_not_exists(Outcome)",
+            vec![
+                (":outcome", s(outcome)),
+                (":detail", s(detail)),
+                (":now", ts(now)),
+            ],
+        )
+        .await
+        .map(|_| ())
     }
 
-    async fn update_run<const N: usize>(
+    /// One conditional UpdateItem: `Ok(false)` when the condition does not hold (nothing
+    /// written).
+    async fn update(
         &self,
-        store_id: &str,
-        execution: &str,
+        (pk, sk): (String, String),
         expression: &str,
-        values: [(&str, AttributeValue); N],
-    ) -> Result<(), DecommissionError> {
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, DecommissionError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(store_pk(store_id)))
-            .key("sk", s(run_pk(execution)))
+            .key("pk", s(pk))
+            .key("sk", s(sk))
             .update_expression(expression)
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(condition)
             .set_expression_attribute_values(Some(
                 values
                     .into_iter()
@@ -559,12 +537,43 @@ impl Ledger {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(
-                format!("the ledger has no record of run {execution} of store {store_id}"),
-            )),
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failed(&err) => Ok(false),
             Err(err) => Err(ledger_error("UpdateItem", err)),
         }
+    }
+
+    /// Updates an item that must exist (`what` names it in the error when it does not).
+    async fn update_existing(
+        &self,
+        key: (String, String),
+        what: impl FnOnce() -> String,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), DecommissionError> {
+        if self
+            .update(key, expression, "attribute_exists(pk)", values)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(DecommissionError::invalid_state(format!(
+                "the ledger has no record of {}",
+                what()
+            )))
+        }
+    }
+
+    async fn update_run(
+        &self,
+        store_id: &str,
+        execution: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), DecommissionError> {
+        let what = || format!("run {execution} of store {store_id}");
+        let key = (store_pk(store_id), run_pk(execution));
+        self.update_existing(key, what, expression, values).await
     }
 
     /// Writes `record` for run `execution` unless the run already has a record of that key, and
@@ -686,29 +695,9 @@ impl Ledger {
         expression: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<(), DecommissionError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(run_pk(execution)))
-            .key("sk", s(key_sk(key_arn)))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(pk)")
-            .set_expression_attribute_values(Some(
-                values
-                    .into_iter()
-                    .map(|(name, value)| (name.to_owned(), value))
-                    .collect(),
-            ))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Err(DecommissionError::invalid_state(
-                format!("the ledger has no record of key {key_arn} in run {execution}"),
-            )),
-            Err(err) => Err(ledger_error("UpdateItem", err)),
-        }
+        let what = || format!("key {key_arn} in run {execution}");
+        let key = (run_pk(execution), key_sk(key_arn));
+        self.update_existing(key, what, expression, values).await
     }
 
     /// One page (at most `limit`) of the key records of run `execution`, after `after` (a sort

@@ -8,6 +8,13 @@ filled in), prints each state as it is entered with what it did, then the final 
 proof that nothing else changed, and what the run ledger (the DynamoDB table) recorded of both runs.
 Exits 0 only if both decommissions succeeded and every check holds.
 
+The stack runs with the template's defaults, so both decommissions wait for approval after their
+plan (docs/approval.md, APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK true): the demo prints the approval
+request the run ledger holds (its summary), checks that nothing changed yet, and approves as a second
+person (APPROVER, not the run's RequestedBy) with SendTaskSuccess and the task token read from the
+ledger, as `aws stepfunctions send-task-success` would; the ledger printout at the end shows who
+approved.
+
 First it shows the last-use guard (issue 7, docs/last-use-guard.md) at work once: an application
 encrypts under the key of a third store, `demo-in-use`, and the decommission of that store is refused
 with KeysRecentlyUsed naming the key; the demo checks that the refusal happened and changed nothing."""
@@ -20,6 +27,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,11 +84,21 @@ def describe_step(state: str, document: Any) -> str | None:
         return f"{part.get('KeysPending')} keys still pending deletion"
     if state == "DisconnectStore":
         return f"store {part.get('ConnectionState')}"
+    if state == "RecordApproval":
+        approval = document.get("Approval") if isinstance(document.get("Approval"), dict) else {}
+        return f"approved by {approval.get('ApprovedBy')} (recorded in the run ledger)"
     return None
 
 
-def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str, Any]) -> None:
-    """Print the execution's progress until it ends; store DescribeExecution's answer in results."""
+def follow_execution(
+    sfn: Any,
+    label: str,
+    execution_arn: str,
+    results: dict[str, Any],
+    on_state_entered: Callable[[str], None] | None = None,
+) -> None:
+    """Print the execution's progress until it ends; store DescribeExecution's answer in results.
+    `on_state_entered` is called with the name of each state entered, after its line is printed."""
     last_line = None
     last_document: Any = None
     try:
@@ -90,6 +109,8 @@ def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str
                 if name == "WaitForDeletionDate":
                     wait_until = (last_document or {}).get("Scheduling", {}).get("WaitUntil", "?")
                     line = f"{name}: waiting out the deletion window until {wait_until} ({_seconds_until(wait_until)})"
+                elif name == "WaitForApproval":
+                    line = f"{name}: nothing changes until a second person approves"
                 elif name in ("WaitForKeyDeletion", "WaitForDisconnect", "WaitForConnection", "WaitBeforeRecheck"):
                     line = None  # the loop's task line says enough
                 elif not name.startswith(("Is", "Are")):
@@ -108,9 +129,86 @@ def follow_execution(sfn: Any, label: str, execution_arn: str, results: dict[str
             if line and line != last_line:
                 out(label, line)
                 last_line = line
+            if on_state_entered is not None and "stateEnteredEventDetails" in event:
+                on_state_entered(event["stateEnteredEventDetails"]["name"])
         results[label] = sfn.describe_execution(executionArn=execution_arn)
     except Exception as err:  # noqa: BLE001 (reported as the demo's failure)
         results[label] = {"status": "DEMO-ERROR", "error": type(err).__name__, "cause": str(err)}
+
+
+def demo_input(event_file: str, store: fixtures.Store) -> dict[str, Any]:
+    """The console input of events/<event_file> for `store`. It must name who asks (RequestedBy):
+    with the template's defaults every real run waits for approval, and one without a requester
+    fails InvalidInput (the approver must be someone else)."""
+    document = workflow.execution_input(event_file, CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
+    if not str(document.get("RequestedBy") or "").strip():
+        raise fixtures.FixtureError(f"events/{event_file} names no RequestedBy: the run could not be approved")
+    return document
+
+
+# The second person who approves the demo's decommissions: neither run's RequestedBy
+# (alice@example.com and bob@example.com in events/execution-decommission-*.json).
+APPROVER = "carol@example.com"
+# How long the demo waits for request-approval to put the task token in the ledger.
+APPROVAL_REQUEST_TIMEOUT = 60.0
+
+
+def ledger_run(endpoint: str, table: str, store_id: str, execution_arn: str) -> dict[str, Any]:
+    """The run ledger's record of one run ({} if there is none yet)."""
+    _, runs = ledger.split_store_partition(ledger.ledger_items(endpoint, table, ledger.store_pk(store_id)))
+    return next((run for run in runs if run.get("Execution") == execution_arn), {})
+
+
+@dataclass
+class Approver:
+    """Approves a run waiting for approval as a second person would with the AWS CLI: the task
+    token from the run's ledger record, SendTaskSuccess with `{"ApprovedBy": APPROVER}`."""
+
+    endpoint: str
+    table: str
+    # label -> the run was approved, nothing of its store having changed before
+    approved: dict[str, bool] = field(default_factory=dict)
+
+    def on_wait(
+        self, label: str, store: fixtures.Store, execution_arn: str, before: dict[str, dict[str, Any]]
+    ) -> Callable[[str], None]:
+        """A follow_execution callback approving the run when it enters WaitForApproval."""
+
+        def on_state_entered(state: str) -> None:
+            if state == "WaitForApproval":
+                self.approve(label, store, execution_arn, before)
+
+        return on_state_entered
+
+    def approve(self, label: str, store: fixtures.Store, execution_arn: str, before: dict[str, dict[str, Any]]) -> None:
+        sfn = workflow.client(self.endpoint, "stepfunctions")
+        deadline = time.monotonic() + APPROVAL_REQUEST_TIMEOUT
+        run = ledger_run(self.endpoint, self.table, store.id, execution_arn)
+        while not (run.get("ApprovalState") == "Requested" and run.get("ApprovalToken")):
+            status = sfn.describe_execution(executionArn=execution_arn)["status"]
+            if status != "RUNNING" or time.monotonic() > deadline:
+                out(label, f"APPROVAL FAILED: no approval request in the run ledger ({status}): {run}")
+                if status == "RUNNING":  # else it would wait out the 7-day approval timeout
+                    sfn.stop_execution(
+                        executionArn=execution_arn,
+                        error="DemoApprovalFailed",
+                        cause="no approval request in the ledger",
+                    )
+                self.approved[label] = False
+                return
+            time.sleep(0.25)
+            run = ledger_run(self.endpoint, self.table, store.id, execution_arn)
+        out(label, f"approval requested (run ledger, ApprovalState {run['ApprovalState']}): {run['ApprovalSummary']}")
+        kms = workflow.client(self.endpoint, "kms")
+        unchanged = all(fixtures.key_snapshot(kms, key) == before[key] for key in store.keys)
+        out(label, f"while it waits: every key of the store {'unchanged' if unchanged else 'CHANGED'}")
+        out(
+            label,
+            f"{APPROVER} approves (requested by {run.get('RequestedBy')}): aws stepfunctions send-task-success "
+            f"--task-token <ApprovalToken from the ledger> --task-output '{json.dumps({'ApprovedBy': APPROVER})}'",
+        )
+        sfn.send_task_success(taskToken=run["ApprovalToken"], output=json.dumps({"ApprovedBy": APPROVER}))
+        self.approved[label] = unchanged
 
 
 # KMS operations a refused decommission may make: it reads, it never writes.
@@ -146,9 +244,7 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
     before = fixtures.key_snapshot(kms, key)
     first_call = max((c["seq"] for c in admin.calls()), default=0)
 
-    document = workflow.execution_input(
-        "execution-decommission-cloudhsm.json", CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name
-    )
+    document = demo_input("execution-decommission-cloudhsm.json", store)
     execution = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
     out(
         label,
@@ -195,7 +291,18 @@ def _fields(item: dict[str, Any], names: tuple[str, ...]) -> str:
     return ", ".join(f"{name} {item[name]}" for name in names if item.get(name) not in (None, ""))
 
 
-RUN_FIELDS = ("Phase", "Outcome", "RequestedBy", "TicketId", "StartedAt", "EndedAt")
+RUN_FIELDS = (
+    "Phase",
+    "Outcome",
+    "RequestedBy",
+    "TicketId",
+    "ApprovalState",
+    "ApprovedBy",
+    "ApprovedVia",
+    "ApprovedAt",
+    "StartedAt",
+    "EndedAt",
+)
 KEY_FIELDS = ("PriorState", "ScheduledAt", "DeletionDate", "SeenDeletedAt", "RestoredAt")
 
 
@@ -255,6 +362,7 @@ def run_demo(stack: LocalStack) -> bool:
         *in_use.keys,
     ]
     before = {key: fixtures.key_snapshot(kms, key) for key in unrelated}
+    demo_keys = {key: fixtures.key_snapshot(kms, key) for key in [*cloudhsm.keys, *xks.keys]}
     out(
         "setup",
         f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}' "
@@ -267,14 +375,20 @@ def run_demo(stack: LocalStack) -> bool:
     }
     executions = {}
     for label, (event_file, store) in runs.items():
-        document = workflow.execution_input(event_file, CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
+        document = demo_input(event_file, store)
         executions[label] = workflow.start_execution(sfn, machine.arn, document, name=f"demo-{store.id}")
         out(label, f"started {executions[label]}")
         out(label, f"input (events/{event_file} with the real store): {json.dumps(document)}")
 
+    table = ledger.ledger_table_name()
+    approver = Approver(stack.endpoint, table)
     results: dict[str, Any] = {}
     threads = [
-        threading.Thread(target=follow_execution, args=(sfn, label, arn, results), daemon=True)
+        threading.Thread(
+            target=follow_execution,
+            args=(sfn, label, arn, results, approver.on_wait(label, runs[label][1], arn, demo_keys)),
+            daemon=True,
+        )
         for label, arn in executions.items()
     ]
     for thread in threads:
@@ -295,9 +409,13 @@ def run_demo(stack: LocalStack) -> bool:
         keys_gone = [key for key in store.keys if not fixtures.key_exists(kms, key)]
         print(f"store {store.id} deleted: {gone}; keys deleted: {len(keys_gone)} of {len(store.keys)}")
         ok = ok and gone and len(keys_gone) == len(store.keys)
+        run = ledger_run(stack.endpoint, table, store.id, executions[label])
+        recorded = (run.get("ApprovalState"), run.get("ApprovedBy"))
+        print(f"approval: {recorded[0]} by {recorded[1]} (nothing changed before it: {approver.approved.get(label)})")
+        ok = ok and recorded == ("Approved", APPROVER) and approver.approved.get(label) is True
 
     try:
-        show_ledger(workflow.client(stack.endpoint, "dynamodb"), ledger.ledger_table_name(), [cloudhsm, xks])
+        show_ledger(workflow.client(stack.endpoint, "dynamodb"), table, [cloudhsm, xks])
     except ClientError as err:
         print(f"LEDGER UNREADABLE: {err}", flush=True)
         ok = False
@@ -346,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nDEMO FAILED", flush=True)
         return 1
     print(
-        "\nDEMO SUCCEEDED: the store in use refused, both idle stores decommissioned, unrelated keys intact", flush=True
+        "\nDEMO SUCCEEDED: the store in use refused, both idle stores decommissioned once a second person approved, "
+        "unrelated keys intact",
+        flush=True,
     )
     return 0
 

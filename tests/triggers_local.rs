@@ -402,6 +402,7 @@ async fn the_webhook_samples_start_once_report_status_and_cancel() {
         SecretSource::SsmParameter("/kms-decommission/webhook-secret".into()),
         &config,
         std::time::Duration::ZERO,
+        "kms-decommission",
     )
     .await
     .unwrap();

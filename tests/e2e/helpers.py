@@ -111,9 +111,15 @@ def tag_change(sample: str, resource_arn: str, tags: dict[str, str]) -> dict[str
     return event
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The X-Signature a ticketing system sends: HMAC-SHA256 over `<timestamp>.<raw body>`."""
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+# The audience webhook requests are signed for: the local stack's name (WEBHOOK_AUDIENCE).
+STACK_AUDIENCE = "kms-decommission"
+
+
+def sign(secret: str, timestamp: str, body: bytes, audience: str = STACK_AUDIENCE) -> str:
+    """The X-Signature a ticketing system sends: HMAC-SHA256 over `<timestamp>.<audience>.<raw body>`,
+    the audience being the stack name the request is meant for (WEBHOOK_AUDIENCE)."""
+    message = timestamp.encode() + b"." + audience.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def webhook_request(

@@ -450,7 +450,10 @@ impl Webhook {
         let executions = Executions::from_env(sdk, var)?;
         let source = SecretSource::from_env(var).map_err(secret_error)?;
         let ttl = secret::cache_time_from_env(var).map_err(secret_error)?;
-        let secrets = SecretCache::load(source, sdk, ttl)
+        let audience = var(secret::AUDIENCE_ENV)
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| signature::DEFAULT_AUDIENCE.to_owned());
+        let secrets = SecretCache::load(source, sdk, ttl, audience.trim())
             .await
             .map_err(secret_error)?;
         Ok(Self::new(
@@ -1003,6 +1006,19 @@ mod tests {
 
         let wrong_secret = signed_text(&body, NOW, b"another-secret-entirely-0123456789ab");
         assert_refused_untouched(&w, &wrong_secret, 401, "SignatureMismatch").await;
+
+        // Signed with the right secret for another stack (its audience): refused.
+        let mut other_stack = good.clone();
+        other_stack.headers.insert(
+            "x-signature",
+            WebhookSecret::new(SECRET)
+                .unwrap()
+                .for_audience("another-stack")
+                .sign(&NOW.to_string(), body.as_bytes())
+                .parse()
+                .unwrap(),
+        );
+        assert_refused_untouched(&w, &other_stack, 401, "SignatureMismatch").await;
 
         let mut unsigned = good.clone();
         unsigned.headers.remove("x-signature");

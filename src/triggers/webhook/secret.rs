@@ -126,6 +126,7 @@ pub const DEFAULT_CACHE_SECONDS: u64 = 300;
 pub struct SecretCache {
     source: Option<(SecretSource, aws_config::SdkConfig)>,
     ttl: Duration,
+    audience: String,
     loaded: Arc<tokio::sync::Mutex<(Instant, WebhookSecrets)>>,
 }
 
@@ -135,20 +136,24 @@ impl SecretCache {
         Self {
             source: None,
             ttl: Duration::MAX,
+            audience: super::signature::DEFAULT_AUDIENCE.to_owned(),
             loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
         }
     }
 
-    /// Loads the secrets from `source` now, to be read again after `ttl`.
+    /// Loads the secrets from `source` now, for requests meant for `audience` (the stack name),
+    /// to be read again after `ttl`.
     pub async fn load(
         source: SecretSource,
         sdk: &aws_config::SdkConfig,
         ttl: Duration,
+        audience: &str,
     ) -> Result<Self, SecretError> {
-        let secrets = source.load(sdk).await?;
+        let secrets = source.load(sdk).await?.for_audience(audience);
         Ok(Self {
             source: Some((source, sdk.clone())),
             ttl,
+            audience: audience.to_owned(),
             loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
         })
     }
@@ -158,7 +163,7 @@ impl SecretCache {
         let mut loaded = self.loaded.lock().await;
         if let Some((source, sdk)) = &self.source {
             if loaded.0.elapsed() >= self.ttl {
-                let secrets = source.load(sdk).await?;
+                let secrets = source.load(sdk).await?.for_audience(&self.audience);
                 *loaded = (Instant::now(), secrets);
             }
         }
@@ -179,6 +184,9 @@ pub fn cache_time_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Durat
             .ok_or(SecretError::BadCacheTime(raw)),
     }
 }
+
+/// Environment variable: the audience requests must be signed for (the stack name).
+pub const AUDIENCE_ENV: &str = "WEBHOOK_AUDIENCE";
 
 /// Environment variable: seconds a loaded secret is used before it is read again.
 pub const CACHE_SECONDS_ENV: &str = "WEBHOOK_SECRET_CACHE_SECONDS";

@@ -1,4 +1,6 @@
-//! Webhook request signatures: HMAC-SHA256 over `<timestamp>.<raw body>`.
+//! Webhook request signatures: HMAC-SHA256 over `<timestamp>.<audience>.<raw body>`, where the
+//! audience names the stack the request is meant for (its stack name, `WEBHOOK_AUDIENCE`), so a
+//! request signed for one stack is refused by another that shares the secret.
 //!
 //! The sender puts the Unix time in seconds in `X-Signature-Timestamp` and
 //! `sha256=<lowercase hex HMAC>` in `X-Signature`. The timestamp is part of the signed message,
@@ -23,12 +25,15 @@ pub const MAX_FUTURE_SKEW_SECONDS: i64 = 30;
 pub const MIN_SECRET_BYTES: usize = 32;
 
 const SIGNATURE_PREFIX: &str = "sha256=";
+/// The audience of a secret not bound to another: the default stack name.
+pub const DEFAULT_AUDIENCE: &str = "kms-decommission";
 
 /// The shared webhook secret, kept as a keyed HMAC. Its `Debug` output never shows the value.
 #[derive(Clone)]
 pub struct WebhookSecret {
     keyed: Hmac<Sha256>,
     len: usize,
+    audience: String,
 }
 
 /// The secret is too short to be trusted.
@@ -49,12 +54,21 @@ impl WebhookSecret {
         Ok(Self {
             keyed,
             len: trimmed.len(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
         })
+    }
+
+    /// The same secret, signing and verifying for `audience` (a stack name).
+    pub fn for_audience(mut self, audience: &str) -> Self {
+        audience.clone_into(&mut self.audience);
+        self
     }
 
     fn mac(&self, timestamp: &str, body: &[u8]) -> [u8; 32] {
         let mut mac = self.keyed.clone();
         mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(self.audience.as_bytes());
         mac.update(b".");
         mac.update(body);
         mac.finalize().into_bytes().into()
@@ -116,6 +130,16 @@ impl WebhookSecrets {
         Self(std::iter::once(current).chain(previous).collect())
     }
 
+    /// The same secrets, for `audience` (a stack name).
+    pub fn for_audience(self, audience: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|s| s.for_audience(audience))
+                .collect(),
+        )
+    }
+
     /// How many secrets are accepted (2 during a rotation).
     pub fn len(&self) -> usize {
         self.0.len()
@@ -156,7 +180,11 @@ impl From<WebhookSecret> for WebhookSecrets {
 
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WebhookSecret(<{} bytes redacted>)", self.len)
+        write!(
+            f,
+            "WebhookSecret(<{} bytes redacted>, audience {:?})",
+            self.len, self.audience
+        )
     }
 }
 
@@ -223,11 +251,16 @@ mod tests {
 
     #[test]
     fn matches_an_independently_computed_signature() {
-        // printf '1700000000.{}' | openssl dgst -sha256 -hmac 0123456789abcdef0123456789abcdef
+        // printf '1700000000.kms-decommission.{}' | openssl dgst -sha256 -hmac 0123456789abcdef0123456789abcdef
         let s = WebhookSecret::new(b"0123456789abcdef0123456789abcdef").unwrap();
         assert_eq!(
             s.sign("1700000000", b"{}"),
-            "sha256=417adf36b901772f658597a76d329694e335e65fc0849d7715c3ca33406309b5"
+            "sha256=8de1e7fb1249c29d0d5fb59555d1ba38b342570e08724dde6ed38cf80d8ff7d1"
+        );
+        // The same request for another stack is another signature.
+        assert_ne!(
+            s.clone().for_audience("other").sign("1700000000", b"{}"),
+            s.sign("1700000000", b"{}")
         );
     }
 

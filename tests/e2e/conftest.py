@@ -24,11 +24,20 @@ from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # An emulated day lasts DAY_SECONDS: a 7-day window takes 7 s.
 DAY_SECONDS = 1.0
-# The stack's default (template.yaml) makes console and webhook runs wait for approval; the
-# scenarios that are not about approval start runs that do not wait (tag-started runs and runs
-# asking for it with RequireApproval still do: tests/e2e/test_approval.py). An unanswered
-# approval ends the run after APPROVAL_TIMEOUT_DAYS (0.0003 days, 26 s).
-E2E_APPROVAL_CONFIG = {"APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK": "false", "APPROVAL_TIMEOUT_DAYS": "0.0003"}
+# The handlers' environment for the session, on top of the local stack's (LOCAL_HANDLER_CONFIG).
+# - The stack's default (template.yaml) makes console and webhook runs wait for approval; the
+#   scenarios that are not about approval start runs that do not wait (tag-started runs and runs
+#   asking for it with RequireApproval still do: tests/e2e/test_approval.py). An unanswered
+#   approval ends the run after APPROVAL_TIMEOUT_DAYS (0.0003 days, 26 s).
+# - The webhook reads its secret from SSM again once it is a second old (default 300 s), so a
+#   rotation or a deleted parameter shows within the test (tests/e2e/test_webhook_hardening.py).
+# - The trigger policy keeps its defaults: POLICY_MIN_PENDING_WINDOW_DAYS above 7 would refuse the
+#   7-day webhook start of test_approval.py.
+E2E_HANDLER_CONFIG = {
+    "APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK": "false",
+    "APPROVAL_TIMEOUT_DAYS": "0.0003",
+    "WEBHOOK_SECRET_CACHE_SECONDS": "1",
+}
 # Longest a scenario may take; far above what any needs, so a hang fails instead of blocking CI.
 EXECUTION_TIMEOUT = 300
 
@@ -70,7 +79,7 @@ def stack_endpoint():
         port=free_port(),
         day_seconds=DAY_SECONDS,
         run_dir=run_dir,
-        handler_env={**LOCAL_HANDLER_CONFIG, **E2E_APPROVAL_CONFIG},
+        handler_env={**LOCAL_HANDLER_CONFIG, **E2E_HANDLER_CONFIG},
     )
     with LocalStack(config) as stack:
         yield stack.endpoint

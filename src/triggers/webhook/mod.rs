@@ -597,9 +597,6 @@ impl Webhook {
             input,
             request,
         } = start;
-        self.policy
-            .check(&request)
-            .map_err(|e| WebhookError::PolicyViolation(e.to_string()))?;
         let dry_run = request.dry_run;
         let store = request.custom_key_store_id.clone();
         let mode = RunMode::from_dry_run(dry_run);
@@ -613,6 +610,10 @@ impl Webhook {
         {
             return started_reply(StartOutcome::from_existing(existing, &input), &name, mode);
         }
+        // A new start (a redelivery of one already started is answered above).
+        self.policy
+            .check(&request)
+            .map_err(|e| WebhookError::PolicyViolation(e.to_string()))?;
         let summary = match store::describe(&self.kms, &store).await {
             Ok(summary) => summary,
             Err(e) if e.is_kms(KmsErrorCode::CustomKeyStoreNotFound) => {
@@ -1233,7 +1234,10 @@ mod tests {
             (status, answer["Error"].as_str()),
             (400, Some("InvalidInput"))
         );
-        assert_eq!(w.sfn.count(None), 0, "nothing asked of Step Functions");
+        // Only the look-up of an earlier start of the refused ticket (a redelivery is answered
+        // as before): nothing started.
+        assert_eq!(w.sfn.count(Some("StartExecution")), 0, "nothing started");
+        assert_eq!(w.sfn.count(None), w.sfn.count(Some("DescribeExecution")));
 
         // A ticket whose run is not waiting: 409, nothing sent.
         call(&w, &signed(&start_body("CHG-1", false))).await;

@@ -127,8 +127,30 @@ pub struct SecretCache {
     source: Option<(SecretSource, aws_config::SdkConfig)>,
     ttl: Duration,
     audience: String,
-    loaded: Arc<tokio::sync::Mutex<(Instant, WebhookSecrets)>>,
+    loaded: Arc<tokio::sync::Mutex<Loaded>>,
 }
+
+/// The secrets last read, when, and when a read last failed.
+#[derive(Debug)]
+struct Loaded {
+    at: Instant,
+    secrets: WebhookSecrets,
+    failed_at: Option<Instant>,
+}
+
+impl Loaded {
+    fn new(secrets: WebhookSecrets) -> Self {
+        Self {
+            at: Instant::now(),
+            secrets,
+            failed_at: None,
+        }
+    }
+}
+
+/// After a failed read, requests are refused without reading again for this long, so that a
+/// flood of requests (signed or not) cannot turn an outage into a flood of reads.
+pub const RETRY_AFTER_FAILED_READ: Duration = Duration::from_secs(5);
 
 impl SecretCache {
     /// Secrets that never change (tests, or a secret given in code).
@@ -137,7 +159,7 @@ impl SecretCache {
             source: None,
             ttl: Duration::MAX,
             audience: super::signature::DEFAULT_AUDIENCE.to_owned(),
-            loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
+            loaded: Arc::new(tokio::sync::Mutex::new(Loaded::new(secrets))),
         }
     }
 
@@ -154,20 +176,36 @@ impl SecretCache {
             source: Some((source, sdk.clone())),
             ttl,
             audience: audience.to_owned(),
-            loaded: Arc::new(tokio::sync::Mutex::new((Instant::now(), secrets))),
+            loaded: Arc::new(tokio::sync::Mutex::new(Loaded::new(secrets))),
         })
     }
 
-    /// The secrets to verify with: read again first when older than the cache time.
+    /// The secrets to verify with: read again first when older than the cache time. A failed
+    /// read refuses (fail closed), and for [`RETRY_AFTER_FAILED_READ`] no read is tried again.
     pub async fn current(&self) -> Result<WebhookSecrets, SecretError> {
         let mut loaded = self.loaded.lock().await;
-        if let Some((source, sdk)) = &self.source {
-            if loaded.0.elapsed() >= self.ttl {
-                let secrets = source.load(sdk).await?.for_audience(&self.audience);
-                *loaded = (Instant::now(), secrets);
+        let Some((source, sdk)) = &self.source else {
+            return Ok(loaded.secrets.clone());
+        };
+        if loaded.at.elapsed() < self.ttl {
+            return Ok(loaded.secrets.clone());
+        }
+        if loaded
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILED_READ)
+        {
+            return Err(SecretError::RecentlyUnreadable);
+        }
+        match source.load(sdk).await {
+            Ok(secrets) => {
+                *loaded = Loaded::new(secrets.for_audience(&self.audience));
+                Ok(loaded.secrets.clone())
+            }
+            Err(err) => {
+                loaded.failed_at = Some(Instant::now());
+                Err(err)
             }
         }
-        Ok(loaded.1.clone())
     }
 }
 
@@ -215,6 +253,9 @@ pub enum SecretError {
     /// The stored value holds more than a current and a previous secret.
     #[error("the stored webhook secret holds {0} lines; it may hold the current secret and, during a rotation, the previous one on a second line")]
     TooManySecrets(usize),
+    /// A read failed moments ago: not tried again yet.
+    #[error("the webhook secret could not be read moments ago; not read again yet")]
+    RecentlyUnreadable,
     /// `WEBHOOK_SECRET_CACHE_SECONDS` is malformed.
     #[error("{CACHE_SECONDS_ENV} {0:?} is not a whole number of seconds from 0 to 3600")]
     BadCacheTime(String),
@@ -444,5 +485,43 @@ mod tests {
             Duration::from_secs(DEFAULT_CACHE_SECONDS)
         );
         assert!(cache_time_from_env(|_| Some("7200".into())).is_err());
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_read_requests_are_refused_without_reading_again_for_a_while() {
+        // SSM at a port nothing listens on: every read fails at once.
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(
+                aws_sdk_ssm::config::Credentials::new("a", "b", None, None, "test"),
+            ))
+            .build();
+        let stale = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .unwrap_or_else(Instant::now);
+        let cache = SecretCache {
+            source: Some((SecretSource::SsmParameter("/w".into()), sdk)),
+            ttl: Duration::from_secs(1),
+            audience: "kms-decommission".into(),
+            loaded: Arc::new(tokio::sync::Mutex::new(Loaded {
+                at: stale,
+                secrets: secrets_from(GOOD.as_bytes()).unwrap(),
+                failed_at: None,
+            })),
+        };
+        assert!(matches!(
+            cache.current().await,
+            Err(SecretError::Unreadable(_))
+        ));
+        assert!(matches!(
+            cache.current().await,
+            Err(SecretError::RecentlyUnreadable)
+        ));
+        // A fixed secret never expires.
+        let fixed = SecretCache::fixed(secrets_from(GOOD.as_bytes()).unwrap());
+        assert_eq!(fixed.current().await.unwrap().len(), 1);
     }
 }

@@ -53,6 +53,8 @@ WEBHOOK_SECRET_PARAMETER = "/kms-decommission/webhook-secret"
 # WEBHOOK_SECRET_CACHE_SECONDS of the session is 1: waiting this long makes the next request read
 # the secret from SSM again.
 SECRET_REREAD_WAIT = 1.5
+# After a failed secret read, an instance refuses without reading again for this long.
+RETRY_AFTER_FAILED_READ_SECONDS = 5
 # Text of an SDK or AWS error that must never reach an answer (lower case; compared with the
 # lower-cased body).
 SDK_TEXT = ("arn:", "ssm", "getparameter", "parameternotfound", "injected by kms-emulator", "internal error")
@@ -123,9 +125,12 @@ def put_secret(ssm: Any, value: str) -> None:
 
 def restore_secret(trigger_stack: Any, ssm: Any) -> None:
     """Store the session's secret again and wait until the function accepts it (later tests sign
-    with it; the function instance and its cache live for the whole session)."""
+    with it; the function instances and their caches live for the whole session). An instance
+    whose last read failed refuses without reading again for RETRY_AFTER_FAILED_READ (5 s,
+    src/triggers/webhook/secret.rs); every instance's last failure came before the restore, so
+    after that time plus the cache time each one reads the restored secret."""
     put_secret(ssm, trigger_stack.webhook_secret)
-    time.sleep(SECRET_REREAD_WAIT)
+    time.sleep(RETRY_AFTER_FAILED_READ_SECONDS + SECRET_REREAD_WAIT)
     deadline = time.monotonic() + 30
     while True:
         status, answer = webhook(trigger_stack, status_request(trigger_stack.webhook_secret))

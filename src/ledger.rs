@@ -429,21 +429,31 @@ impl Ledger {
     }
 
     /// Records that the run waits for approval on `token` (what the approver sees in
-    /// `summary`). A run already approved stays approved.
+    /// `summary`); `false` when the ledger has no such run waiting (no record, approved
+    /// already, or, unless `replace_earlier`, another token recorded).
     pub async fn request_approval(
         &self,
         store_id: &str,
         execution: &str,
         token: &str,
         summary: &str,
+        replace_earlier: bool,
         now: Timestamp,
-    ) -> Result<(), DecommissionError> {
+    ) -> Result<bool, DecommissionError> {
+        // A token the run's history vouches for replaces an earlier attempt's; one it cannot
+        // vouch for is written once and never replaced.
+        let condition = if replace_earlier {
+            "attribute_exists(pk) AND (attribute_not_exists(ApprovalState) OR ApprovalState = :requested)"
+        } else {
+            "attribute_exists(pk) AND (attribute_not_exists(ApprovalState) OR \
+             (ApprovalState = :requested AND ApprovalToken = :token))"
+        };
         let waiting = self
             .update(
                 (store_pk(store_id), run_pk(execution)),
                 "SET ApprovalState = :requested, ApprovalToken = :token, \
                  ApprovalRequestedAt = :now, ApprovalSummary = :summary, UpdatedAt = :now",
-                "attribute_exists(pk) AND (attribute_not_exists(ApprovalState) OR ApprovalState = :requested)",
+                condition,
                 vec![
                     (":requested", s(APPROVAL_REQUESTED)),
                     (":token", s(token)),
@@ -452,14 +462,7 @@ impl Ledger {
                 ],
             )
             .await?;
-        if waiting {
-            Ok(())
-        } else {
-            Err(DecommissionError::invalid_state(format!(
-                "the ledger has no run {execution} of store {store_id} waiting for approval \
-                 (no record, or already approved)"
-            )))
-        }
+        Ok(waiting)
     }
 
     /// Records the approval of a run that waits for it; `false` when it was not waiting

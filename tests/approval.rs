@@ -10,13 +10,36 @@ use kms_decommission::state::DecommissionState;
 use kms_decommission::steps::{Step, StepContext};
 use serde_json::{json, Value};
 
-/// A CloudHSM store with 3 keys, a run of it that asks for approval (requested by alice), planned.
-async fn planned_run(env: &Env, ctx: &StepContext) -> (String, DecommissionState) {
-    let (store, _, _) = cloudhsm_fixture(env, 3).await;
-    let mut input = real_input(&store, "Prod");
+/// A run of `store` that asks for approval (requested by alice), planned, its execution in
+/// `WaitForApproval`; with the task token Step Functions scheduled that state's task with.
+async fn planned_run(env: &Env, ctx: &StepContext, store: &str) -> (DecommissionState, String) {
+    let mut input = real_input(store, "Prod");
     input["RequireApproval"] = json!(true);
     let state = run_steps(ctx, &[Step::PlanDecommission], env.start_run(input).await).await;
-    (store, state)
+    let execution = state.execution_id().unwrap().to_owned();
+    let position = env
+        .wait_for_execution_state(&execution, "WaitForApproval")
+        .await;
+    let token = position.task_parameters.as_ref().unwrap()["Entries"][0]["Detail"]["TaskToken"]
+        .as_str()
+        .expect("the scheduled task's token")
+        .to_owned();
+    (state, token)
+}
+
+/// Answers the approval task with `answer` (SendTaskSuccess) and waits until the execution is
+/// in `RecordApproval`.
+async fn answer(env: &Env, state: &DecommissionState, token: &str, answer: Value) {
+    env.moto
+        .sfn()
+        .send_task_success()
+        .task_token(token)
+        .output(answer.to_string())
+        .send()
+        .await
+        .expect("answer taken");
+    env.wait_for_execution_state(state.execution_id().unwrap(), "RecordApproval")
+        .await;
 }
 
 /// The ledger's run record of `state`'s run.
@@ -33,8 +56,8 @@ async fn run_record(
         .expect("run record")
 }
 
-/// The document record-approval receives after SendTaskSuccess with `answer`.
-fn answered(state: &DecommissionState, answer: Value) -> DecommissionState {
+/// A document claiming `answer` (what an invoker may write; record-approval ignores it).
+fn claiming(state: &DecommissionState, answer: Value) -> DecommissionState {
     let mut state = state.clone();
     state.other.insert("ApprovalAnswer".into(), answer);
     state
@@ -49,9 +72,10 @@ fn with_token(state: &DecommissionState, token: &str) -> DecommissionState {
 
 #[tokio::test]
 async fn nothing_changes_until_someone_else_approves_and_the_ledger_records_who() {
-    let env = Env::start().await;
+    let env = Env::start_with_approval_gate().await;
     let ctx = env.context(test_config()).await;
-    let (store, planned) = planned_run(&env, &ctx).await;
+    let (store, _, _) = cloudhsm_fixture(&env, 3).await;
+    let (planned, token) = planned_run(&env, &ctx, &store).await;
     let approval = planned.approval.clone().expect("plan writes Approval");
     assert!(approval.required && !approval.approved);
     assert_eq!(
@@ -75,49 +99,58 @@ async fn nothing_changes_until_someone_else_approves_and_the_ledger_records_who(
         assert_eq!(err.error_type(), "NotTheRunningDecommission", "{step:?}");
         assert!(err.to_string().contains("needs approval"), "{err}");
     }
-
-    let waiting = Step::RequestApproval
-        .run(&ctx, with_token(&planned, "token-1"), far_deadline())
-        .await
-        .unwrap();
-    let record = run_record(&env, &store, &planned).await;
-    assert_eq!(record["ApprovalState"], "Requested");
-    assert_eq!(record["ApprovalToken"], "token-1");
-    assert!(record["ApprovalSummary"].contains("3 key(s)"), "{record:?}");
-    assert!(!serde_json::to_string(&waiting.to_value().unwrap())
-        .unwrap()
-        .contains("token-1"));
-
-    // The requester cannot approve (any case); a malformed answer is refused by name.
+    // Nor does record-approval, invoked directly while the execution waits, whatever answer
+    // the document claims.
     let err = Step::RecordApproval
         .run(
             &ctx,
-            answered(&planned, json!({"ApprovedBy": "ALICE"})),
+            claiming(&planned, json!({"ApprovedBy": "bob"})),
             far_deadline(),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.error_type(), "ApprovalBySameRequester");
-    for answer in [
-        json!({}),
-        json!("yes"),
-        json!({"ApprovedBy": "bob", "Role": "admin"}),
-    ] {
-        let err = Step::RecordApproval
-            .run(&ctx, answered(&planned, answer.clone()), far_deadline())
-            .await
-            .unwrap_err();
-        assert_eq!(err.error_type(), "InvalidApproval", "{answer}");
-    }
-    assert_eq!(
-        run_record(&env, &store, &planned).await["ApprovalState"],
-        "Requested"
+    assert_eq!(err.error_type(), "NotTheRunningDecommission");
+    assert!(
+        err.to_string().contains("in state WaitForApproval"),
+        "{err}"
     );
 
+    let waiting = Step::RequestApproval
+        .run(&ctx, with_token(&planned, &token), far_deadline())
+        .await
+        .unwrap();
+    let record = run_record(&env, &store, &planned).await;
+    assert_eq!(record["ApprovalState"], "Requested");
+    assert_eq!(record["ApprovalToken"], token);
+    assert!(record["ApprovalSummary"].contains("3 key(s)"), "{record:?}");
+    assert!(!serde_json::to_string(&waiting.to_value().unwrap())
+        .unwrap()
+        .contains(&token));
+    // Another token cannot replace the recorded one (this history does not show the token in
+    // the Lambda shape, so the first one recorded stays).
+    let err = Step::RequestApproval
+        .run(&ctx, with_token(&planned, "forged-token"), far_deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "NotTheRunningDecommission", "{err}");
+    assert_eq!(
+        run_record(&env, &store, &planned).await["ApprovalToken"],
+        token
+    );
+
+    // Bob approves; the document record-approval is handed claims somebody else: the answer
+    // Step Functions holds is the one recorded.
+    answer(
+        &env,
+        &planned,
+        &token,
+        json!({"ApprovedBy": "bob", "Via": "test"}),
+    )
+    .await;
     let approved = Step::RecordApproval
         .run(
             &ctx,
-            answered(&planned, json!({"ApprovedBy": "bob", "Via": "test"})),
+            claiming(&planned, json!({"ApprovedBy": "mallory"})),
             far_deadline(),
         )
         .await
@@ -126,9 +159,10 @@ async fn nothing_changes_until_someone_else_approves_and_the_ledger_records_who(
     assert_eq!(
         (
             record["ApprovalState"].as_str(),
-            record["ApprovedBy"].as_str()
+            record["ApprovedBy"].as_str(),
+            record["ApprovedVia"].as_str()
         ),
-        ("Approved", "bob")
+        ("Approved", "bob", "test")
     );
     assert!(!record.contains_key("ApprovalToken"), "the token is spent");
     assert!(
@@ -143,6 +177,47 @@ async fn nothing_changes_until_someone_else_approves_and_the_ledger_records_who(
     )
     .await;
     assert_eq!(scheduled.scheduling.unwrap().keys_scheduled, 3);
+}
+
+#[tokio::test]
+async fn the_requester_and_malformed_answers_are_refused_by_name_changing_nothing() {
+    let env = Env::start_with_approval_gate().await;
+    let ctx = env.context(test_config()).await;
+    let (store, _, _) = cloudhsm_fixture(&env, 2).await;
+    env.clear_calls().await;
+    for (given, error) in [
+        (json!({"ApprovedBy": " ALICE"}), "ApprovalBySameRequester"),
+        (json!({}), "InvalidApproval"),
+        (json!("yes"), "InvalidApproval"),
+        (
+            json!({"ApprovedBy": "bob", "Role": "admin"}),
+            "InvalidApproval",
+        ),
+    ] {
+        env.end_runs().await;
+        let (planned, token) = planned_run(&env, &ctx, &store).await;
+        Step::RequestApproval
+            .run(&ctx, with_token(&planned, &token), far_deadline())
+            .await
+            .unwrap();
+        answer(&env, &planned, &token, given.clone()).await;
+        // The document claims a valid approver; the answer Step Functions holds decides.
+        let err = Step::RecordApproval
+            .run(
+                &ctx,
+                claiming(&planned, json!({"ApprovedBy": "bob"})),
+                far_deadline(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), error, "{given}");
+        assert_eq!(
+            run_record(&env, &store, &planned).await["ApprovalState"],
+            "Requested",
+            "{given}"
+        );
+    }
+    assert!(env.mutating_calls().await.is_empty());
 }
 
 #[tokio::test]

@@ -91,6 +91,50 @@ impl ExecutionInfo {
     }
 }
 
+/// Where an execution stands in its history (see [`Executions::position`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPosition {
+    /// The state it last entered.
+    pub state: String,
+    /// The document it entered that state with (`None` when absent or not JSON).
+    pub entered_with: Option<Value>,
+    /// The parameters of the newest task that state scheduled (`None` when it scheduled none,
+    /// or they are absent or not JSON).
+    pub task_parameters: Option<Value>,
+}
+
+impl HistoryPosition {
+    /// The position the events show: the newest `StateEntered` by id, whatever order the
+    /// service lists them in, and the newest `TaskScheduled` after it.
+    pub fn from_events(events: &[aws_sdk_sfn::types::HistoryEvent]) -> Option<Self> {
+        let (entered_id, entered) = events
+            .iter()
+            .filter_map(|e| Some((e.id(), e.state_entered_event_details()?)))
+            .max_by_key(|(id, _)| *id)?;
+        let task_parameters = events
+            .iter()
+            .filter(|e| e.id() > entered_id)
+            .filter_map(|e| Some((e.id(), e.task_scheduled_event_details()?)))
+            .max_by_key(|(id, _)| *id)
+            .and_then(|(_, scheduled)| serde_json::from_str(scheduled.parameters()).ok());
+        Some(Self {
+            state: entered.name().to_owned(),
+            entered_with: entered.input().and_then(|i| serde_json::from_str(i).ok()),
+            task_parameters,
+        })
+    }
+
+    /// The task token the current task was scheduled with, where its parameters show it
+    /// (`Payload.TaskToken`, the shape of a `lambda:invoke.waitForTaskToken` task).
+    pub fn task_token(&self) -> Option<&str> {
+        self.task_parameters
+            .as_ref()?
+            .get("Payload")?
+            .get("TaskToken")?
+            .as_str()
+    }
+}
+
 /// How a start request ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartOutcome {
@@ -366,6 +410,16 @@ impl Executions {
         &self,
         arn: &str,
     ) -> Result<Option<(String, Option<Value>)>, AwsCallError> {
+        Ok(self
+            .position(arn)
+            .await?
+            .map(|position| (position.state, position.entered_with)))
+    }
+
+    /// Where a running execution stands, as its history (written by Step Functions alone)
+    /// shows it: the state it last entered, the document it entered it with, and the
+    /// parameters of the task that state scheduled last (one per attempt), if any.
+    pub async fn position(&self, arn: &str) -> Result<Option<HistoryPosition>, AwsCallError> {
         let history = self
             .sfn
             .get_execution_history()
@@ -376,19 +430,8 @@ impl Executions {
             .send()
             .await
             .map_err(|e| AwsCallError::new("states:GetExecutionHistory", e))?;
-        // The newest event by id, whatever order the service lists them in.
-        Ok(history
-            .events()
-            .iter()
-            .filter(|event| event.state_entered_event_details().is_some())
-            .max_by_key(|event| event.id())
-            .and_then(|event| event.state_entered_event_details())
-            .map(|entered| {
-                let document = entered.input().and_then(|i| serde_json::from_str(i).ok());
-                (entered.name().to_owned(), document)
-            }))
+        Ok(HistoryPosition::from_events(history.events()))
     }
-
     async fn start(
         &self,
         state_machine_arn: &str,
@@ -522,9 +565,83 @@ pub fn state_machine_arn_from_env(
 mod tests {
     use super::*;
     use crate::test_support::fakes::{FakeSfn, MACHINE};
+    use aws_sdk_sfn::types::{
+        HistoryEvent, HistoryEventType, StateEnteredEventDetails, TaskScheduledEventDetails,
+    };
     use serde_json::json;
 
     const STORE: &str = "cks-1234567890abcdef0";
+
+    fn event(id: i64, kind: HistoryEventType) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
+        HistoryEvent::builder()
+            .timestamp(DateTime::from_secs(1_800_000_000 + id))
+            .id(id)
+            .r#type(kind)
+    }
+
+    fn entered(id: i64, name: &str, input: &str) -> HistoryEvent {
+        event(id, HistoryEventType::TaskStateEntered)
+            .state_entered_event_details(
+                StateEnteredEventDetails::builder()
+                    .name(name)
+                    .input(input)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn scheduled(id: i64, parameters: &str) -> HistoryEvent {
+        event(id, HistoryEventType::TaskScheduled)
+            .task_scheduled_event_details(
+                TaskScheduledEventDetails::builder()
+                    .resource_type("lambda")
+                    .resource("invoke.waitForTaskToken")
+                    .region("us-east-1")
+                    .parameters(parameters)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_position_is_the_newest_state_entered_and_its_newest_scheduled_task() {
+        let lambda = |token: &str| {
+            json!({"FunctionName": "f", "Payload": {"Document": {}, "TaskToken": token}})
+                .to_string()
+        };
+        // Newest first, as reverse_order lists them: a retried task (two attempts) of the
+        // state entered last; an older state with its own task before it.
+        let events = [
+            scheduled(9, &lambda("attempt-2")),
+            scheduled(7, &lambda("attempt-1")),
+            entered(6, "WaitForApproval", r#"{"Plan": {"Done": true}}"#),
+            scheduled(4, &lambda("older-state")),
+            entered(3, "PlanDecommission", "{}"),
+        ];
+        let position = HistoryPosition::from_events(&events).unwrap();
+        assert_eq!(position.state, "WaitForApproval");
+        assert_eq!(position.entered_with, Some(json!({"Plan": {"Done": true}})));
+        assert_eq!(position.task_token(), Some("attempt-2"));
+
+        // A state that scheduled no task yet shows none, not the previous state's.
+        let position = HistoryPosition::from_events(&events[2..]).unwrap();
+        assert_eq!(position.task_token(), None);
+        // Parameters in another shape show no token; no state entered, no position.
+        let other = [
+            scheduled(5, r#"{"Entries": []}"#),
+            entered(4, "W", "not json"),
+        ];
+        let position = HistoryPosition::from_events(&other).unwrap();
+        assert_eq!(
+            (position.task_token(), position.entered_with.clone()),
+            (None, None)
+        );
+        assert_eq!(HistoryPosition::from_events(&[]), None);
+    }
 
     #[tokio::test]
     async fn a_decommission_that_raced_past_a_stale_listing_stops_itself() {

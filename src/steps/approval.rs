@@ -9,6 +9,14 @@
 //!   `{"ApprovedBy": "...", "Via": "...", "Comment": "..."}`), refuses an approver who is the
 //!   requester (`ApprovalBySameRequester`), and records the approver in the ledger
 //!   (`ApprovalState: Approved`). Later steps act only for a run the ledger records approved.
+//!
+//! Neither trusts the document it is handed for what decides: whoever may invoke the function
+//! can write any document. Both read the execution's history, which Step Functions alone writes:
+//! request-approval acts only while the execution is in `WaitForApproval`, and records a token
+//! only if it is the one the current task was scheduled with (where the history shows the
+//! task's parameters; where it does not, the first token recorded stays); record-approval acts
+//! only while the execution is in `RecordApproval`, and takes the answer from the document
+//! Step Functions entered that state with, never from the one it is handed.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +25,9 @@ use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::input::{read_object, FieldError, FreeText};
 use crate::model::Timestamp;
+use crate::sfn::HistoryPosition;
 use crate::state::DecommissionState;
+use crate::steps::caller::step_functions_unavailable;
 use crate::steps::context::StepContext;
 use crate::steps::flow::{require_planned_store, Step};
 
@@ -25,6 +35,10 @@ use crate::steps::flow::{require_planned_store, Step};
 pub const TASK_TOKEN_FIELD: &str = "ApprovalTaskToken";
 /// The document field the state machine writes the approval answer to.
 pub const ANSWER_FIELD: &str = "ApprovalAnswer";
+/// The state that waits for the answer (request-approval is its task).
+pub const WAIT_STATE: &str = "WaitForApproval";
+/// The state that records the answer (record-approval is its task).
+pub const RECORD_STATE: &str = "RecordApproval";
 /// Fields an approval answer may carry.
 const ANSWER_FIELDS: &[&str] = &["ApprovedBy", "Via", "TicketId", "Comment"];
 
@@ -58,16 +72,44 @@ pub async fn request(
             )))
         }
     };
+    let position = in_state(ctx, Step::RequestApproval, &execution, WAIT_STATE).await?;
+    let replace_earlier = match position.task_token() {
+        Some(scheduled) if scheduled == token => true,
+        Some(_) => {
+            return Err(not_the_run(
+                Step::RequestApproval,
+                &execution,
+                format!(
+                    "the task token given is not the one Step Functions scheduled the current \
+                     {WAIT_STATE} task with"
+                ),
+            ))
+        }
+        None => false,
+    };
     let summary = summary(&state);
-    ctx.ledger
+    let recorded = ctx
+        .ledger
         .request_approval(
             &store_id,
             &execution,
             &token,
             &summary,
+            replace_earlier,
             Timestamp::floor(ctx.clock.now()),
         )
         .await?;
+    if !recorded {
+        return Err(not_the_run(
+            Step::RequestApproval,
+            &execution,
+            format!(
+                "the ledger has no run of store {store_id} waiting for approval on this token \
+                 (no record, approved already, or another token recorded that the execution's \
+                 history cannot show to be replaced)"
+            ),
+        ));
+    }
     tracing::info!(
         custom_key_store_id = store_id.as_str(),
         execution = execution.as_str(),
@@ -116,7 +158,16 @@ pub async fn record(
     Step::RecordApproval.check_document(&state)?;
     let execution = state.execution_id()?.to_owned();
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
-    let answer = state.other.remove(ANSWER_FIELD).unwrap_or(Value::Null);
+    // The answer the document carries is whatever the invoker wrote; the one that counts is
+    // in the document Step Functions entered RecordApproval with.
+    state.other.remove(ANSWER_FIELD);
+    let position = in_state(ctx, Step::RecordApproval, &execution, RECORD_STATE).await?;
+    let answer = position
+        .entered_with
+        .as_ref()
+        .and_then(|document| document.get(ANSWER_FIELD))
+        .cloned()
+        .unwrap_or(Value::Null);
     let invalid = |reason: String| DecommissionError::InvalidApproval { reason };
     if !answer.is_object() {
         return Err(invalid(format!(
@@ -164,6 +215,45 @@ pub async fn record(
         approval.approved_at = Some(now);
     }
     Ok(state)
+}
+
+/// The execution's position, if it is in state `expected`; else `NotTheRunningDecommission`.
+async fn in_state(
+    ctx: &StepContext,
+    step: Step,
+    execution: &str,
+    expected: &str,
+) -> Result<HistoryPosition, DecommissionError> {
+    let position = ctx
+        .runs
+        .position(execution)
+        .await
+        .map_err(step_functions_unavailable)?;
+    match position {
+        Some(position) if position.state == expected => Ok(position),
+        Some(position) => Err(not_the_run(
+            step,
+            execution,
+            format!(
+                "the execution is in state {}, not {expected}: {} acts only as that state's task",
+                position.state,
+                step.binary_name()
+            ),
+        )),
+        None => Err(not_the_run(
+            step,
+            execution,
+            "the execution's history shows no state entered".into(),
+        )),
+    }
+}
+
+fn not_the_run(step: Step, execution: &str, reason: String) -> DecommissionError {
+    DecommissionError::NotTheRunningDecommission {
+        step: step.binary_name(),
+        execution: execution.to_owned(),
+        reason,
+    }
 }
 
 /// Whether `approver` names the requester (case and surrounding blanks ignored). A run without

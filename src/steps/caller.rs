@@ -158,7 +158,8 @@ async fn deleted_the_store(
         .is_some_and(|run| run.outcome.as_deref() == Some(SUCCEEDED)))
 }
 
-fn step_functions_unavailable(err: crate::aws_error::AwsCallError) -> DecommissionError {
+/// A Step Functions call that failed, as the named error the state machine retries.
+pub(crate) fn step_functions_unavailable(err: crate::aws_error::AwsCallError) -> DecommissionError {
     DecommissionError::StepFunctionsUnavailable {
         operation: err.operation,
         code: err.code,

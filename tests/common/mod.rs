@@ -44,6 +44,14 @@ pub const MUTATING_OPERATIONS: &[&str] = &[
     "CreateCustomKeyStore",
 ];
 
+/// See [`Env::start_with_approval_gate`].
+const APPROVAL_GATE_MACHINE: &str = r#"{"StartAt": "WaitForApproval", "States": {
+  "WaitForApproval": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents.waitForTaskToken",
+    "Parameters": {"Entries": [{"Source": "kms-decommission.test", "DetailType": "Approval Requested",
+      "Detail": {"TaskToken.$": "$$.Task.Token"}}]},
+    "ResultPath": "$.ApprovalAnswer", "Next": "RecordApproval"},
+  "RecordApproval": {"Type": "Wait", "Seconds": 3600, "End": true}}}"#;
+
 /// One call from the emulator's call log.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -111,9 +119,34 @@ impl Env {
     }
 
     pub async fn start_with(config: EmulatorConfig) -> Self {
+        Self::start_inner(config, false).await
+    }
+
+    /// An environment whose executions run (moto's interpreter) a state machine shaped like
+    /// the approval gate: `WaitForApproval`, a `.waitForTaskToken` task whose answer goes to
+    /// `$.ApprovalAnswer` (its token is in the history, `Entries[0].Detail.TaskToken` of the
+    /// task's parameters), then `RecordApproval`, a Wait state where the execution stays.
+    pub async fn start_with_approval_gate() -> Self {
+        Self::start_inner(
+            EmulatorConfig {
+                quotas: false,
+                ..EmulatorConfig::fast()
+            },
+            true,
+        )
+        .await
+    }
+
+    async fn start_inner(config: EmulatorConfig, approval_gate: bool) -> Self {
         let (emulator, moto) = tokio::join!(kms_emulator::spawn(config), moto::Moto::start());
         let emulator = emulator.expect("emulator starts");
-        let machine = moto.create_state_machine("decommission").await;
+        let machine = if approval_gate {
+            moto.execute_state_machines().await;
+            moto.create_state_machine_with("decommission", APPROVAL_GATE_MACHINE)
+                .await
+        } else {
+            moto.create_state_machine("decommission").await
+        };
         let table = "ledger".to_owned();
         create_ledger_table(&moto.dynamodb(), &table).await;
         let kms_config = aws_sdk_kms::Config::builder()
@@ -177,6 +210,28 @@ impl Env {
             "Execution": {"Id": arn, "Name": name, "StartTime": "2026-11-28T10:00:00Z"}
         }))
         .expect("document")
+    }
+
+    /// Waits (at most 20 s) until execution `arn` is in state `name` (moto's interpreter);
+    /// its position there.
+    pub async fn wait_for_execution_state(
+        &self,
+        arn: &str,
+        name: &str,
+    ) -> kms_decommission::sfn::HistoryPosition {
+        let runs = Executions::new(self.moto.sfn(), self.machine.clone(), None);
+        let started = std::time::Instant::now();
+        loop {
+            let position = runs.position(arn).await.expect("history");
+            match position {
+                Some(position) if position.state == name => return position,
+                other => assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "execution {arn} not in {name}: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ends every run still RUNNING (moto executes nothing: a run whose step failed stays

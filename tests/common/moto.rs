@@ -40,6 +40,8 @@ impl Moto {
         let binary = moto_server_binary();
         let child = Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // moto's Step Functions interpreter calls services at localhost:$MOTO_PORT.
+            .env("MOTO_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,8 +107,27 @@ impl Moto {
 
     /// Creates a Standard state machine (one Wait state) and returns its ARN.
     pub async fn create_state_machine(&self, name: &str) -> String {
-        let definition =
-            r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+        self.create_state_machine_with(
+            name,
+            r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Wait","Seconds":3600,"End":true}}}"#,
+        )
+        .await
+    }
+
+    /// Makes this server run the executions it starts (moto's Step Functions interpreter);
+    /// without it, executions stay RUNNING and their history is a fixed sample.
+    pub async fn execute_state_machines(&self) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/moto-api/config", self.endpoint))
+            .json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}}))
+            .send()
+            .await
+            .expect("moto config");
+        assert!(resp.status().is_success(), "moto config: {}", resp.status());
+    }
+
+    /// Creates a Standard state machine from `definition` and returns its ARN.
+    pub async fn create_state_machine_with(&self, name: &str, definition: &str) -> String {
         self.sfn()
             .create_state_machine()
             .name(name)

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine as _;
 use kms_decommission::triggers::tag::{
-    parse_tag_change, Ignored, NotStarted, TaggedResource, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
+    parse_tag_change, Ignored, NotStarted, TagEventKind, TaggedResource, CONFIRM_TAG_KEY,
+    DEFAULT_TAG_KEY,
 };
 use kms_decommission::triggers::webhook::signature::{
     WebhookSecret, SIGNATURE_HEADER, TIMESTAMP_HEADER,
@@ -38,6 +39,7 @@ fn every_sample_in_the_folder_is_covered_here() {
     assert_eq!(
         found,
         [
+            "api-call-tag-resource-kms-key.json",
             "tag-change-cloudhsm-cluster.json",
             "tag-change-kms-key-confirmed.json",
             "tag-change-kms-key-removed.json",
@@ -72,6 +74,34 @@ fn the_kms_key_tag_samples_parse() {
     let removed = parse_tag_change(&sample("tag-change-kms-key-removed.json")).unwrap();
     assert_eq!(removed.changed_tag_keys, [DEFAULT_TAG_KEY]);
     assert!(!removed.tags.contains_key(DEFAULT_TAG_KEY));
+}
+
+#[test]
+fn the_api_call_sample_names_the_key_both_tags_and_who_called() {
+    let call = parse_tag_change(&sample("api-call-tag-resource-kms-key.json")).unwrap();
+    assert_eq!(
+        call.resource,
+        TaggedResource::KmsKey {
+            arn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into()
+        }
+    );
+    assert_eq!(
+        call.tags.get(CONFIRM_TAG_KEY).map(String::as_str),
+        Some("ExampleCloudHsmStore")
+    );
+    assert_eq!(call.changed_tag_keys, [CONFIRM_TAG_KEY, DEFAULT_TAG_KEY]);
+    let TagEventKind::ApiCall(Some(tagger)) = &call.kind else {
+        panic!("{:?}", call.kind)
+    };
+    assert_eq!(
+        tagger.arn,
+        "arn:aws:sts::123456789012:assumed-role/KeyAdmin/alice@example.com"
+    );
+    assert_eq!(
+        tagger.session_issuer_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/KeyAdmin")
+    );
 }
 
 #[test]

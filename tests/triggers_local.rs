@@ -18,6 +18,7 @@ use kms_decommission::sfn::RunMode;
 use kms_decommission::triggers::tag::{
     TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
 };
+use kms_decommission::triggers::tagger::AllowedPrincipals;
 use kms_decommission::triggers::webhook::secret::{SecretCache, SecretSource};
 use kms_decommission::triggers::webhook::signature::WebhookSecret;
 use kms_decommission::triggers::webhook::{Webhook, MAX_BODY_BYTES};
@@ -27,6 +28,8 @@ use serde_json::{json, Value};
 const TEST_SECRET: &str = "example-webhook-secret-not-for-production-0123";
 const SAMPLE_STORE_ID: &str = "cks-1234567890abcdef0";
 const SAMPLE_STORE_NAME: &str = "ExampleCloudHsmStore";
+/// The role whose sessions may start runs by tag (the API-call sample's caller is one).
+const KEY_ADMIN_ROLE: &str = "arn:aws:iam::123456789012:role/KeyAdmin";
 
 fn sample(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +74,18 @@ fn key_event(sample_name: &str, resource: &str, tags: &[(&str, &str)]) -> Value 
     event
 }
 
+/// The API-call sample about key `resource`, the call having set `tags`.
+fn api_call_event(resource: &str, tags: &[(&str, &str)]) -> Value {
+    let mut event = sample("api-call-tag-resource-kms-key.json");
+    event["detail"]["requestParameters"]["keyId"] = json!(resource);
+    event["detail"]["resources"][0]["ARN"] = json!(resource);
+    event["detail"]["requestParameters"]["tags"] = tags
+        .iter()
+        .map(|(k, v)| json!({"tagKey": k, "tagValue": v}))
+        .collect();
+    event
+}
+
 struct Stack {
     env: Env,
     moto: Moto,
@@ -92,6 +107,7 @@ impl Stack {
             TagTriggerConfig {
                 tag_key: DEFAULT_TAG_KEY.into(),
                 mode,
+                allowed_principals: AllowedPrincipals::parse(KEY_ADMIN_ROLE).unwrap(),
             },
         )
     }
@@ -266,27 +282,13 @@ async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommissio
 
     let wrong = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "prod")];
     tag(env, &key, &wrong).await;
-    let outcome = trigger
-        .handle(&key_event(
-            "tag-change-kms-key-confirmed.json",
-            &arn,
-            &wrong,
-        ))
-        .await
-        .unwrap();
+    let outcome = trigger.handle(&api_call_event(&arn, &wrong)).await.unwrap();
     assert_eq!(refused(&outcome), "ConfirmationMismatch");
     assert!(stack.executions().await.is_empty());
 
     let right = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "Prod")];
     tag(env, &key, &right).await;
-    let outcome = trigger
-        .handle(&key_event(
-            "tag-change-kms-key-confirmed.json",
-            &arn,
-            &right,
-        ))
-        .await
-        .unwrap();
+    let outcome = trigger.handle(&api_call_event(&arn, &right)).await.unwrap();
     assert!(
         matches!(
             outcome,
@@ -299,11 +301,7 @@ async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommissio
     );
     tag(env, &second, &right).await;
     let again = trigger
-        .handle(&key_event(
-            "tag-change-kms-key.json",
-            &key_arn(env, &second).await,
-            &right,
-        ))
+        .handle(&api_call_event(&key_arn(env, &second).await, &right))
         .await
         .unwrap();
     assert!(
@@ -315,6 +313,10 @@ async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommissio
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].1["ConfirmCustomKeyStoreName"], "Prod");
     assert_eq!(executions[0].1["DryRun"], false);
+    assert_eq!(
+        executions[0].1["RequestedBy"],
+        "arn:aws:sts::123456789012:assumed-role/KeyAdmin/alice@example.com"
+    );
     assert_eq!(
         env.key_state(&key).await,
         "Enabled",

@@ -256,10 +256,39 @@ fn not_the_run(step: Step, execution: &str, reason: String) -> DecommissionError
     }
 }
 
-/// Whether `approver` names the requester (case and surrounding blanks ignored). A run without
-/// a requester cannot get this far: plan-decommission refuses it when it needs approval.
+/// Whether `approver` names the requester, case and surrounding blanks ignored. A principal ARN
+/// also names its user (`...:user/<path>/<name>`) or its role session (`...:assumed-role/<role>/
+/// <session>`), so a tagger `arn:aws:sts::1:assumed-role/KeyAdmin/alice@example.com` and an
+/// approver `alice@example.com` are one person. A run without a requester cannot get this far:
+/// plan-decommission refuses it when it needs approval.
 pub fn same_person(requester: Option<&str>, approver: &str) -> bool {
-    requester.is_some_and(|r| r.trim().eq_ignore_ascii_case(approver.trim()))
+    let Some(requester) = requester else {
+        return false;
+    };
+    let names = |who: &str| {
+        let who = who.trim().to_lowercase();
+        let short = principal_name(&who).map(str::to_owned);
+        std::iter::once(who).chain(short).collect::<Vec<String>>()
+    };
+    let approver_names = names(approver);
+    names(requester)
+        .iter()
+        .any(|name| approver_names.contains(name))
+}
+
+/// The user name or role session name an IAM or STS principal ARN ends with.
+fn principal_name(arn: &str) -> Option<&str> {
+    let parsed = crate::arn::Arn::parse(arn)?;
+    let name = match parsed.service {
+        "sts" => parsed
+            .resource
+            .strip_prefix("assumed-role/")?
+            .split('/')
+            .nth(1)?,
+        "iam" => parsed.resource.strip_prefix("user/")?.rsplit('/').next()?,
+        _ => return None,
+    };
+    (!name.is_empty()).then_some(name)
 }
 
 #[cfg(test)]
@@ -271,5 +300,26 @@ mod tests {
         assert!(same_person(Some("alice@example.com"), " Alice@Example.com"));
         assert!(!same_person(Some("alice@example.com"), "bob@example.com"));
         assert!(!same_person(None, "bob@example.com"));
+    }
+
+    #[test]
+    fn a_principal_arn_and_its_user_or_session_name_are_the_same_person() {
+        let session = "arn:aws:sts::111122223333:assumed-role/KeyAdmin/Alice@example.com";
+        assert!(same_person(Some(session), "alice@example.com"));
+        assert!(same_person(Some("alice@example.com"), session));
+        assert!(same_person(
+            Some(session),
+            "arn:aws:sts::111122223333:assumed-role/OtherRole/alice@example.com"
+        ));
+        assert!(same_person(
+            Some("arn:aws:iam::111122223333:user/ops/carol"),
+            "CAROL"
+        ));
+        assert!(!same_person(Some(session), "bob@example.com"));
+        assert!(!same_person(Some(session), "KeyAdmin"));
+        assert!(!same_person(
+            Some("arn:aws:iam::111122223333:role/KeyAdmin"),
+            "KeyAdmin"
+        ));
     }
 }

@@ -5,5 +5,7 @@
 //! See `docs/triggers.md` for the events, the request format, the signature and the SAM
 //! resources.
 
+pub mod status;
 pub mod tag;
+pub mod tagger;
 pub mod webhook;

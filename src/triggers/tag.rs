@@ -14,7 +14,15 @@
 //! A tag alone never starts an irreversible deletion. In `decommission` mode the same resource
 //! must also carry `DecommissionConfirmStoreName` whose value equals the store's name as
 //! DescribeCustomKeyStores shows it; without it a dry run starts (its input says how to
-//! confirm), with a different value nothing starts. The plan step checks the name again.
+//! confirm), with a different value nothing starts. The plan step checks the name again, and
+//! the run waits for a second person's approval (docs/approval.md).
+//!
+//! Who tagged ([`tagger`](crate::triggers::tagger)): in `decommission` mode only CloudTrail's
+//! `TagResource` API-call events count, because they name the caller; the caller must match
+//! `TAG_TRIGGER_ALLOWED_PRINCIPALS`, becomes the run's `RequestedBy`, and must set the trigger tag
+//! and the confirmation in one call. A tag by anyone else starts nothing and is reported
+//! (`TaggerNotAllowed`, a `TriggerRefused` status event). In `dry-run` mode the "Tag Change on
+//! Resource" events start dry runs (which change nothing) without naming anyone.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +44,10 @@ use crate::sfn::naming::tag_execution_name;
 use crate::sfn::RunMode;
 use crate::sfn::{ExecutionRequest, Executions, StartOutcome};
 use crate::store;
+use crate::triggers::status::StatusEvents;
+use crate::triggers::tagger::{
+    parse_tag_call, AllowedPrincipals, CalledResource, NotATagCall, Tagger, API_CALL_DETAIL_TYPE,
+};
 
 /// Default trigger tag key.
 pub const DEFAULT_TAG_KEY: &str = "DecommissionCustomKeyStore";
@@ -45,7 +57,7 @@ pub const CONFIRM_TAG_KEY: &str = "DecommissionConfirmStoreName";
 pub const TAG_KEY_ENV: &str = "TRIGGER_TAG_KEY";
 /// Environment variable choosing `dry-run` (default) or `decommission`.
 pub const MODE_ENV: &str = "TRIGGER_MODE";
-/// `RequestedBy` of executions the tag trigger starts.
+/// `RequestedBy` of dry runs started by a tag whose author the event does not name.
 pub const REQUESTED_BY: &str = "tag-trigger";
 /// How many tag-started executions of one store and mode the trigger walks through before it
 /// refuses (names are unique for 90 days).
@@ -62,6 +74,8 @@ pub struct TagTriggerConfig {
     pub tag_key: String,
     /// What a tag starts.
     pub mode: RunMode,
+    /// Who may start runs by tag (decommission mode).
+    pub allowed_principals: AllowedPrincipals,
 }
 
 impl TagTriggerConfig {
@@ -89,7 +103,12 @@ impl TagTriggerConfig {
                 })
             }
         };
-        Ok(Self { tag_key, mode })
+        let allowed_principals = AllowedPrincipals::from_env(&var)?;
+        Ok(Self {
+            tag_key,
+            mode,
+            allowed_principals,
+        })
     }
 }
 
@@ -119,15 +138,27 @@ impl TaggedResource {
     }
 }
 
-/// A parsed "Tag Change on Resource" event.
+/// Which event told of the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagEventKind {
+    /// "Tag Change on Resource": the resource's whole tag set, nobody named.
+    TagChange,
+    /// CloudTrail's `TagResource` API call: the call's tags and who called (if named).
+    ApiCall(Option<Tagger>),
+}
+
+/// A parsed tag change: a "Tag Change on Resource" event or a `TagResource` API-call event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagChange {
     /// What was tagged.
     pub resource: TaggedResource,
     /// Keys added, changed or removed by this change.
     pub changed_tag_keys: Vec<String>,
-    /// All tags after the change (removed keys are absent).
+    /// For a Tag Change event, all tags after the change (removed keys are absent); for an API
+    /// call, the tags that call set.
     pub tags: BTreeMap<String, String>,
+    /// Which event, and who tagged where it says.
+    pub kind: TagEventKind,
     /// Tag-set version (`3` or `3.0` on the wire).
     pub version: Option<f64>,
     /// When the change happened.
@@ -150,6 +181,11 @@ struct TagChangeDetail {
 pub fn parse_tag_change(event: &Value) -> Result<TagChange, NotStarted> {
     let envelope: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
         .map_err(|e| Refusal::MalformedEvent(format!("not an EventBridge event: {e}")))?;
+    if envelope.detail_type == API_CALL_DETAIL_TYPE
+        && matches!(envelope.source.as_str(), "aws.kms" | "aws.cloudhsm")
+    {
+        return parse_api_call(&envelope);
+    }
     if envelope.source != EVENT_SOURCE || envelope.detail_type != EVENT_DETAIL_TYPE {
         return Err(Ignored::NotATagChange {
             event_source: envelope.source,
@@ -194,8 +230,34 @@ pub fn parse_tag_change(event: &Value) -> Result<TagChange, NotStarted> {
         resource,
         changed_tag_keys: detail.changed_tag_keys,
         tags: detail.tags,
+        kind: TagEventKind::TagChange,
         version: detail.version.and_then(|v| v.as_f64()),
         time: envelope.time.map(|t| DateTime::from_secs(t.timestamp())),
+    })
+}
+
+/// A `TagResource` API-call event as a tag change (the keys it changed are the keys it set).
+fn parse_api_call(envelope: &EventBridgeEvent<Value>) -> Result<TagChange, NotStarted> {
+    let call = parse_tag_call(&envelope.source, &envelope.detail).map_err(|e| match e {
+        NotATagCall::OtherCall(name) => NotStarted::from(Ignored::NotATagCall { event_name: name }),
+        NotATagCall::Failed(code) => NotStarted::from(Ignored::TagCallFailed { error_code: code }),
+        NotATagCall::Malformed(why) => NotStarted::from(Refusal::MalformedEvent(why)),
+    })?;
+    let resource = match call.resource {
+        CalledResource::KmsKey { arn } => TaggedResource::KmsKey { arn },
+        CalledResource::CloudHsmCluster { arn, cluster_id } => {
+            TaggedResource::CloudHsmCluster { arn, cluster_id }
+        }
+    };
+    Ok(TagChange {
+        resource,
+        changed_tag_keys: call.tags.keys().cloned().collect(),
+        tags: call.tags,
+        kind: TagEventKind::ApiCall(call.tagger),
+        version: None,
+        time: call
+            .time
+            .or_else(|| envelope.time.map(|t| DateTime::from_secs(t.timestamp()))),
     })
 }
 
@@ -229,12 +291,31 @@ pub enum Ignored {
     /// The trigger tag was removed.
     #[error("the trigger tag was removed")]
     TriggerTagRemoved,
-    /// Only the confirmation tag changed, and the resource has no trigger tag.
-    #[error("the confirmation tag changed on a resource without the trigger tag")]
-    TriggerTagAbsent,
-    /// Only the confirmation tag changed, and it was removed.
-    #[error("the confirmation tag was removed")]
-    ConfirmationTagRemoved,
+    /// An API-call event of another API (UntagResource, ...).
+    #[error("API call {event_name} is not a TagResource call")]
+    NotATagCall {
+        /// `detail.eventName`.
+        event_name: String,
+    },
+    /// A `TagResource` call that failed: nothing was tagged.
+    #[error("the TagResource call failed ({error_code}): nothing was tagged")]
+    TagCallFailed {
+        /// `detail.errorCode`.
+        error_code: String,
+    },
+    /// Decommission mode and a "Tag Change on Resource" event, which does not say who tagged:
+    /// the `TagResource` API-call event of the same change decides.
+    #[error(
+        "in decommission mode only TagResource API-call events, which name who tagged, start runs"
+    )]
+    TaggerNotNamed,
+    /// Dry-run mode and an API-call event: the "Tag Change on Resource" event of the same
+    /// change starts the dry run.
+    #[error("in dry-run mode the Tag Change on Resource event of this change starts the dry run")]
+    ApiCallInDryRunMode,
+    /// A `TagResource` call set the confirmation tag without the trigger tag.
+    #[error("the call set the confirmation tag without the trigger tag: set both in one TagResource call")]
+    ConfirmationWithoutTrigger,
 }
 
 impl Ignored {
@@ -250,6 +331,22 @@ pub enum Refusal {
     /// The event is not shaped like a tag change.
     #[error("malformed event: {0}")]
     MalformedEvent(String),
+    /// The call that set the trigger tag names no caller ARN.
+    #[error(
+        "the TagResource call on {resource} names no caller: nobody can be held to have asked"
+    )]
+    TaggerUnknown {
+        /// The tagged resource.
+        resource: String,
+    },
+    /// The caller is not among `TAG_TRIGGER_ALLOWED_PRINCIPALS`.
+    #[error("{tagger} tagged {resource} but is not allowed to start runs by tag (TagTriggerAllowedPrincipals)")]
+    TaggerNotAllowed {
+        /// The caller's ARN.
+        tagger: String,
+        /// The tagged resource.
+        resource: String,
+    },
     /// The trigger tag's value is not a custom key store id.
     #[error("tag value {value:?} is not a custom key store id: {reason}")]
     InvalidTagValue {
@@ -412,12 +509,13 @@ impl fmt::Display for TagOutcome {
     }
 }
 
-/// The tag trigger: KMS for the checks, Step Functions to start.
+/// The tag trigger: KMS for the checks, Step Functions to start, EventBridge to report.
 #[derive(Debug, Clone)]
 pub struct TagTrigger {
     kms: Kms,
     executions: Executions,
     config: TagTriggerConfig,
+    status: Option<StatusEvents>,
 }
 
 impl TagTrigger {
@@ -427,7 +525,14 @@ impl TagTrigger {
             kms,
             executions,
             config,
+            status: None,
         }
+    }
+
+    /// The same trigger, publishing a `TriggerRefused` status event for every refusal.
+    pub fn with_status_events(mut self, status: StatusEvents) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Handles one EventBridge event. `Err` only for AWS failures worth a retry of the event.
@@ -436,15 +541,29 @@ impl TagTrigger {
             Ok(change) => self.decide(&change).await,
             Err(not_started) => Err(not_started.into()),
         };
-        match decided {
-            Ok(outcome) => Ok(outcome),
-            Err(Halt::NotStarted(NotStarted::Ignored(i))) => Ok(TagOutcome::Ignored(i)),
-            Err(Halt::NotStarted(NotStarted::Refused(r))) => Ok(TagOutcome::Refused(r)),
-            Err(Halt::Failed(e)) => Err(e),
+        let outcome = match decided {
+            Ok(outcome) => outcome,
+            Err(Halt::NotStarted(NotStarted::Ignored(i))) => TagOutcome::Ignored(i),
+            Err(Halt::NotStarted(NotStarted::Refused(r))) => TagOutcome::Refused(r),
+            Err(Halt::Failed(e)) => return Err(e),
+        };
+        if let (TagOutcome::Refused(refusal), Some(status)) = (&outcome, &self.status) {
+            status.trigger_refused(refusal_detail(refusal, event)).await;
         }
+        Ok(outcome)
     }
 
     async fn decide(&self, change: &TagChange) -> Result<TagOutcome, Halt> {
+        match (&change.kind, self.config.mode) {
+            (TagEventKind::TagChange, RunMode::Decommission) => {
+                return Err(Halt::from(Ignored::TaggerNotNamed))
+            }
+            (TagEventKind::ApiCall(_), RunMode::DryRun) => {
+                return Err(Halt::from(Ignored::ApiCallInDryRunMode))
+            }
+            _ => {}
+        }
+        let call_tags_only = matches!(change.kind, TagEventKind::ApiCall(_));
         let tag_key = self.config.tag_key.as_str();
         let watches_confirmation = self.config.mode == RunMode::Decommission;
         let trigger_changed = change.changed_tag_keys.iter().any(|k| k == tag_key);
@@ -453,16 +572,32 @@ impl TagTrigger {
         if !trigger_changed && !confirm_changed {
             return Err(Halt::from(Ignored::TriggerTagNotChanged));
         }
+        // Only API-call events (decommission mode) watch the confirmation tag, and they carry
+        // the call's own tags: without the trigger tag the call only confirmed.
         let Some(store) = change.tags.get(tag_key).cloned() else {
-            return Err(Halt::from(if trigger_changed {
-                Ignored::TriggerTagRemoved
+            return Err(Halt::from(if call_tags_only {
+                Ignored::ConfirmationWithoutTrigger
             } else {
-                Ignored::TriggerTagAbsent
+                Ignored::TriggerTagRemoved
             }));
         };
-        if !trigger_changed && !change.tags.contains_key(CONFIRM_TAG_KEY) {
-            return Err(Halt::from(Ignored::ConfirmationTagRemoved));
-        }
+        let requested_by = match &change.kind {
+            TagEventKind::TagChange => None,
+            TagEventKind::ApiCall(None) => {
+                return Err(Halt::from(Refusal::TaggerUnknown {
+                    resource: change.resource.arn().to_owned(),
+                }))
+            }
+            TagEventKind::ApiCall(Some(tagger)) => {
+                if !self.config.allowed_principals.allows(tagger) {
+                    return Err(Halt::from(Refusal::TaggerNotAllowed {
+                        tagger: tagger.arn.clone(),
+                        resource: change.resource.arn().to_owned(),
+                    }));
+                }
+                Some(tagger.arn.clone())
+            }
+        };
         if let Err(invalid) = validate_custom_key_store_id(&store) {
             let reason = invalid.to_string();
             return Err(Halt::from(Refusal::InvalidTagValue {
@@ -476,15 +611,23 @@ impl TagTrigger {
                 let Some(current) = self.current_tags(arn).await? else {
                     return Err(Halt::from(Refusal::KeyNotFound { key: arn.clone() }));
                 };
-                let still_same = current.get(tag_key) == Some(&store)
-                    && (!watches_confirmation
-                        || current.get(CONFIRM_TAG_KEY) == change.tags.get(CONFIRM_TAG_KEY));
-                if !still_same {
+                // A Tag Change event carries the whole tag set: the confirmation now must be the
+                // one it showed. An API call carries its own tags: the confirmation is the one
+                // this caller set (if any), and it must still be there.
+                let confirmed_in_event = change.tags.get(CONFIRM_TAG_KEY);
+                let confirmation_same = !watches_confirmation
+                    || (call_tags_only && confirmed_in_event.is_none())
+                    || current.get(CONFIRM_TAG_KEY) == confirmed_in_event;
+                if current.get(tag_key) != Some(&store) || !confirmation_same {
                     return Err(Halt::from(Refusal::TagsChangedSinceEvent {
                         resource: arn.clone(),
                     }));
                 }
-                current.get(CONFIRM_TAG_KEY).cloned()
+                if call_tags_only {
+                    confirmed_in_event.cloned()
+                } else {
+                    current.get(CONFIRM_TAG_KEY).cloned()
+                }
             }
             TaggedResource::CloudHsmCluster { .. } => change.tags.get(CONFIRM_TAG_KEY).cloned(),
         };
@@ -508,7 +651,12 @@ impl TagTrigger {
             RunMode::DryRun => (RunMode::DryRun, None),
             RunMode::Decommission => (RunMode::from_dry_run(confirmation.is_none()), confirmation),
         };
-        let input = self.execution_input(&store, mode, confirmation.as_deref());
+        let input = self.execution_input(
+            &store,
+            mode,
+            confirmation.as_deref(),
+            requested_by.as_deref(),
+        );
         let request = match DecommissionRequest::from_input(&input) {
             Ok(request) => request,
             Err(invalid) => return Err(Halt::from(Refusal::InvalidInput(invalid.to_string()))),
@@ -523,7 +671,13 @@ impl TagTrigger {
         self.start(&store, mode, input, change.time).await
     }
 
-    fn execution_input(&self, store: &str, mode: RunMode, confirmed_name: Option<&str>) -> Value {
+    fn execution_input(
+        &self,
+        store: &str,
+        mode: RunMode,
+        confirmed_name: Option<&str>,
+        requested_by: Option<&str>,
+    ) -> Value {
         let reason = match (mode, self.config.mode) {
             (RunMode::Decommission, _) => format!(
                 "Tag {}={store} confirmed by tag {CONFIRM_TAG_KEY}",
@@ -534,7 +688,7 @@ impl TagTrigger {
                 self.config.tag_key
             ),
             (RunMode::DryRun, RunMode::Decommission) => format!(
-                "Dry run from tag {}={store}: to decommission, also tag the same resource {CONFIRM_TAG_KEY}=<the store's name>",
+                "Dry run from tag {}={store}: to decommission, an allowed principal tags the same resource with it and {CONFIRM_TAG_KEY}=<the store's name> in one TagResource call",
                 self.config.tag_key
             ),
         };
@@ -542,7 +696,7 @@ impl TagTrigger {
         let mut input = json!({
             "CustomKeyStoreId": store,
             "DryRun": mode == RunMode::DryRun,
-            "RequestedBy": REQUESTED_BY,
+            "RequestedBy": requested_by.unwrap_or(REQUESTED_BY),
             "Reason": reason,
             // A run a tag starts always waits for approval (docs/approval.md).
             "Trigger": "tag",
@@ -664,16 +818,19 @@ impl TagTrigger {
 
 impl TagTrigger {
     /// The function: configuration from the environment ([`TagTriggerConfig::from_env`],
-    /// `STATE_MACHINE_ARN`, `CANCEL_STATE_MACHINE_ARN`), clients from `sdk`.
+    /// `STATE_MACHINE_ARN`, `CANCEL_STATE_MACHINE_ARN`, the status bus and source), clients from
+    /// `sdk`.
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok();
         let config = TagTriggerConfig::from_env(var)?;
         let executions = Executions::from_env(sdk, var)?;
+        let status = StatusEvents::from_env(sdk, var)?;
         Ok(Self::new(
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
             config,
-        ))
+        )
+        .with_status_events(status))
     }
 }
 
@@ -696,6 +853,22 @@ impl LambdaFunction for TagTrigger {
         }
         Ok(outcome.to_json())
     }
+}
+
+/// The `TriggerRefused` status event's detail: the refusal by name and what the event said of
+/// the resource and the caller (never the raw event).
+fn refusal_detail(refusal: &Refusal, event: &Value) -> Value {
+    let text = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
+    json!({
+        "Trigger": "tag",
+        "Error": refusal.name(),
+        "Message": refusal.to_string(),
+        "EventId": text("/id"),
+        "EventSource": text("/source"),
+        "DetailType": text("/detail-type"),
+        "TaggedBy": text("/detail/userIdentity/arn"),
+        "SourceIPAddress": text("/detail/sourceIPAddress"),
+    })
 }
 
 /// Why [`TagTrigger`] stops before an execution is started: the event is not for it, a check
@@ -781,6 +954,42 @@ mod tests {
         event(arn, "kms", "key", changed, tags)
     }
 
+    /// A role allowed to start runs by tag, and a session of it.
+    const ADMIN_ROLE: &str = "arn:aws:iam::123456789012:role/KeyAdmin";
+    const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/KeyAdmin/alice";
+    const MALLORY: &str = "arn:aws:iam::123456789012:user/mallory";
+
+    /// CloudTrail's TagResource API-call event for KMS key `arn`, called by `caller` (a session
+    /// of KeyAdmin when it is ALICE), as EventBridge delivers it.
+    fn key_call(arn: &str, tags: &[(&str, &str)], caller: Option<&str>) -> Value {
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"tagKey": k, "tagValue": v}))
+            .collect();
+        let identity = match caller {
+            Some(ALICE) => json!({"type": "AssumedRole", "arn": ALICE,
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": ADMIN_ROLE}}}),
+            Some(other) => json!({"type": "IAMUser", "arn": other}),
+            None => json!({"type": "AWSService", "invokedBy": "example.amazonaws.com"}),
+        };
+        json!({
+            "version": "0", "id": "6f1b0c1e-8b0e-4c9e-9d51-1c1f5b1c2d3e",
+            "detail-type": "AWS API Call via CloudTrail", "source": "aws.kms",
+            "account": "123456789012", "time": "2026-11-28T10:00:05Z", "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "userIdentity": identity,
+                "eventTime": "2026-11-28T10:00:00Z", "eventSource": "kms.amazonaws.com",
+                "eventName": "TagResource", "awsRegion": "us-east-1",
+                "sourceIPAddress": "192.0.2.7",
+                "requestParameters": {"keyId": arn, "tags": tags},
+                "responseElements": null,
+                "resources": [{"accountId": "123456789012", "type": "AWS::KMS::Key", "ARN": arn}],
+                "eventType": "AwsApiCall", "recipientAccountId": "123456789012"
+            }
+        })
+    }
+
     fn cluster_arn(id: &str) -> String {
         format!("arn:aws:cloudhsm:us-east-1:123456789012:cluster/{id}")
     }
@@ -809,6 +1018,7 @@ mod tests {
                 TagTriggerConfig {
                     tag_key: DEFAULT_TAG_KEY.into(),
                     mode,
+                    allowed_principals: AllowedPrincipals::parse(ADMIN_ROLE).unwrap(),
                 },
             )
         }
@@ -840,12 +1050,14 @@ mod tests {
             config,
             TagTriggerConfig {
                 tag_key: DEFAULT_TAG_KEY.into(),
-                mode: RunMode::DryRun
+                mode: RunMode::DryRun,
+                allowed_principals: AllowedPrincipals::default(),
             }
         );
         let custom = TagTriggerConfig::from_env(|v| match v {
             TAG_KEY_ENV => Some("RetireStore".into()),
             MODE_ENV => Some("decommission".into()),
+            "TAG_TRIGGER_ALLOWED_PRINCIPALS" => Some(ADMIN_ROLE.into()),
             _ => None,
         })
         .unwrap();
@@ -853,9 +1065,14 @@ mod tests {
             custom,
             TagTriggerConfig {
                 tag_key: "RetireStore".into(),
-                mode: RunMode::Decommission
+                mode: RunMode::Decommission,
+                allowed_principals: AllowedPrincipals::parse(ADMIN_ROLE).unwrap(),
             }
         );
+        assert!(TagTriggerConfig::from_env(
+            |v| (v == "TAG_TRIGGER_ALLOWED_PRINCIPALS").then(|| "alice".into())
+        )
+        .is_err());
         assert!(TagTriggerConfig::from_env(|v| (v == MODE_ENV).then(|| "yes".into())).is_err());
         assert!(
             TagTriggerConfig::from_env(|v| (v == TAG_KEY_ENV).then(|| CONFIRM_TAG_KEY.into()))
@@ -1051,7 +1268,7 @@ mod tests {
             .kms
             .key("theirs", Some(OTHER_STORE), &[(DEFAULT_TAG_KEY, STORE)]);
         let outcome = w
-            .trigger(RunMode::Decommission)
+            .trigger(RunMode::DryRun)
             .handle(&key_event(
                 &key,
                 &[DEFAULT_TAG_KEY],
@@ -1104,13 +1321,13 @@ mod tests {
     async fn a_removed_or_unrelated_tag_starts_nothing() {
         let w = World::new();
         let key = w.kms.key("k1", Some(STORE), &[]);
-        let trigger = w.trigger(RunMode::Decommission);
-        let removed = trigger
+        let dry = w.trigger(RunMode::DryRun);
+        let removed = dry
             .handle(&key_event(&key, &[DEFAULT_TAG_KEY], &[("Owner", "alice")]))
             .await
             .unwrap();
         assert_eq!(ignored(removed), Ignored::TriggerTagRemoved);
-        let other = trigger
+        let other = dry
             .handle(&key_event(
                 &key,
                 &["Owner"],
@@ -1119,26 +1336,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ignored(other), Ignored::TriggerTagNotChanged);
-        let confirm_removed = trigger
-            .handle(&key_event(
-                &key,
-                &[CONFIRM_TAG_KEY],
-                &[(DEFAULT_TAG_KEY, STORE)],
-            ))
-            .await
-            .unwrap();
-        assert_eq!(ignored(confirm_removed), Ignored::ConfirmationTagRemoved);
-        let confirm_alone = trigger
-            .handle(&key_event(
-                &key,
-                &[CONFIRM_TAG_KEY],
-                &[(CONFIRM_TAG_KEY, STORE_NAME)],
-            ))
-            .await
-            .unwrap();
-        assert_eq!(ignored(confirm_alone), Ignored::TriggerTagAbsent);
         // In dry-run mode the confirmation tag is not watched at all.
-        let dry = w.trigger(RunMode::DryRun);
         let confirm_dry = dry
             .handle(&key_event(
                 &key,
@@ -1148,23 +1346,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ignored(confirm_dry), Ignored::TriggerTagNotChanged);
+        // In decommission mode, a call that sets other tags, or only the confirmation.
+        let decommission = w.trigger(RunMode::Decommission);
+        let other = decommission
+            .handle(&key_call(&key, &[("Owner", "bob")], Some(ALICE)))
+            .await
+            .unwrap();
+        assert_eq!(ignored(other), Ignored::TriggerTagNotChanged);
+        let confirm_alone = decommission
+            .handle(&key_call(
+                &key,
+                &[(CONFIRM_TAG_KEY, STORE_NAME)],
+                Some(ALICE),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(confirm_alone), Ignored::ConfirmationWithoutTrigger);
         assert_eq!(w.kms.call_count(), 0);
         w.nothing_started();
     }
 
     #[tokio::test]
-    async fn decommission_mode_needs_the_confirmation_tag() {
+    async fn decommission_mode_needs_the_confirmation_tag_set_by_an_allowed_principal() {
         let w = World::new();
         let trigger = w.trigger(RunMode::Decommission);
 
-        // Without confirmation: a dry run that says how to confirm.
+        // Without confirmation: a dry run that says how to confirm, requested by the caller.
         let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
         let outcome = trigger
-            .handle(&key_event(
-                &key,
-                &[DEFAULT_TAG_KEY],
-                &[(DEFAULT_TAG_KEY, STORE)],
-            ))
+            .handle(&key_call(&key, &[(DEFAULT_TAG_KEY, STORE)], Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1179,6 +1389,7 @@ mod tests {
         );
         let dry = w.sfn.get("tag-dryrun-cks-1234567890abcdef0-1").unwrap();
         assert!(dry.input.contains(CONFIRM_TAG_KEY), "{}", dry.input);
+        assert!(dry.input.contains(ALICE), "{}", dry.input);
 
         // A wrong name: nothing.
         let wrong = [
@@ -1187,7 +1398,7 @@ mod tests {
         ];
         let key2 = w.kms.key("k2", Some(STORE), &wrong);
         let outcome = trigger
-            .handle(&key_event(&key2, &[CONFIRM_TAG_KEY], &wrong))
+            .handle(&key_call(&key2, &wrong, Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(
@@ -1199,11 +1410,19 @@ mod tests {
         );
         assert_eq!(w.sfn.count(Some("StartExecution")), 1);
 
-        // The store's exact name: the real decommission, confirmed by name in its input.
+        // The confirmation alone, in a later call: not a request (both go in one call).
         let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
         let key3 = w.kms.key("k3", Some(STORE), &right);
+        let alone = trigger
+            .handle(&key_call(&key3, &right[1..], Some(ALICE)))
+            .await
+            .unwrap();
+        assert_eq!(ignored(alone), Ignored::ConfirmationWithoutTrigger);
+
+        // Both in one call with the store's exact name: the real decommission, confirmed by
+        // name and requested by the caller in its input.
         let outcome = trigger
-            .handle(&key_event(&key3, &[CONFIRM_TAG_KEY], &right))
+            .handle(&key_call(&key3, &right, Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1225,15 +1444,13 @@ mod tests {
         .unwrap();
         assert_eq!(real["DryRun"], false);
         assert_eq!(real["ConfirmCustomKeyStoreName"], STORE_NAME);
+        assert_eq!(real["RequestedBy"], ALICE);
+        assert_eq!(real["Trigger"], "tag");
 
         // Another key confirmed the same way: the running decommission comes back.
         let key4 = w.kms.key("k4", Some(STORE), &right);
         let again = trigger
-            .handle(&key_event(
-                &key4,
-                &[DEFAULT_TAG_KEY, CONFIRM_TAG_KEY],
-                &right,
-            ))
+            .handle(&key_call(&key4, &right, Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1244,6 +1461,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tag_by_anyone_not_allowed_or_not_named_starts_nothing_and_asks_kms_nothing() {
+        let w = World::new();
+        let trigger = w.trigger(RunMode::Decommission);
+        let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
+        let key = w.kms.key("k1", Some(STORE), &right);
+        let calls_before = w.kms.call_count();
+
+        let outcome = trigger
+            .handle(&key_call(&key, &right, Some(MALLORY)))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(outcome),
+            Refusal::TaggerNotAllowed {
+                tagger: MALLORY.into(),
+                resource: key.clone()
+            }
+        );
+        // A session of another role whose name starts the same way is not the allowed role.
+        let lookalike = "arn:aws:sts::123456789012:assumed-role/KeyAdminX/alice";
+        let outcome = trigger
+            .handle(&key_call(&key, &right, Some(lookalike)))
+            .await
+            .unwrap();
+        assert_eq!(refusal(outcome).name(), "TaggerNotAllowed");
+        let outcome = trigger.handle(&key_call(&key, &right, None)).await.unwrap();
+        assert_eq!(
+            refusal(outcome),
+            Refusal::TaggerUnknown {
+                resource: key.clone()
+            }
+        );
+        // The Tag Change event of the same change names nobody: ignored in this mode.
+        let outcome = trigger
+            .handle(&key_event(
+                &key,
+                &[DEFAULT_TAG_KEY, CONFIRM_TAG_KEY],
+                &right,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(ignored(outcome), Ignored::TaggerNotNamed);
+        // A failed call tagged nothing; an untag is not a request.
+        let mut failed = key_call(&key, &right, Some(ALICE));
+        failed["detail"]["errorCode"] = json!("AccessDeniedException");
+        assert_eq!(
+            ignored(trigger.handle(&failed).await.unwrap()).name(),
+            "TagCallFailed"
+        );
+        let mut untag = key_call(&key, &right, Some(ALICE));
+        untag["detail"]["eventName"] = json!("UntagResource");
+        assert_eq!(
+            ignored(trigger.handle(&untag).await.unwrap()).name(),
+            "NotATagCall"
+        );
+        assert_eq!(w.kms.call_count(), calls_before, "KMS was not asked");
+        w.nothing_started();
+
+        // In dry-run mode the Tag Change event starts the dry run; the API call is ignored.
+        let outcome = w
+            .trigger(RunMode::DryRun)
+            .handle(&key_call(&key, &right, Some(ALICE)))
+            .await
+            .unwrap();
+        assert_eq!(ignored(outcome), Ignored::ApiCallInDryRunMode);
+        w.nothing_started();
+    }
+
+    #[tokio::test]
     async fn an_empty_confirmation_tag_starts_nothing_even_for_an_unnamed_store() {
         let w = World::new();
         w.kms.store(STORE, "", None);
@@ -1251,7 +1537,7 @@ mod tests {
         let key = w.kms.key("k1", Some(STORE), &tags);
         let outcome = w
             .trigger(RunMode::Decommission)
-            .handle(&key_event(&key, &[DEFAULT_TAG_KEY], &tags))
+            .handle(&key_call(&key, &tags, Some(ALICE)))
             .await
             .unwrap();
         let refused = refusal(outcome);

@@ -194,9 +194,14 @@ def test_tags_not_meant_for_a_decommission_start_nothing_and_change_nothing(trig
     # Not a tag change at all.
     not_a_tag = trigger_event("tag-change-kms-key.json") | {
         "source": "aws.kms",
-        "detail-type": "AWS API Call via CloudTrail",
+        "detail-type": "KMS CMK Rotation",
     }
     cases["another event"] = (not_a_tag, ("Ignored", "NotATagChange"))
+    # A TagResource API-call event: in dry-run mode the Tag Change event of the same tag decides.
+    cases["API-call event in dry-run mode"] = (
+        trigger_event("api-call-tag-resource-kms-key.json"),
+        ("Ignored", "ApiCallInDryRunMode"),
+    )
     machines = [e2e.state_machine_arn, trigger_stack.cancel_state_machine_arn]
     executions_before = execution_count(e2e.sfn, machines)
     before = kms_state(e2e)

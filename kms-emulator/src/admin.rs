@@ -1,5 +1,6 @@
 //! The admin API under `/_emulator/` for tests, benchmarks and rehearsals (a public contract,
-//! documented in docs/emulator.md).
+//! documented in docs/emulator.md; caller identities and CloudTrail records in
+//! kms-emulator/CLOUDTRAIL.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,14 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::cloudtrail;
 use crate::config::ConfigPatch;
 use crate::faults::FaultRequest;
+use crate::identity::{self, Identity, Principal};
 use crate::model::{ConnectionState, CONNECTION_ERROR_CODES};
 use crate::ops::Operation;
 use crate::server::Shared;
@@ -29,13 +32,16 @@ pub enum AdminError {
     /// No custom key store has this id.
     #[error("custom key store '{0}' does not exist")]
     StoreNotFound(String),
+    /// No identity has this access key id.
+    #[error("no identity has access key id '{0}'")]
+    IdentityNotFound(String),
 }
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let status = match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::StoreNotFound(_) => StatusCode::NOT_FOUND,
+            Self::StoreNotFound(_) | Self::IdentityNotFound(_) => StatusCode::NOT_FOUND,
         };
         (status, Json(json!({"error": self.to_string()}))).into_response()
     }
@@ -71,6 +77,15 @@ pub fn routes() -> Router<Arc<Shared>> {
             post(set_connection_failure).delete(clear_connection_failure),
         )
         .route("/_emulator/calls", get(list_calls).delete(clear_calls))
+        .route(
+            "/_emulator/identities",
+            get(list_identities).delete(clear_identities),
+        )
+        .route(
+            "/_emulator/identities/{access_key_id}",
+            put(put_identity).get(get_identity).delete(delete_identity),
+        )
+        .route("/_emulator/cloudtrail", get(list_trail).delete(clear_trail))
 }
 
 async fn reset(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
@@ -139,7 +154,9 @@ async fn add_fault(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Ad
     let mut state = shared.lock();
     state
         .faults
-        .add(&request, |op| Operation::from_name(op).is_some())
+        .add(&request, |op| {
+            Operation::from_name(op).is_some() || op == cloudtrail::LOOKUP_EVENTS
+        })
         .map_err(AdminError::BadRequest)?;
     Ok(Json(json!(state.faults)))
 }
@@ -294,4 +311,112 @@ async fn list_calls(
 async fn clear_calls(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
     shared.lock().calls.clear();
     Ok(Json(json!({"calls": []})))
+}
+
+fn identity_json(access_key_id: &str, identity: &Identity) -> Value {
+    json!({
+        "AccessKeyId": access_key_id,
+        "Arn": identity.principal.arn(),
+        "userIdentity": identity.principal.user_identity(
+            Some(access_key_id),
+            &cloudtrail::iso8601(identity.since.floor() as i64),
+        ),
+    })
+}
+
+async fn list_identities(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
+    let state = shared.lock();
+    let identities: Vec<Value> = state
+        .identities
+        .iter()
+        .map(|(id, identity)| identity_json(id, identity))
+        .collect();
+    let (default, _) = state.principal_for(None);
+    Ok(Json(json!({
+        "identities": identities,
+        "default": {"Arn": default.arn()},
+        "unknown_access_keys": format!("arn:aws:iam::{}:user/<AccessKeyId>", state.config.account_id),
+    })))
+}
+
+async fn clear_identities(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
+    shared.lock().identities.clear();
+    Ok(Json(json!({"identities": []})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityRequest {
+    #[serde(rename = "Arn")]
+    arn: Option<String>,
+}
+
+async fn put_identity(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(access_key_id): Path<String>,
+    body: Bytes,
+) -> AdminResult {
+    identity::check_access_key_id(&access_key_id).map_err(AdminError::BadRequest)?;
+    let request: IdentityRequest = parse_body(&body)?;
+    let arn = request
+        .arn
+        .ok_or_else(|| AdminError::BadRequest("Arn is required".into()))?;
+    let principal = Principal::parse(&arn).map_err(AdminError::BadRequest)?;
+    let mut state = shared.lock();
+    let identity = Identity {
+        principal,
+        since: state.now(),
+    };
+    let answer = identity_json(&access_key_id, &identity);
+    state.identities.insert(access_key_id, identity);
+    Ok(Json(answer))
+}
+
+async fn get_identity(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(access_key_id): Path<String>,
+) -> AdminResult {
+    let state = shared.lock();
+    let identity = state
+        .identities
+        .get(&access_key_id)
+        .ok_or_else(|| AdminError::IdentityNotFound(access_key_id.clone()))?;
+    Ok(Json(identity_json(&access_key_id, identity)))
+}
+
+async fn delete_identity(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(access_key_id): Path<String>,
+) -> AdminResult {
+    let mut state = shared.lock();
+    let identity = state
+        .identities
+        .remove(&access_key_id)
+        .ok_or_else(|| AdminError::IdentityNotFound(access_key_id.clone()))?;
+    Ok(Json(identity_json(&access_key_id, &identity)))
+}
+
+async fn list_trail(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
+    let state = shared.lock();
+    let window = state.trail_window();
+    let events: Vec<Value> = state
+        .trail
+        .events()
+        .filter(|event| event.time >= window.oldest)
+        .map(|event| {
+            json!({
+                "seq": event.seq,
+                "delivered": event.time <= window.delivered_until,
+                "record": event.record(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"events": events, "dropped": state.trail.dropped()}),
+    ))
+}
+
+async fn clear_trail(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
+    shared.lock().trail.clear();
+    Ok(Json(json!({"events": []})))
 }

@@ -1,6 +1,10 @@
 //! Emulator settings: time scale, delays, quotas, identity.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::identity::{check_access_key_id, Principal};
 
 /// Emulated seconds in one day.
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
@@ -34,6 +38,14 @@ pub struct EmulatorConfig {
     /// `None`: tracking covers every key since its creation.
     #[serde(default)]
     pub tracking_start_date: Option<f64>,
+    /// Emulated seconds between a KMS call and its CloudTrail record becoming visible to
+    /// LookupEvents (real CloudTrail: about 5 minutes on average, no documented bound). Default 0.
+    #[serde(default)]
+    pub cloudtrail_delivery_delay: f64,
+    /// Access key id -> principal ARN (IAM user, assumed-role session or root) of the callers,
+    /// for CloudTrail's `userIdentity`. Seeded at start and after reset; the admin API adds more.
+    #[serde(default)]
+    pub identities: BTreeMap<String, String>,
 }
 
 impl Default for EmulatorConfig {
@@ -50,6 +62,8 @@ impl Default for EmulatorConfig {
             region: "us-east-1".to_string(),
             aws_managed_keys: 3,
             tracking_start_date: None,
+            cloudtrail_delivery_delay: 0.0,
+            identities: BTreeMap::new(),
         }
     }
 }
@@ -78,6 +92,7 @@ impl EmulatorConfig {
             ("cloudhsm_connect_minutes", self.cloudhsm_connect_minutes),
             ("xks_connect_minutes", self.xks_connect_minutes),
             ("disconnect_minutes", self.disconnect_minutes),
+            ("cloudtrail_delivery_delay", self.cloudtrail_delivery_delay),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(format!("{name} must be a non-negative number"));
@@ -104,6 +119,10 @@ impl EmulatorConfig {
         }
         if self.aws_managed_keys > 1000 {
             return Err("aws_managed_keys must be at most 1000".into());
+        }
+        for (access_key_id, arn) in &self.identities {
+            check_access_key_id(access_key_id).map_err(|e| format!("identities: {e}"))?;
+            Principal::parse(arn).map_err(|e| format!("identities: {e}"))?;
         }
         Ok(())
     }
@@ -136,6 +155,12 @@ pub struct ConfigPatch {
     /// See [`EmulatorConfig::tracking_start_date`]; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     pub tracking_start_date: Option<Option<f64>>,
+    /// See [`EmulatorConfig::cloudtrail_delivery_delay`].
+    pub cloudtrail_delivery_delay: Option<f64>,
+    /// See [`EmulatorConfig::identities`]: the seeded identities, in force from the next reset
+    /// (the admin API's `/_emulator/identities` changes the live ones). Accepted so that the
+    /// configuration read back can be written again.
+    pub identities: Option<BTreeMap<String, String>>,
 }
 
 /// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
@@ -161,7 +186,9 @@ impl ConfigPatch {
             account_id,
             region,
             aws_managed_keys,
-            tracking_start_date
+            tracking_start_date,
+            cloudtrail_delivery_delay,
+            identities
         );
         next.validate()?;
         Ok(next)
@@ -202,5 +229,40 @@ mod tests {
             patch.apply_to(&with_date).unwrap().tracking_start_date,
             Some(5.0)
         );
+        let delay: ConfigPatch =
+            serde_json::from_str(r#"{"cloudtrail_delivery_delay": 300}"#).unwrap();
+        assert_eq!(
+            delay.apply_to(&base).unwrap().cloudtrail_delivery_delay,
+            300.0
+        );
+        let negative: ConfigPatch =
+            serde_json::from_str(r#"{"cloudtrail_delivery_delay": -1}"#).unwrap();
+        assert!(negative
+            .apply_to(&base)
+            .unwrap_err()
+            .contains("cloudtrail_delivery_delay"));
+        // The configuration read back is a valid patch (the e2e fixture restores it so).
+        let read_back: ConfigPatch =
+            serde_json::from_value(serde_json::to_value(&base).unwrap()).unwrap();
+        assert_eq!(read_back.apply_to(&base).unwrap(), base);
+    }
+
+    #[test]
+    fn identities_are_validated() {
+        let mut config = EmulatorConfig::fast();
+        config.identities.insert(
+            "AKIAPAYMENTS".into(),
+            "arn:aws:iam::111122223333:user/payments-app".into(),
+        );
+        assert!(config.validate().is_ok());
+        config
+            .identities
+            .insert("AKIABAD".into(), "arn:aws:iam::111122223333:group/x".into());
+        assert!(config.validate().unwrap_err().contains("identities"));
+        let mut config = EmulatorConfig::fast();
+        config
+            .identities
+            .insert("bad key!".into(), "arn:aws:iam::111122223333:root".into());
+        assert!(config.validate().unwrap_err().contains("identities"));
     }
 }

@@ -16,7 +16,8 @@ pub const INJECTABLE_ERRORS: [&str; 3] = [
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
-    /// An operation name (e.g. `ScheduleKeyDeletion`) or `*`.
+    /// An operation name (e.g. `ScheduleKeyDeletion`, or CloudTrail's `LookupEvents`) or `*`
+    /// (every KMS operation; not LookupEvents).
     pub operation: Option<String>,
     /// One of [`INJECTABLE_ERRORS`].
     pub error: Option<String>,
@@ -24,7 +25,8 @@ pub struct FaultRequest {
     pub count: Option<u64>,
     /// Fail each matching call with this probability (0-1).
     pub probability: Option<f64>,
-    /// Milliseconds of latency added to every KMS call (replaces the previous value).
+    /// Milliseconds of latency added to every call, LookupEvents included (replaces the
+    /// previous value).
     pub latency_ms: Option<u64>,
 }
 
@@ -123,12 +125,23 @@ impl Faults {
         Ok(())
     }
 
-    /// The injected error for a call of `operation`, if a rule fires.
+    /// The injected error for a KMS call of `operation`, if a rule (for it or `*`) fires.
     pub fn check(&mut self, operation: &str) -> Option<KmsError> {
+        self.fire(operation, true)
+    }
+
+    /// The injected error for a call of `operation` if a rule naming it fires; `*` rules are
+    /// not consulted (they cover KMS operations only, not CloudTrail's LookupEvents).
+    pub fn check_named(&mut self, operation: &str) -> Option<KmsError> {
+        self.fire(operation, false)
+    }
+
+    fn fire(&mut self, operation: &str, wildcard: bool) -> Option<KmsError> {
         let mut rng = rand::rng();
         let mut fired = None;
         for (i, rule) in self.rules.iter_mut().enumerate() {
-            if rule.operation != "*" && rule.operation != operation {
+            let matches = rule.operation == operation || (wildcard && rule.operation == "*");
+            if !matches {
                 continue;
             }
             if let Some(remaining) = rule.remaining.as_mut() {
@@ -170,6 +183,27 @@ mod tests {
         assert_eq!(f.check("ListKeys").unwrap().code, ErrorCode::KmsInternal);
         assert!(f.check("ListKeys").is_none());
         assert!(f.rules.is_empty());
+    }
+
+    #[test]
+    fn wildcards_do_not_reach_named_only_checks() {
+        let mut f = Faults::default();
+        f.add(
+            &request(r#"{"operation":"*","error":"KMSInternalException","count":1}"#),
+            |_| true,
+        )
+        .unwrap();
+        assert!(f.check_named("LookupEvents").is_none());
+        f.add(
+            &request(r#"{"operation":"LookupEvents","error":"ThrottlingException","count":1}"#),
+            |_| true,
+        )
+        .unwrap();
+        assert_eq!(
+            f.check_named("LookupEvents").unwrap().code,
+            ErrorCode::Throttling
+        );
+        assert_eq!(f.check("ListKeys").unwrap().code, ErrorCode::KmsInternal);
     }
 
     #[test]

@@ -50,6 +50,31 @@ struct Args {
     /// Epoch seconds from which GetKeyLastUsage tracks use (default: every key since creation).
     #[arg(long, env = "KMS_EMULATOR_TRACKING_START_DATE")]
     tracking_start_date: Option<f64>,
+    /// Emulated seconds before a call's CloudTrail record is visible to LookupEvents (real
+    /// CloudTrail: about 5 minutes on average).
+    #[arg(
+        long,
+        env = "KMS_EMULATOR_CLOUDTRAIL_DELIVERY_DELAY",
+        default_value_t = 0.0
+    )]
+    cloudtrail_delivery_delay: f64,
+    /// A caller identity for CloudTrail, ACCESS_KEY_ID=PRINCIPAL_ARN (repeatable; the variable
+    /// takes a comma-separated list), e.g.
+    /// AKIAPAYMENTS=arn:aws:iam::111122223333:user/payments-app.
+    #[arg(
+        long = "identity",
+        env = "KMS_EMULATOR_IDENTITIES",
+        value_delimiter = ',',
+        value_parser = parse_identity
+    )]
+    identities: Vec<(String, String)>,
+}
+
+fn parse_identity(s: &str) -> Result<(String, String), String> {
+    let (key, arn) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ACCESS_KEY_ID=PRINCIPAL_ARN"))?;
+    Ok((key.trim().to_string(), arn.trim().to_string()))
 }
 
 async fn shutdown_signal() {
@@ -95,6 +120,8 @@ async fn main() -> std::process::ExitCode {
         region: args.region,
         aws_managed_keys: args.aws_managed_keys,
         tracking_start_date: args.tracking_start_date,
+        cloudtrail_delivery_delay: args.cloudtrail_delivery_delay,
+        identities: args.identities.into_iter().collect(),
     };
     if let Err(e) = config.validate() {
         eprintln!("kms-emulator: invalid settings: {e}");

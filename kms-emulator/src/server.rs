@@ -1,21 +1,23 @@
-//! The HTTP server: the KMS endpoint (`POST /`), the admin API, and in-process start/stop.
+//! The HTTP server: the KMS and CloudTrail LookupEvents endpoint (`POST /`), the admin API, and
+//! in-process start/stop.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State as AxumState;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, State as AxumState};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::cloudtrail::{self, Caller};
 use crate::config::EmulatorConfig;
-use crate::dispatch::handle_call;
+use crate::dispatch::{handle_call, handle_cloudtrail_call};
 use crate::error::{ErrorCode, KmsError};
 use crate::ops::RequestContext;
 use crate::state::State;
@@ -58,12 +60,37 @@ fn error_response(error: &KmsError, request_id: &str) -> Response {
     )
 }
 
-async fn kms(
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The caller of a request: its access key id, source IP (the first `X-Forwarded-For` entry if
+/// it is an IP address, else the peer) and user agent.
+fn caller(headers: &HeaderMap, extensions: &Extensions) -> Caller {
+    let forwarded = header_str(headers, "x-forwarded-for")
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse::<IpAddr>().ok());
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let source_ip = forwarded
+        .or(peer)
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    Caller {
+        access_key_id: crate::identity::access_key_id(header_str(headers, header::AUTHORIZATION)),
+        source_ip,
+        user_agent: header_str(headers, header::USER_AGENT).map(String::from),
+    }
+}
+
+async fn api(
     AxumState(shared): AxumState<Arc<Shared>>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let ctx = RequestContext::new(caller(&headers, &extensions));
     let latency_ms = {
         let state = shared.lock();
         state
@@ -74,10 +101,25 @@ async fn kms(
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-    };
+    let target = header_str(&headers, "x-amz-target");
+    if let Some(operation) = target.and_then(cloudtrail::operation_name) {
+        let result = {
+            let mut state = shared.lock();
+            state.settle();
+            handle_cloudtrail_call(&mut state, operation, &body)
+        };
+        return match result {
+            Ok(answer) => respond(200, &ctx.request_id, Some(answer.to_string())),
+            Err(error) => {
+                tracing::debug!(operation, error = %error, "cloudtrail error");
+                respond(
+                    error.status,
+                    &ctx.request_id,
+                    Some(error.body().to_string()),
+                )
+            }
+        };
+    }
     let result = {
         let mut state = shared.lock();
         state.settle();
@@ -86,11 +128,11 @@ async fn kms(
     match result {
         Ok(outcome) => {
             tracing::debug!(target = target.unwrap_or(""), "ok");
-            respond(200, &request_id, outcome.body.map(|b| b.to_string()))
+            respond(200, &ctx.request_id, outcome.body.map(|b| b.to_string()))
         }
         Err(error) => {
             tracing::debug!(target = target.unwrap_or(""), error = %error, "error");
-            error_response(&error, &request_id)
+            error_response(&error, &ctx.request_id)
         }
     }
 }
@@ -98,7 +140,7 @@ async fn kms(
 fn misrouted(status: StatusCode) -> Response {
     let error = KmsError::new(
         ErrorCode::UnknownOperation,
-        "KMS requests are POST / with X-Amz-Target: TrentService.<Operation>; the admin API is under /_emulator/",
+        "KMS requests are POST / with X-Amz-Target: TrentService.<Operation> (CloudTrail: CloudTrail_20131101.LookupEvents); the admin API is under /_emulator/",
     );
     let mut response = error_response(&error, &uuid::Uuid::new_v4().to_string());
     *response.status_mut() = status;
@@ -113,13 +155,15 @@ async fn method_not_allowed() -> Response {
     misrouted(StatusCode::METHOD_NOT_ALLOWED)
 }
 
-/// The whole application: KMS endpoint and admin API over one shared state.
+/// The whole application: KMS and CloudTrail endpoint and admin API over one shared state. Serve
+/// it with `into_make_service_with_connect_info::<SocketAddr>()` so CloudTrail records carry the
+/// peer address (else `127.0.0.1`).
 pub fn router(config: EmulatorConfig) -> Router {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(config)),
     });
     Router::new()
-        .route("/", post(kms).fallback(method_not_allowed))
+        .route("/", post(api).fallback(method_not_allowed))
         .merge(crate::admin::routes())
         .fallback(not_found)
         .with_state(shared)
@@ -138,9 +182,12 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     check_config(&config)?;
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(config).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves the emulator on `listener` forever.

@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::calls::CallLog;
+use crate::cloudtrail::{self, Trail, Window};
 use crate::config::EmulatorConfig;
 use crate::error::{ErrorCode, KmsError};
 use crate::faults::Faults;
+use crate::identity::{Identity, Principal, DEFAULT_USER_NAME};
 use crate::ids::{self, KeyRef};
 use crate::model::{ConnectionState, Key, KeyState, Store, StoreType};
 use crate::quotas::Quotas;
@@ -89,6 +91,10 @@ pub struct State {
     pub faults: Faults,
     /// Every KMS call received.
     pub calls: CallLog,
+    /// The CloudTrail records of KMS calls.
+    pub trail: Trail,
+    /// Access key id -> principal, for CloudTrail's `userIdentity`.
+    pub identities: BTreeMap<String, Identity>,
 }
 
 /// Random symmetric key material.
@@ -115,13 +121,32 @@ impl State {
             quotas: Quotas::default(),
             faults: Faults::default(),
             calls: CallLog::default(),
+            trail: Trail::default(),
+            identities: BTreeMap::new(),
         };
+        let now = state.now();
+        state.identities = state
+            .config
+            .identities
+            .iter()
+            .filter_map(|(access_key_id, arn)| {
+                let principal = Principal::parse(arn).ok()?;
+                Some((
+                    access_key_id.clone(),
+                    Identity {
+                        principal,
+                        since: now,
+                    },
+                ))
+            })
+            .collect();
         state.seed_aws_managed_keys();
         state
     }
 
-    /// Empties everything (stores, keys, aliases, faults, call log, clock offset) and re-seeds the
-    /// AWS managed keys. The configuration stays.
+    /// Empties everything (stores, keys, aliases, faults, call log, CloudTrail records, identities
+    /// added through the admin API, clock offset) and re-seeds the AWS managed keys and the
+    /// configured identities. The configuration stays.
     pub fn reset(&mut self) {
         *self = Self::new(self.config.clone());
     }
@@ -199,6 +224,29 @@ impl State {
     /// How long (wall seconds) a disconnect stays DISCONNECTING.
     pub fn disconnect_delay(&self) -> f64 {
         self.scaled(self.config.disconnect_minutes * 60.0)
+    }
+
+    /// The principal of a caller's access key id (see [`crate::identity`]) and when its entry
+    /// was made.
+    pub fn principal_for(&self, access_key_id: Option<&str>) -> (Principal, f64) {
+        let account = &self.config.account_id;
+        match access_key_id {
+            Some(id) => match self.identities.get(id) {
+                Some(identity) => (identity.principal.clone(), identity.since),
+                None => (Principal::iam_user(account, id), self.now()),
+            },
+            None => (Principal::iam_user(account, DEFAULT_USER_NAME), self.now()),
+        }
+    }
+
+    /// What LookupEvents can see now: records delivered after the CloudTrail delivery delay and
+    /// not past the 90-day retention.
+    pub fn trail_window(&self) -> Window {
+        let now = self.now();
+        Window {
+            delivered_until: now - self.scaled(self.config.cloudtrail_delivery_delay),
+            oldest: now - self.scaled(cloudtrail::RETENTION_DAYS * crate::config::SECONDS_PER_DAY),
+        }
     }
 
     fn deletion_lag(&self) -> f64 {

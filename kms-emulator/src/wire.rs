@@ -256,6 +256,11 @@ impl Input {
         }
     }
 
+    /// Every member as sent (for the CloudTrail record).
+    pub fn members(&self) -> &Map<String, Value> {
+        &self.members
+    }
+
     /// The raw string value of a member, without checks (for the call log).
     pub fn raw_string(&self, member: &str) -> Option<&str> {
         self.get(member).and_then(Value::as_str)

@@ -319,3 +319,62 @@ def test_cli_and_boto3_cryptography_and_last_usage(emu):
     with pytest.raises(client.exceptions.DisabledException):
         client.generate_data_key(KeyId=key, KeySpec="AES_256")
     assert cli_error(emu, "get-key-last-usage", "--key-id", "alias/aws/s3") == "NotFoundException"
+
+
+def test_boto3_and_cli_look_up_the_cloudtrail_record_of_a_failed_call(emu):
+    request = urllib.request.Request(
+        emu + "/_emulator/identities/AKIAPAYMENTSAPP00001",
+        data=json.dumps({"Arn": "arn:aws:iam::111122223333:user/payments-app"}).encode(),
+        method="PUT",
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+    app = boto3.client(
+        "kms",
+        endpoint_url=emu,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAPAYMENTSAPP00001",
+        aws_secret_access_key="secret",
+        config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    missing = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        app.describe_key(KeyId=missing)
+    assert info.value.response["Error"]["Code"] == "NotFoundException"
+
+    # boto3 sends botocore's target prefix, com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101
+    trail = boto3.client(
+        "cloudtrail",
+        endpoint_url=emu,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    out = trail.lookup_events(LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "payments-app"}])
+    [event] = out["Events"]
+    assert event["EventName"] == "DescribeKey"
+    assert event["AccessKeyId"] == "AKIAPAYMENTSAPP00001"
+    assert event["ReadOnly"] == "true"
+    assert event["EventTime"].tzinfo is not None  # parsed as an awsJson timestamp
+    record = json.loads(event["CloudTrailEvent"])
+    assert record["userIdentity"]["arn"] == "arn:aws:iam::111122223333:user/payments-app"
+    assert record["errorCode"] == "NotFoundException"
+    assert record["requestParameters"] == {"keyId": missing}
+    assert record["userAgent"].startswith("Boto3/")
+    with pytest.raises(trail.exceptions.InvalidLookupAttributesException):
+        trail.lookup_events(
+            LookupAttributes=[
+                {"AttributeKey": "EventName", "AttributeValue": "DescribeKey"},
+                {"AttributeKey": "ReadOnly", "AttributeValue": "true"},
+            ]
+        )
+
+    result = subprocess.run(
+        [aws_cli(), "cloudtrail", "lookup-events", "--endpoint-url", emu, "--output", "json"]
+        + ["--lookup-attributes", "AttributeKey=EventName,AttributeValue=DescribeKey"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["Username"] for e in json.loads(result.stdout)["Events"]] == ["payments-app"]

@@ -1,7 +1,9 @@
 """The one local AWS endpoint: routes each request to the service that answers it.
 
-- KMS calls (`X-Amz-Target: TrentService.*`) and the emulator's admin API (`/_emulator/...`)
-  go to the KMS emulator;
+- KMS calls (`X-Amz-Target: TrentService.*`), CloudTrail calls (`X-Amz-Target:
+  CloudTrail_20131101.*`, or botocore's `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.*`:
+  the emulator answers LookupEvents from its record of the KMS calls) and the emulator's admin API
+  (`/_emulator/...`) go to the KMS emulator;
 - Lambda Invoke (`POST /2015-03-31/functions/<name>/invocations`) goes to the Invoke adapter;
 - everything else goes to moto's server: Step Functions (`AWSStepFunctions.*`), DynamoDB
   (`DynamoDB_20120810.*`: the run ledger), SSM (`AmazonSSM.*`: the webhook secret) and moto's
@@ -36,9 +38,18 @@ class Backend(enum.Enum):
     MOTO = "moto"
 
 
+# X-Amz-Target prefixes the KMS emulator answers: KMS, and CloudTrail as the Smithy model (Rust,
+# Java, JS SDKs) and botocore (AWS CLI, boto3) name it.
+KMS_EMULATOR_TARGETS = (
+    "TrentService.",
+    "CloudTrail_20131101.",
+    "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.",
+)
+
+
 def choose_backend(method: str, path: str, target: str | None) -> Backend:
     """Pick the backend for a request from its method, path and `X-Amz-Target` header."""
-    if target is not None and target.startswith("TrentService."):
+    if target is not None and target.startswith(KMS_EMULATOR_TARGETS):
         return Backend.KMS
     if path == "/_emulator" or path.startswith("/_emulator/") or path.startswith("/_emulator?"):
         return Backend.KMS

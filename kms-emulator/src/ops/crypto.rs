@@ -102,6 +102,13 @@ fn parse_ciphertext(blob: &[u8]) -> Result<Ciphertext<'_>, KmsError> {
     })
 }
 
+/// The key id a request's `CiphertextBlob` names, if it is one of ours (for the CloudTrail
+/// record of a Decrypt without `KeyId`).
+pub(crate) fn ciphertext_key_id(input: &Input) -> Option<String> {
+    let blob = input.blob("CiphertextBlob", 1, 6144).ok().flatten()?;
+    parse_ciphertext(&blob).ok().map(|c| c.key_id.to_string())
+}
+
 /// Checks that a key can be used for symmetric encryption now: key usage and key state
 /// (footnotes [1], [3], [5], [11] of the key-state table).
 fn check_usable(state: &State, key: &Key) -> Result<(), KmsError> {
@@ -178,7 +185,7 @@ fn record_use(state: &mut State, key_id: &str, operation: &str, ctx: &RequestCon
         key.last_usage = Some(KeyUsage {
             operation: operation.to_string(),
             timestamp: now,
-            cloudtrail_event_id: uuid::Uuid::new_v4().to_string(),
+            cloudtrail_event_id: ctx.event_id.clone(),
             kms_request_id: ctx.request_id.clone(),
         });
     }

@@ -110,7 +110,24 @@ impl Outcome {
 pub struct RequestContext {
     /// The x-amzn-RequestId of the call.
     pub request_id: String,
+    /// The `eventID` of the call's CloudTrail record.
+    pub event_id: String,
+    /// Who made the call.
+    pub caller: crate::cloudtrail::Caller,
 }
+
+impl RequestContext {
+    /// A context with fresh request and event ids.
+    pub fn new(caller: crate::cloudtrail::Caller) -> Self {
+        Self {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            caller,
+        }
+    }
+}
+
+pub(crate) use crypto::ciphertext_key_id;
 
 /// Runs one operation against the state. The state is settled before and unchanged on error.
 pub fn execute(

@@ -18,10 +18,21 @@ pub struct Harness {
 
 /// A client with the SDK's retries turned off, so each call is exactly one request.
 pub fn client(endpoint: &str) -> Client {
+    client_as(endpoint, "test")
+}
+
+/// A client like [`client`] signing with the access key id `access_key_id`.
+pub fn client_as(endpoint: &str, access_key_id: &str) -> Client {
     let config = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            access_key_id,
+            "secret",
+            None,
+            None,
+            "test",
+        ))
         .endpoint_url(endpoint)
         .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
         .build();

@@ -19,6 +19,10 @@ from local.stack.tests.fake_servers import FakeServer
     [
         ("POST", "/", "TrentService.DescribeCustomKeyStores", Backend.KMS),
         ("POST", "/", "TrentService.ScheduleKeyDeletion", Backend.KMS),
+        ("POST", "/", "CloudTrail_20131101.LookupEvents", Backend.KMS),
+        ("POST", "/", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents", Backend.KMS),
+        ("POST", "/", "CloudTrail_20131101.DescribeTrails", Backend.KMS),
+        ("POST", "/", "CloudTrail_20131101", Backend.MOTO),
         ("GET", "/_emulator/state", None, Backend.KMS),
         ("POST", "/_emulator/faults", None, Backend.KMS),
         ("POST", "/2015-03-31/functions/plan-decommission/invocations", None, Backend.LAMBDA),
@@ -101,6 +105,21 @@ def test_sdk_calls_reach_their_service_with_headers_and_body_intact(stack):
     _client(server, "lambda").invoke(FunctionName="plan-decommission", Payload=b"{}")
     assert len(invokes) == 1
     assert len(kms.requests) == 1 and len(moto.requests) == 2
+
+
+def test_cloudtrail_lookup_events_goes_to_the_kms_emulator(stack):
+    server, kms, moto, _ = stack
+    _client(server, "cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}], MaxResults=5
+    )
+    assert len(kms.requests) == 1
+    sent = kms.requests[0]
+    assert sent.headers["x-amz-target"] == "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
+    assert json.loads(sent.body) == {
+        "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}],
+        "MaxResults": 5,
+    }
+    assert moto.requests == []
 
 
 def test_admin_api_goes_to_the_emulator(stack):

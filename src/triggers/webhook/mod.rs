@@ -107,11 +107,30 @@ pub enum WebhookRequest {
     Answer(ApprovalAction),
 }
 
+/// Which run an `approve` or `reject` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalTarget {
+    /// The run of a ticket (`TicketId`).
+    Ticket(String),
+    /// The run holding the store's lock in the ledger (`CustomKeyStoreId`): how a tag-started
+    /// run, which has no ticket, is answered.
+    Store(String),
+}
+
+impl std::fmt::Display for ApprovalTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ticket(ticket) => write!(f, "ticket {ticket}"),
+            Self::Store(store) => write!(f, "store {store}"),
+        }
+    }
+}
+
 /// An `approve` or `reject` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalAction {
-    /// The ticket whose run waits for approval.
-    pub ticket: String,
+    /// The run that waits for approval.
+    pub target: ApprovalTarget,
     /// Who answers (`ApprovedBy` or `RejectedBy`): never the requester.
     pub by: String,
     /// Approve (true) or reject (false).
@@ -124,6 +143,7 @@ pub struct ApprovalAction {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct ApproveFields {
     ticket_id: Option<TicketId>,
+    custom_key_store_id: Option<String>,
     approved_by: Option<FreeText>,
 }
 
@@ -131,6 +151,7 @@ struct ApproveFields {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct RejectFields {
     ticket_id: Option<TicketId>,
+    custom_key_store_id: Option<String>,
     rejected_by: Option<FreeText>,
     reason: Option<FreeText>,
 }
@@ -230,26 +251,52 @@ impl WebhookRequest {
             }
             ActionName::Approve => {
                 let given: ApproveFields =
-                    read_object(&fields, &["TicketId", "ApprovedBy"]).map_err(invalid_field)?;
+                    read_object(&fields, &["TicketId", "CustomKeyStoreId", "ApprovedBy"])
+                        .map_err(invalid_field)?;
                 Ok(Self::Answer(ApprovalAction {
-                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                    target: approval_target(given.ticket_id, given.custom_key_store_id)?,
                     by: non_blank("ApprovedBy", given.approved_by.map(|t| t.0))?,
                     approve: true,
                     reason: None,
                 }))
             }
             ActionName::Reject => {
-                let given: RejectFields =
-                    read_object(&fields, &["TicketId", "RejectedBy", "Reason"])
-                        .map_err(invalid_field)?;
+                let given: RejectFields = read_object(
+                    &fields,
+                    &["TicketId", "CustomKeyStoreId", "RejectedBy", "Reason"],
+                )
+                .map_err(invalid_field)?;
                 Ok(Self::Answer(ApprovalAction {
-                    ticket: non_blank("TicketId", given.ticket_id.map(|t| t.0))?,
+                    target: approval_target(given.ticket_id, given.custom_key_store_id)?,
                     by: non_blank("RejectedBy", given.rejected_by.map(|t| t.0))?,
                     approve: false,
                     reason: given.reason.map(|t| t.0),
                 }))
             }
         }
+    }
+}
+
+/// Exactly one of `TicketId` and `CustomKeyStoreId` names the run an answer is for.
+fn approval_target(
+    ticket: Option<TicketId>,
+    store: Option<String>,
+) -> Result<ApprovalTarget, WebhookError> {
+    match (ticket, store) {
+        (Some(ticket), None) => Ok(ApprovalTarget::Ticket(non_blank(
+            "TicketId",
+            Some(ticket.0),
+        )?)),
+        (None, Some(store)) => {
+            crate::request::validate_custom_key_store_id(&store)
+                .map_err(|e| WebhookError::InvalidInput(format!("CustomKeyStoreId: {e}")))?;
+            Ok(ApprovalTarget::Store(store))
+        }
+        _ => Err(WebhookError::InvalidInput(
+            "exactly one of TicketId (a ticket's run) and CustomKeyStoreId (the store's running \
+             decommission, e.g. one a tag started) names the run to answer"
+                .into(),
+        )),
     }
 }
 
@@ -523,17 +570,39 @@ impl Webhook {
     /// Approves or rejects the ticket's run, which must be waiting for approval: the token
     /// comes from the run ledger, never from the request; the requester cannot answer.
     async fn answer_approval(&self, answer: ApprovalAction) -> Result<Reply, WebhookError> {
-        let execution = self.ticket_execution(&answer.ticket).await?;
         let ledger = self.ledger.as_ref().ok_or_else(|| {
             WebhookError::NotWaitingForApproval(
                 "this webhook has no run ledger (LEDGER_TABLE) to find the approval in".into(),
             )
         })?;
+        let execution = match &answer.target {
+            ApprovalTarget::Ticket(ticket) => self.ticket_execution(ticket).await?,
+            ApprovalTarget::Store(store) => {
+                let holder = ledger
+                    .lock_holder(store)
+                    .await
+                    .map_err(|e| WebhookError::Ledger(e.error_type().to_owned()))?
+                    .ok_or_else(|| {
+                        WebhookError::NotWaitingForApproval(format!(
+                            "no decommission of store {store} holds its lock"
+                        ))
+                    })?;
+                self.executions
+                    .describe(&holder.execution)
+                    .await?
+                    .ok_or_else(|| {
+                        WebhookError::NotWaitingForApproval(format!(
+                            "the run {} holding store {store} is unknown to Step Functions",
+                            holder.execution
+                        ))
+                    })?
+            }
+        };
         let store = execution.store_id().unwrap_or_default().to_owned();
         let not_waiting = |why: &str| {
             WebhookError::NotWaitingForApproval(format!(
-                "the run {} of ticket {} {why}",
-                execution.arn, answer.ticket
+                "the run {} of {} {why}",
+                execution.arn, answer.target
             ))
         };
         if !execution.is_running() {
@@ -551,13 +620,19 @@ impl Webhook {
         };
         if crate::steps::approval::same_person(run.requested_by.as_deref(), &answer.by) {
             return Err(WebhookError::ApprovalBySameRequester(format!(
-                "{} requested the run of ticket {} and cannot also answer its approval",
-                answer.by, answer.ticket
+                "{} requested the run of {} and cannot also answer its approval",
+                answer.by, answer.target
             )));
         }
+        let ticket = match &answer.target {
+            ApprovalTarget::Ticket(ticket) => Some(ticket.clone()),
+            ApprovalTarget::Store(_) => None,
+        };
         if answer.approve {
-            let output =
-                json!({"ApprovedBy": answer.by, "Via": "webhook", "TicketId": answer.ticket});
+            let mut output = json!({"ApprovedBy": answer.by, "Via": "webhook"});
+            if let (Some(ticket), Some(map)) = (&ticket, output.as_object_mut()) {
+                map.insert("TicketId".into(), json!(ticket));
+            }
             self.executions.send_task_success(&token, &output).await?;
         } else {
             let cause = format!(
@@ -574,7 +649,7 @@ impl Webhook {
                 .await?;
         }
         tracing::info!(
-            ticket = answer.ticket.as_str(),
+            run = %answer.target,
             execution = execution.arn.as_str(),
             by = answer.by.as_str(),
             approved = answer.approve,
@@ -584,7 +659,8 @@ impl Webhook {
             200,
             json!({
                 "Result": if answer.approve { "Approved" } else { "Rejected" },
-                "TicketId": answer.ticket,
+                "TicketId": ticket,
+                "CustomKeyStoreId": store,
                 "ExecutionArn": execution.arn,
                 "By": answer.by,
             }),
@@ -1210,6 +1286,19 @@ mod tests {
             ),
             (
                 json!({"Action": "reject", "TicketId": "CHG-1", "ApprovedBy": "bob"}),
+                "InvalidInput",
+            ),
+            // One run: by ticket or by store, not both, not neither, and a real store id.
+            (
+                json!({"Action": "approve", "TicketId": "CHG-1", "CustomKeyStoreId": "cks-1234567890abcdef0", "ApprovedBy": "bob"}),
+                "InvalidInput",
+            ),
+            (
+                json!({"Action": "reject", "RejectedBy": "bob"}),
+                "InvalidInput",
+            ),
+            (
+                json!({"Action": "approve", "CustomKeyStoreId": "cks-../../x", "ApprovedBy": "bob"}),
                 "InvalidInput",
             ),
         ] {

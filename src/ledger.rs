@@ -348,6 +348,11 @@ impl Ledger {
         if let Some(ticket) = &run.ticket_id {
             item.insert("TicketId".into(), s(ticket));
         }
+        self.put_if_absent(item).await.map(|_| ())
+    }
+
+    /// Writes `item` unless an item with its key exists; `false` when one did (nothing written).
+    async fn put_if_absent(&self, item: Item) -> Result<bool, DecommissionError> {
         let result = self
             .client
             .put_item()
@@ -357,8 +362,8 @@ impl Ledger {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failed(&err) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failed(&err) => Ok(false),
             Err(err) => Err(ledger_error("PutItem", err)),
         }
     }
@@ -603,29 +608,19 @@ impl Ledger {
         if let Some(note) = &record.marker_note {
             item.insert("MarkerNote".into(), s(note));
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(record.clone()),
-            Err(err) if is_condition_failed(&err) => self
-                .key_record(execution, &record.key_arn)
-                .await?
-                .ok_or_else(|| DecommissionError::LedgerUnavailable {
-                    operation: "PutItem",
-                    code: "ConditionalCheckFailedException".into(),
-                    message: format!(
-                        "the record of key {} exists but cannot be read",
-                        record.key_arn
-                    ),
-                }),
-            Err(err) => Err(ledger_error("PutItem", err)),
+        if self.put_if_absent(item).await? {
+            return Ok(record.clone());
         }
+        self.key_record(execution, &record.key_arn)
+            .await?
+            .ok_or_else(|| DecommissionError::LedgerUnavailable {
+                operation: "PutItem",
+                code: "ConditionalCheckFailedException".into(),
+                message: format!(
+                    "the record of key {} exists but cannot be read",
+                    record.key_arn
+                ),
+            })
     }
 
     /// The record of `key_arn` in run `execution`.

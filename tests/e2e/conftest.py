@@ -2,13 +2,16 @@
 the real handler binaries under cargo lambda watch, the KMS emulator), reset between tests.
 
 Set E2E_ENDPOINT=http://127.0.0.1:4566 to run against a stack you started yourself with
-`make local ARGS="--day-seconds 1"`; otherwise the session starts and stops its own."""
+`make local ARGS="--day-seconds 1"`; otherwise the session starts and stops its own. Such a stack
+has the local defaults, not E2E_HANDLER_CONFIG and EMULATOR_IDENTITIES below: the scenarios that
+depend on them (approval, the tag trigger's decommission mode, who tagged) fail there."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from helpers import KEY_ADMIN_ROLE, PRINCIPALS, Subscription, subscribe
 from local.client import workflow
 from local.stack.launcher import LOCAL_HANDLER_CONFIG, RUN_DIR, LocalStack, StackConfig
 from local.stack.processes import free_port
@@ -33,11 +37,24 @@ DAY_SECONDS = 1.0
 #   rotation or a deleted parameter shows within the test (tests/e2e/test_webhook_hardening.py).
 # - The trigger policy keeps its defaults: POLICY_MIN_PENDING_WINDOW_DAYS above 7 would refuse the
 #   7-day webhook start of test_approval.py.
+# - The tag trigger runs in decommission mode, the mode in which a tag can start a real run: only
+#   CloudTrail's TagResource API-call events count there, since only they name who tagged, and
+#   the tagger must match TAG_TRIGGER_ALLOWED_PRINCIPALS. The session allows the role KeyAdmin
+#   (its sessions, e.g. alice's, match through sessionContext.sessionIssuer.arn); the emulator
+#   knows who signs as whom (EMULATOR_IDENTITIES) and records it in CloudTrail, and the tests turn
+#   those records into the events EventBridge would deliver (helpers.tag_as). The default dry-run
+#   mode (Tag Change events, nobody named) is left to the Rust tests (tests/triggers_local.rs).
 E2E_HANDLER_CONFIG = {
     "APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK": "false",
     "APPROVAL_TIMEOUT_DAYS": "0.0003",
     "WEBHOOK_SECRET_CACHE_SECONDS": "1",
+    "TRIGGER_MODE": "decommission",
+    "TAG_TRIGGER_ALLOWED_PRINCIPALS": KEY_ADMIN_ROLE,
 }
+# The callers the KMS emulator knows by access key id (helpers.PRINCIPALS: alice and bob, sessions of
+# KeyAdmin; mallory, an IAM user; eve, a session of the look-alike role KeyAdminX). Given as flags,
+# they are seeded again by every reset (identities added with the admin API would not be).
+EMULATOR_IDENTITIES = [arg for p in PRINCIPALS for arg in ("--identity", f"{p.access_key_id}={p.arn}")]
 # Longest a scenario may take; far above what any needs, so a hang fails instead of blocking CI.
 EXECUTION_TIMEOUT = 300
 
@@ -78,6 +95,7 @@ def stack_endpoint():
     config = StackConfig(
         port=free_port(),
         day_seconds=DAY_SECONDS,
+        emulator_args=EMULATOR_IDENTITIES,
         run_dir=run_dir,
         handler_env={**LOCAL_HANDLER_CONFIG, **E2E_HANDLER_CONFIG},
     )
@@ -162,3 +180,14 @@ def trigger_stack(e2e, trigger_stack_session):
     ):
         for execution in page["executions"]:
             sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
+
+
+# --- Status events (test_status_events.py, test_webhook_hardening.py, test_tag_identity.py) ---
+
+
+@pytest.fixture
+def subscription(e2e) -> Iterator[Subscription]:
+    """Every status event, through an EventBridge rule on the default bus to an SQS queue, for the
+    test's duration."""
+    with subscribe(e2e.endpoint) as subscribed:
+        yield subscribed

@@ -9,10 +9,18 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
 from local.client import fixtures, ledger, workflow
+from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
 # KMS operations that change something; a dry run or a refused decommission makes none of them.
 MUTATING = frozenset(
@@ -268,3 +276,214 @@ def assert_waiting_for_approval(e2e: Any, execution_arn: str, seconds: float) ->
         if time.monotonic() >= deadline:
             return
         time.sleep(0.5)
+
+
+# --- Who tagged: CloudTrail's API-call events (test_tag_identity.py, test_triggers.py) ----------
+
+API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"  # what EventBridge calls CloudTrail's events
+CONFIRM_TAG_KEY = "DecommissionConfirmStoreName"  # the tag confirming a real run (decommission mode)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller the session's KMS emulator knows by access key id (`--identity AKID=ARN`, seeded
+    again by every reset, tests/e2e/conftest.py): whoever signs with `access_key_id` is recorded in
+    CloudTrail as `arn`, with the `userIdentity` CloudTrail writes for it."""
+
+    access_key_id: str
+    arn: str
+
+    @property
+    def name(self) -> str:
+        """The user or role-session name the ARN ends with (how a ticketing system names a person)."""
+        return self.arn.rsplit("/", 1)[-1]
+
+
+# The role the session's tag trigger allows (TAG_TRIGGER_ALLOWED_PRINCIPALS).
+KEY_ADMIN_ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/KeyAdmin"
+# Two people with sessions of that role, ...
+ALICE = Principal("ASIAE2EKEYADMINALICE", f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/KeyAdmin/alice@example.com")
+BOB = Principal("ASIAE2EKEYADMINBOB", f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/KeyAdmin/bob@example.com")
+# ... an IAM user who may tag keys but not start runs, and a session of a role whose name only
+# begins like the allowed one (a prefix match would let it through).
+MALLORY = Principal("AKIAE2EMALLORY", f"arn:aws:iam::{LOCAL_ACCOUNT}:user/mallory")
+LOOK_ALIKE = Principal("ASIAE2EKEYADMINXEVE", f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/KeyAdminX/eve@example.com")
+PRINCIPALS = (ALICE, BOB, MALLORY, LOOK_ALIKE)
+
+# How long a CloudTrail record may take to show in LookupEvents (the emulator's delivery delay is
+# 0 unless a test sets it).
+CLOUDTRAIL_TIMEOUT = 15.0
+# LookupEvents is allowed 2 requests a second per account and Region (the emulator's quota too,
+# shared with the product's own lookups): the tests' lookups keep at least this far apart, so they
+# do not meet ThrottlingException (botocore would retry it, seconds later) nor cause the product's.
+LOOKUP_INTERVAL_SECONDS = 0.55
+_last_lookup = [0.0]  # time.monotonic() of the tests' last LookupEvents answer
+
+
+@functools.cache
+def _client_as(endpoint: str, service: str, access_key_id: str) -> Any:
+    """A boto3 client of `service` on the stack, signing with `access_key_id`. KMS calls are not
+    retried (a retried call would be a second CloudTrail record); CloudTrail's LookupEvents is
+    (ThrottlingException, should another client use up the quota)."""
+    attempts = 1 if service == "kms" else 5
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=LOCAL_REGION,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "max_attempts": attempts}, read_timeout=60),
+    )
+
+
+def kms_as(e2e: Any, principal: Principal) -> Any:
+    """A KMS client of the stack whose calls `principal` makes."""
+    return _client_as(e2e.endpoint, "kms", principal.access_key_id)
+
+
+def lookup_events(e2e: Any, **params: Any) -> dict[str, Any]:
+    """One CloudTrail LookupEvents call on the stack's endpoint, paced (LOOKUP_INTERVAL_SECONDS)."""
+    wait = _last_lookup[0] + LOOKUP_INTERVAL_SECONDS - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    try:
+        return _client_as(e2e.endpoint, "cloudtrail", "local").lookup_events(**params)
+    finally:
+        _last_lookup[0] = time.monotonic()
+
+
+def cloudtrail_record(
+    e2e: Any, event_name: str, request_id: str, timeout: float = CLOUDTRAIL_TIMEOUT
+) -> dict[str, Any]:
+    """The CloudTrail record of the `event_name` call answered with `request_id`, found with
+    CloudTrail's LookupEvents (LookupAttributes EventName, newest first, page by page), as JSON;
+    waits until it shows."""
+    deadline = time.monotonic() + timeout
+    while True:
+        params: dict[str, Any] = {"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": event_name}]}
+        while True:
+            page = lookup_events(e2e, **params)
+            for event in page["Events"]:
+                record = json.loads(event["CloudTrailEvent"])
+                if record.get("requestID") == request_id:
+                    return record
+            if not page.get("NextToken"):
+                break
+            params["NextToken"] = page["NextToken"]
+        assert time.monotonic() < deadline, f"no CloudTrail record of {event_name} {request_id} within {timeout} s"
+
+
+def api_call_event(record: dict[str, Any]) -> dict[str, Any]:
+    """A CloudTrail record as EventBridge delivers it ("AWS API Call via CloudTrail": the record is
+    the `detail`, the source `aws.<service>`, the time the call's)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": API_CALL_DETAIL_TYPE,
+        "source": "aws." + record["eventSource"].split(".", 1)[0],
+        "account": record["recipientAccountId"],
+        "time": record["eventTime"],
+        "region": record["awsRegion"],
+        "resources": [],
+        "detail": record,
+    }
+
+
+def call_as(e2e: Any, principal: Principal, method: str, fails_with: str | None = None, **params: Any) -> dict:
+    """Make the KMS call `method` (boto3's name, e.g. "untag_resource") as `principal`; the event
+    EventBridge delivers for it, built from the emulator's CloudTrail record of the call (who
+    called, from where, with what, and how it failed are the emulator's, never written here).
+    `fails_with`: the error the call must fail with (else it must succeed)."""
+    kms = kms_as(e2e, principal)
+    try:
+        answer = getattr(kms, method)(**params)
+    except ClientError as err:
+        code = err.response["Error"]["Code"]
+        assert code == fails_with, f"{method} as {principal.arn} failed: {err}"
+        answer = err.response
+    else:
+        assert fails_with is None, f"{method} as {principal.arn} succeeded; expected {fails_with}"
+    record = cloudtrail_record(e2e, kms.meta.method_to_api_mapping[method], answer["ResponseMetadata"]["RequestId"])
+    assert record["userIdentity"]["arn"] == principal.arn, record["userIdentity"]
+    return api_call_event(record)
+
+
+def tag_as(
+    e2e: Any, principal: Principal, key_id: str, tags: dict[str, str], fails_with: str | None = None
+) -> dict[str, Any]:
+    """TagResource of `tags` (in one call) on `key_id` as `principal`; the API-call event
+    EventBridge delivers for it (call_as)."""
+    tag_list = [{"TagKey": k, "TagValue": v} for k, v in tags.items()]
+    return call_as(e2e, principal, "tag_resource", fails_with, KeyId=key_id, Tags=tag_list)
+
+
+# --- Status events through a subscription (test_status_events.py, test_tag_identity.py, ...) ---
+
+STATUS_SOURCE = "kms-decommission"  # the template's StatusEventSource default
+TRIGGER_REFUSED_DETAIL_TYPE = "KMS Custom Key Store Decommission Trigger Refused"
+
+
+@dataclass
+class Subscription:
+    """An SQS queue receiving every status event through an EventBridge rule on the default bus,
+    as a ticketing system's subscription would."""
+
+    sqs: Any
+    queue_url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def _receive(self) -> None:
+        """Move what the queue holds (waiting up to a second) to `received`."""
+        answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in answer.get("Messages", []):
+            self.received.append(json.loads(message["Body"]))
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def events_of(self, execution_arn: str, until: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """The status events of one execution, in the order received, once `until` has arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._receive()
+            mine = [e for e in self.received if (e["detail"].get("Execution") or {}).get("Id") == execution_arn]
+            if any(e["detail"]["Milestone"] == until for e in mine):
+                return mine
+            assert time.monotonic() < deadline, (
+                f"no {until} event within {timeout} s; got {[e['detail']['Milestone'] for e in mine]}"
+            )
+
+    def trigger_refusals(self, event_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """The TriggerRefused status events of the trigger event `event_id`, once one has arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._receive()
+            mine = [
+                e
+                for e in self.received
+                if e["detail"].get("Milestone") == "TriggerRefused" and e["detail"].get("EventId") == event_id
+            ]
+            if mine:
+                return mine
+            assert time.monotonic() < deadline, f"no TriggerRefused event for event {event_id} within {timeout} s"
+
+
+@contextmanager
+def subscribe(endpoint: str) -> Iterator[Subscription]:
+    """A Subscription to the status events (source STATUS_SOURCE) for the block's duration."""
+    common = {
+        "endpoint_url": endpoint,
+        "region_name": LOCAL_REGION,
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+    }
+    sqs, events = boto3.client("sqs", **common), boto3.client("events", **common)
+    name = f"status-events-{uuid.uuid4().hex[:12]}"
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": [STATUS_SOURCE]}))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    try:
+        yield Subscription(sqs, queue_url)
+    finally:
+        events.remove_targets(Rule=name, Ids=["queue"])
+        events.delete_rule(Name=name)
+        sqs.delete_queue(QueueUrl=queue_url)

@@ -9,7 +9,8 @@ approved; a rejection, a requester approving their own run, a malformed answer o
 ends the run having changed nothing; the ledger records who approved.
 
 The session turns APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK off (tests/e2e/conftest.py), so the
-runs here ask for approval with `RequireApproval`, or carry `Trigger: tag`."""
+runs here ask for approval with `RequireApproval`, or are started by the tag trigger (`Trigger: tag`).
+Who tagged, and approvals of tag-started runs through the webhook: tests/e2e/test_tag_identity.py."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from typing import Any
 import pytest
 
 from helpers import (
+    ALICE,
     APPROVAL_STATE,
+    CONFIRM_TAG_KEY,
     TRIGGER_TAG_KEY,
     approval_request,
     assert_waiting_for_approval,
@@ -34,7 +37,7 @@ from helpers import (
     kms_state,
     mutating_calls,
     store_ledger,
-    tag_change,
+    tag_as,
     trigger_event,
     wait_for_state,
     webhook_request,
@@ -335,10 +338,8 @@ def test_dry_run_asking_for_approval_never_waits(e2e):
 def test_tag_started_dry_run_never_waits(trigger_stack):
     e2e = trigger_stack.e2e
     store = fixtures.make_store(e2e.kms, "xks", keys=2)
-    key = store.keys[0]
-    e2e.kms.tag_resource(KeyId=key, Tags=[{"TagKey": TRIGGER_TAG_KEY, "TagValue": store.id}])
-    arn = e2e.kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
-    event = tag_change("tag-change-kms-key.json", arn, {TRIGGER_TAG_KEY: store.id})
+    # The trigger tag alone, by a principal the session allows (tests/e2e/conftest.py).
+    event = tag_as(e2e, ALICE, store.keys[0], {TRIGGER_TAG_KEY: store.id})
     before = kms_state(e2e)
     e2e.admin.clear_calls()
 
@@ -347,43 +348,35 @@ def test_tag_started_dry_run_never_waits(trigger_stack):
     assert (outcome["Outcome"], outcome["DryRun"]) == ("Started", True), outcome
     described, events = e2e.finish(outcome["ExecutionArn"])
     assert described["status"] == "SUCCEEDED", failure(described)
-    assert json.loads(described["input"])["Trigger"] == "tag"
+    started_with = json.loads(described["input"])
+    assert (started_with["Trigger"], started_with["RequestedBy"]) == ("tag", ALICE.arn), started_with
     entered = workflow.states_entered(events)
     assert "DryRunComplete" in entered and APPROVAL_STATE not in entered, entered
     assert mutating_calls(e2e.admin.calls()) == [] and kms_state(e2e) == before
 
 
-def tag_decommission_input(store: fixtures.Store) -> dict[str, Any]:
-    """The input the tag trigger starts a decommission with (TRIGGER_MODE decommission, the key
-    tagged with the store's id and `DecommissionConfirmStoreName=<its name>`: src/triggers/tag.rs
-    `execution_input`)."""
-    return {
-        "CustomKeyStoreId": store.id,
-        "DryRun": False,
-        "RequestedBy": "tag-trigger",
-        "Reason": f"Tag {TRIGGER_TAG_KEY}={store.id} confirmed by tag DecommissionConfirmStoreName",
-        "Trigger": "tag",
-        "ConfirmCustomKeyStoreName": store.name,
-    }
-
-
-def test_tag_started_decommission_waits_for_approval_even_where_console_runs_do_not(e2e):
-    # The session's tag trigger runs in dry-run mode (TRIGGER_MODE is the stack's, one environment
-    # for every function under cargo lambda watch), so this run is started with the input the
-    # trigger gives a confirmed tag in decommission mode. The session does not make console runs
-    # wait: only `Trigger: tag` makes this one.
+def test_tag_started_decommission_waits_for_approval_even_where_console_runs_do_not(trigger_stack):
+    # The session does not make console runs wait: only `Trigger: tag`, which the tag trigger
+    # sets, makes this one. The key is tagged with the store's id and its name in one call by a
+    # principal the session allows (TRIGGER_MODE decommission, tests/e2e/conftest.py).
+    e2e = trigger_stack.e2e
+    # The default 30-day window at 3 s a day: the approved run then sits in WaitForDeletionDate.
+    e2e.admin.configure(day_seconds=WAITING_DAY_SECONDS)
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2, disabled=1)
+    event = tag_as(e2e, ALICE, store.keys[0], {TRIGGER_TAG_KEY: store.id, CONFIRM_TAG_KEY: store.name})
     e2e.admin.clear_calls()
 
-    execution = e2e.run(tag_decommission_input(store))
+    outcome = invoke(trigger_stack.lambda_client, TAG_TRIGGER, event)
 
+    assert (outcome["Outcome"], outcome["DryRun"]) == ("Started", False), outcome
+    execution = outcome["ExecutionArn"]
     run = approval_request(e2e, store.id, execution)
-    assert_requested(run, store, "tag-trigger")
+    assert_requested(run, store, ALICE.arn)
     assert_waiting_for_approval(e2e, execution, HOLD_SECONDS)
     assert emulator_keys(e2e, store.keys)[store.keys[0]]["state"] == "Enabled"
 
     e2e.sfn.send_task_success(taskToken=run["ApprovalToken"], output=json.dumps({"ApprovedBy": APPROVER}))
 
-    wait_for_state(e2e, execution, "PublishKeysScheduled")
+    wait_for_state(e2e, execution, "WaitForDeletionDate")
     assert key_states(e2e, store.keys) == ["PendingDeletion"] * 2
     assert store_ledger(e2e, store.id)[1][execution]["ApprovedBy"] == APPROVER

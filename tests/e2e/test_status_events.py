@@ -1,71 +1,21 @@
 """Status events on the local stack: the real ASL's `events:putEvents` states, run by moto's
 interpreter, publish to moto's EventBridge; an SQS queue subscribed by a rule on the events' source
-receives them, as a ticketing system's subscription would (docs/status-events.md)."""
+receives them, as a ticketing system's subscription would (docs/status-events.md). The tag trigger's
+TriggerRefused events: tests/e2e/test_tag_identity.py."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-import pytest
-
+from helpers import STATUS_SOURCE as SOURCE
 from helpers import approval_request, decommission_input, failure
 from local.client import fixtures, workflow
 from local.stack.template import LOCAL_ACCOUNT, LOCAL_REGION
 
-SOURCE = "kms-decommission"  # the template's StatusEventSource default
 CANCEL_STATE_MACHINE = f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT}:stateMachine:kms-decommission-cancel"
 DETAIL_TYPE_PREFIX = "KMS Custom Key Store Decommission "
-
-
-@dataclass
-class Subscription:
-    """An SQS queue receiving every status event through an EventBridge rule on the default bus."""
-
-    sqs: Any
-    queue_url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def events_of(self, execution_arn: str, until: str, timeout: float = 120) -> list[dict[str, Any]]:
-        """The status events of one execution, in the order received, once `until` has arrived."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for message in self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", []):
-                self.received.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            mine = [e for e in self.received if e["detail"]["Execution"]["Id"] == execution_arn]
-            if any(e["detail"]["Milestone"] == until for e in mine):
-                return mine
-            assert time.monotonic() < deadline, (
-                f"no {until} event within {timeout} s; got {[e['detail']['Milestone'] for e in mine]}"
-            )
-
-
-@pytest.fixture
-def subscription(e2e) -> Iterator[Subscription]:
-    common = {
-        "endpoint_url": e2e.endpoint,
-        "region_name": LOCAL_REGION,
-        "aws_access_key_id": "local",
-        "aws_secret_access_key": "local",
-    }
-    sqs, events = boto3.client("sqs", **common), boto3.client("events", **common)
-    name = f"status-events-{uuid.uuid4().hex[:12]}"
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=name, EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    yield Subscription(sqs, queue_url)
-    events.remove_targets(Rule=name, Ids=["queue"])
-    events.delete_rule(Name=name)
-    sqs.delete_queue(QueueUrl=queue_url)
+# The `subscription` fixture (tests/e2e/conftest.py): an SQS queue subscribed to every status event.
 
 
 def milestones(events: list[dict[str, Any]]) -> list[str]:

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from helpers import (
+    ALICE,
+    BOB,
+    CONFIRM_TAG_KEY,
     TRIGGER_TAG_KEY,
+    Principal,
+    api_call_event,
+    call_as,
     execution_count,
     executions_of_store,
     failure,
@@ -26,6 +32,7 @@ from helpers import (
     invoke,
     kms_state,
     mutating_calls,
+    tag_as,
     tag_change,
     trigger_event,
     wait_for_state,
@@ -38,21 +45,6 @@ WEBHOOK = "ticket-webhook"
 # A 30-day window at 3 s a day: 90 s, so a real decommission sits in WaitForDeletionDate
 # (WaitRequired needs the wait to end over 60 s ahead) for the rest of the test.
 WAITING_DAY_SECONDS = 3.0
-
-
-def key_arn(e2e: Any, key_id: str) -> str:
-    return e2e.kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
-
-
-def tag_key(e2e: Any, key_id: str, tags: dict[str, str]) -> dict[str, str]:
-    """TagResource as the operator does it; returns the key's tags now (what the event carries)."""
-    e2e.kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": k, "TagValue": v} for k, v in tags.items()])
-    return {t["TagKey"]: t["TagValue"] for t in e2e.kms.list_resource_tags(KeyId=key_id)["Tags"]}
-
-
-def tagged_event(e2e: Any, key_id: str, value: str) -> dict[str, Any]:
-    """Tag a key `DecommissionCustomKeyStore=<value>` and return the event EventBridge delivers."""
-    return tag_change("tag-change-kms-key.json", key_arn(e2e, key_id), tag_key(e2e, key_id, {TRIGGER_TAG_KEY: value}))
 
 
 def start_body(store: fixtures.Store, ticket: str, **overrides: Any) -> dict[str, Any]:
@@ -78,6 +70,15 @@ def webhook(trigger_stack: Any, event: dict[str, Any]) -> tuple[int, dict[str, A
 
 
 # --- Tag trigger -----------------------------------------------------------------------------
+# The session's tag trigger runs in decommission mode (tests/e2e/conftest.py): it starts runs from
+# CloudTrail's TagResource API-call events by the role KeyAdmin's sessions, built here from the
+# emulator's CloudTrail record of the real call (helpers.tag_as). The trigger tag alone starts a
+# dry run; with the confirmation in the same call, a decommission (tests/e2e/test_tag_identity.py).
+
+
+def tagged_event(e2e: Any, key_id: str, value: str, by: Principal = ALICE) -> dict[str, Any]:
+    """Tag a key `DecommissionCustomKeyStore=<value>` as `by`; the event EventBridge delivers."""
+    return tag_as(e2e, by, key_id, {TRIGGER_TAG_KEY: value})
 
 
 def test_tag_on_a_key_of_the_store_starts_one_dry_run(trigger_stack):
@@ -95,8 +96,9 @@ def test_tag_on_a_key_of_the_store_starts_one_dry_run(trigger_stack):
     assert [run["executionArn"] for run in runs] == [outcome["ExecutionArn"]], "exactly one execution"
     started_with = json.loads(runs[0]["input"])
     assert started_with["DryRun"] is True and started_with["CustomKeyStoreId"] == store.id
-    assert "ConfirmCustomKeyStoreName" not in started_with, "a tag alone never confirms a deletion"
-    assert "ConfirmCustomKeyStoreName" in started_with["Reason"], "the dry run says how to confirm"
+    assert started_with["RequestedBy"] == ALICE.arn, "the tagger asked for it"
+    assert "ConfirmCustomKeyStoreName" not in started_with, "the trigger tag alone never confirms a deletion"
+    assert CONFIRM_TAG_KEY in started_with["Reason"], "the dry run says how to confirm"
 
     described, events = e2e.finish(outcome["ExecutionArn"])
     assert described["status"] == "SUCCEEDED", failure(described)
@@ -135,73 +137,110 @@ def test_every_key_of_the_store_tagged_starts_one_execution(trigger_stack):
     assert len(executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id)) == 1
 
 
+def cluster_tag_event(e2e: Any, by: Principal, cluster_id: str, tags: dict[str, str]) -> dict[str, Any]:
+    """The API-call event of a CloudHSM TagResource call by `by` on `cluster_id`, setting `tags`.
+
+    Built by hand from the KMS record's shape, because it must be: the emulator serves KMS only,
+    so no CloudHSM call is recorded (EventBridge's source for these is aws.cloudhsm). Who called
+    is still not written here: `userIdentity` and `sourceIPAddress` are those of the emulator's
+    record of a real KMS call by `by` (DescribeCustomKeyStores, how the tagger finds the cluster);
+    the CloudHSM parts (eventSource, requestParameters resourceId and tagList, no resources) are
+    as CloudTrail records CloudHSM's TagResource."""
+    lookup = call_as(e2e, by, "describe_custom_key_stores")["detail"]
+    record = {
+        **lookup,
+        "eventSource": "cloudhsm.amazonaws.com",
+        "eventName": "TagResource",
+        "readOnly": False,
+        "requestParameters": {
+            "resourceId": cluster_id,
+            "tagList": [{"key": key, "value": value} for key, value in tags.items()],
+        },
+        "responseElements": None,
+        "eventID": str(uuid.uuid4()),
+    }
+    record.pop("resources", None)
+    return api_call_event(record)
+
+
 def test_tag_on_the_cloudhsm_cluster_of_the_store_starts_a_dry_run(trigger_stack):
     e2e = trigger_stack.e2e
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=1)
     cluster = e2e.kms.describe_custom_key_stores(CustomKeyStoreId=store.id)["CustomKeyStores"][0]["CloudHsmClusterId"]
-    sample = trigger_event("tag-change-cloudhsm-cluster.json")
-    other_cluster = sample["resources"][0].rsplit("/", 1)[0] + "/cluster-234567abcdefg"
+    wrong = cluster_tag_event(e2e, ALICE, "cluster-234567abcdefg", {TRIGGER_TAG_KEY: store.id})
+    right = cluster_tag_event(e2e, ALICE, cluster, {TRIGGER_TAG_KEY: store.id})
+    assert wrong["source"] == right["source"] == "aws.cloudhsm"
     before = kms_state(e2e)
+    e2e.admin.clear_calls()
 
-    refused = invoke(
-        trigger_stack.lambda_client,
-        TAG_TRIGGER,
-        tag_change("tag-change-cloudhsm-cluster.json", other_cluster, {TRIGGER_TAG_KEY: store.id}),
-    )
+    refused = invoke(trigger_stack.lambda_client, TAG_TRIGGER, wrong)
     assert (refused["Outcome"], refused["Reason"]) == ("Refused", "ClusterDoesNotBackStore"), refused
     assert executions_of_store(e2e.sfn, e2e.state_machine_arn, store.id) == []
 
-    cluster_arn = sample["resources"][0].rsplit("/", 1)[0] + "/" + cluster
-    started = invoke(
-        trigger_stack.lambda_client,
-        TAG_TRIGGER,
-        tag_change("tag-change-cloudhsm-cluster.json", cluster_arn, {TRIGGER_TAG_KEY: store.id}),
-    )
+    started = invoke(trigger_stack.lambda_client, TAG_TRIGGER, right)
     assert (started["Outcome"], started["DryRun"]) == ("Started", True), started
     described, _ = e2e.finish(started["ExecutionArn"])
     assert described["status"] == "SUCCEEDED", failure(described)
+    assert json.loads(described["input"])["RequestedBy"] == ALICE.arn
+    assert mutating_calls(e2e.admin.calls()) == []
     assert kms_state(e2e) == before
 
 
 def test_tags_not_meant_for_a_decommission_start_nothing_and_change_nothing(trigger_stack):
     e2e = trigger_stack.e2e
-    store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2)
+    store = fixtures.make_store(e2e.kms, "cloudhsm", keys=4)
     other = fixtures.make_store(e2e.kms, "xks", keys=1)
     aws_kms_key = fixtures.create_aws_kms_key(e2e.kms, "an ordinary key")
     gone_store = "cks-0123456789abcdef0"
-    key, second = store.keys
+    # One key per case whose tags the trigger reads back: a later case's tag would change them.
+    not_an_id, in_no_store, mismatch, retagged = store.keys
     cases = {
         # (event, the outcome and its reason)
         "AWS_KMS-origin key": (tagged_event(e2e, aws_kms_key, store.id), ("Refused", "KeyNotInCustomKeyStore")),
         "key of another store": (tagged_event(e2e, other.keys[0], store.id), ("Refused", "KeyInOtherStore")),
-        "value not a store id": (tagged_event(e2e, key, "yes"), ("Refused", "InvalidTagValue")),
+        "value not a store id": (tagged_event(e2e, not_an_id, "yes"), ("Refused", "InvalidTagValue")),
         "value naming a store the key is not in": (
-            tagged_event(e2e, second, gone_store),
+            tagged_event(e2e, in_no_store, gone_store),
             ("Refused", "KeyInOtherStore"),
         ),
+        # Confirmed with another name than the store's.
+        "wrong confirmation": (
+            tag_as(e2e, ALICE, mismatch, {TRIGGER_TAG_KEY: store.id, CONFIRM_TAG_KEY: store.name + "-old"}),
+            ("Refused", "ConfirmationMismatch"),
+        ),
+        # The confirmation in a call of its own (here by another allowed person): a run needs both
+        # tags from one call.
+        "confirmation tag alone": (
+            tag_as(e2e, BOB, not_an_id, {CONFIRM_TAG_KEY: store.name}),
+            ("Ignored", "ConfirmationWithoutTrigger"),
+        ),
+        # A call that set only other tags.
+        "other tags": (
+            tag_as(e2e, ALICE, not_an_id, {"Owner": "platform-security"}),
+            ("Ignored", "TriggerTagNotChanged"),
+        ),
+        # A call that failed (a reserved tag key: TagException) tagged nothing.
+        "failed call": (
+            tag_as(e2e, ALICE, not_an_id, {TRIGGER_TAG_KEY: store.id, "aws:owner": "x"}, fails_with="TagException"),
+            ("Ignored", "TagCallFailed"),
+        ),
     }
-    # The tag removed from the key (the removed sample: the tag is absent from `tags`).
-    e2e.kms.untag_resource(KeyId=key, TagKeys=[TRIGGER_TAG_KEY])
-    removed = tag_change("tag-change-kms-key-removed.json", key_arn(e2e, key), {"Owner": "platform-security"})
-    cases["tag removed"] = (removed, ("Ignored", "TriggerTagRemoved"))
     # An event that arrives after the tag it reports was removed again: the newer change decides.
-    late = tag_change("tag-change-kms-key.json", key_arn(e2e, key), {TRIGGER_TAG_KEY: store.id})
-    cases["tag removed since the event"] = (late, ("Refused", "TagsChangedSinceEvent"))
-    # Only the confirmation tag changed: in the default dry-run mode that tag is not watched.
-    confirmation = {TRIGGER_TAG_KEY: store.id, "DecommissionConfirmStoreName": store.name}
-    confirmed = tag_change("tag-change-kms-key-confirmed.json", key_arn(e2e, second), confirmation)
-    cases["confirmation tag alone"] = (confirmed, ("Ignored", "TriggerTagNotChanged"))
+    cases["tag removed since the event"] = (tagged_event(e2e, retagged, store.id), ("Refused", "TagsChangedSinceEvent"))
+    untagged = call_as(e2e, ALICE, "untag_resource", KeyId=retagged, TagKeys=[TRIGGER_TAG_KEY])
+    cases["UntagResource call"] = (untagged, ("Ignored", "NotATagCall"))
+    # The Tag Change event of a tag: in decommission mode it names nobody, so the API-call event
+    # of the same tag decides.
+    tag_change_event = tag_change(
+        "tag-change-kms-key.json", untagged["detail"]["resources"][0]["ARN"], {TRIGGER_TAG_KEY: store.id}
+    )
+    cases["Tag Change event in decommission mode"] = (tag_change_event, ("Ignored", "TaggerNotNamed"))
     # Not a tag change at all.
     not_a_tag = trigger_event("tag-change-kms-key.json") | {
         "source": "aws.kms",
         "detail-type": "KMS CMK Rotation",
     }
     cases["another event"] = (not_a_tag, ("Ignored", "NotATagChange"))
-    # A TagResource API-call event: in dry-run mode the Tag Change event of the same tag decides.
-    cases["API-call event in dry-run mode"] = (
-        trigger_event("api-call-tag-resource-kms-key.json"),
-        ("Ignored", "ApiCallInDryRunMode"),
-    )
     machines = [e2e.state_machine_arn, trigger_stack.cancel_state_machine_arn]
     executions_before = execution_count(e2e.sfn, machines)
     before = kms_state(e2e)

@@ -21,7 +21,6 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -42,7 +41,6 @@ from helpers import (
 )
 from local.client import fixtures, workflow
 from local.stack.template import LOCAL_REGION
-from test_status_events import SOURCE, Subscription
 
 WEBHOOK = "ticket-webhook"
 CLOUDHSM_INPUT = "execution-decommission-cloudhsm.json"
@@ -219,28 +217,6 @@ def test_webhook_start_with_a_wrong_confirmation_gets_400_without_the_store_name
     assert store.name not in json.dumps(response), "the whole answer keeps the store's name to itself"
     assert execution_count(e2e.sfn, [e2e.state_machine_arn]) == executions_before
     assert mutating_calls(e2e.admin.calls()) == []
-
-
-@pytest.fixture
-def subscription(e2e) -> Iterator[Subscription]:
-    """Every status event, through an EventBridge rule on the default bus to an SQS queue (as in
-    test_status_events.py)."""
-    common = {
-        "endpoint_url": e2e.endpoint,
-        "region_name": LOCAL_REGION,
-        "aws_access_key_id": "local",
-        "aws_secret_access_key": "local",
-    }
-    sqs, events = boto3.client("sqs", **common), boto3.client("events", **common)
-    name = f"hardening-{uuid.uuid4().hex[:12]}"
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=name, EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    yield Subscription(sqs, queue_url)
-    events.remove_targets(Rule=name, Ids=["queue"])
-    events.delete_rule(Name=name)
-    sqs.delete_queue(QueueUrl=queue_url)
 
 
 def test_console_run_with_a_wrong_confirmation_fails_without_the_store_name(e2e, subscription):

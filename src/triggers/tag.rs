@@ -548,7 +548,8 @@ impl TagTrigger {
             Err(Halt::Failed(e)) => return Err(e),
         };
         if let (TagOutcome::Refused(refusal), Some(status)) = (&outcome, &self.status) {
-            status.trigger_refused(refusal_detail(refusal, event)).await;
+            let detail = refusal_detail(refusal, event, &self.config.tag_key);
+            status.trigger_refused(detail).await;
         }
         Ok(outcome)
     }
@@ -856,13 +857,21 @@ impl LambdaFunction for TagTrigger {
 }
 
 /// The `TriggerRefused` status event's detail: the refusal by name and what the event said of
-/// the resource and the caller (never the raw event).
-fn refusal_detail(refusal: &Refusal, event: &Value) -> Value {
+/// the resource, the store its trigger tag names (when that is a store id) and the caller
+/// (never the raw event).
+fn refusal_detail(refusal: &Refusal, event: &Value, tag_key: &str) -> Value {
     let text = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
+    let change = parse_tag_change(event).ok();
+    let store = change
+        .as_ref()
+        .and_then(|c| c.tags.get(tag_key))
+        .filter(|id| validate_custom_key_store_id(id).is_ok());
     json!({
         "Trigger": "tag",
         "Error": refusal.name(),
         "Message": refusal.to_string(),
+        "Resource": change.as_ref().map(|c| c.resource.arn()),
+        "CustomKeyStoreId": store,
         "EventId": text("/id"),
         "EventSource": text("/source"),
         "DetailType": text("/detail-type"),

@@ -230,6 +230,8 @@ def test_tag_by_a_principal_not_allowed_starts_nothing_asks_kms_nothing_and_is_r
         "Trigger": "tag",
         "Error": "TaggerNotAllowed",
         "Message": outcome["Message"],
+        "Resource": event["detail"]["resources"][0]["ARN"],
+        "CustomKeyStoreId": store.id,
         "EventId": event["id"],
         "EventSource": "aws.kms",
         "DetailType": "AWS API Call via CloudTrail",

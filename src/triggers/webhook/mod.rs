@@ -655,16 +655,16 @@ impl Webhook {
             approved = answer.approve,
             "approval answered"
         );
-        Ok(Reply::new(
-            200,
-            json!({
-                "Result": if answer.approve { "Approved" } else { "Rejected" },
-                "TicketId": ticket,
-                "CustomKeyStoreId": store,
-                "ExecutionArn": execution.arn,
-                "By": answer.by,
-            }),
-        ))
+        let mut reply = json!({
+            "Result": if answer.approve { "Approved" } else { "Rejected" },
+            "CustomKeyStoreId": store,
+            "ExecutionArn": execution.arn,
+            "By": answer.by,
+        });
+        if let (Some(ticket), Some(map)) = (ticket, reply.as_object_mut()) {
+            map.insert("TicketId".into(), json!(ticket));
+        }
+        Ok(Reply::new(200, reply))
     }
 
     async fn start(&self, start: StartAction) -> Result<Reply, WebhookError> {

@@ -76,6 +76,17 @@ pub struct Config {
     /// How long a run waits for approval before it ends `ApprovalTimedOut`
     /// (`APPROVAL_TIMEOUT_DAYS`, a number of days above 0 and at most 30; fractions allowed).
     pub approval_timeout_seconds: u64,
+    /// Quarantine length for runs whose input gives no `QuarantineDays` (`DEFAULT_QUARANTINE_DAYS`,
+    /// 0 to 90; 0 skips the quarantine).
+    pub default_quarantine_days: u32,
+    /// Seconds in a quarantine day (`QUARANTINE_DAY_SECONDS`, 86400; a local stack shortens it
+    /// as its KMS emulator shortens KMS's days).
+    pub quarantine_day_seconds: u64,
+    /// During a quarantine, look in CloudTrail at least this often (`QUARANTINE_CHECK_SECONDS`).
+    pub quarantine_check_seconds: u64,
+    /// Time CloudTrail may take to show an event: a lookup reads only events older than this
+    /// (`CLOUDTRAIL_DELIVERY_MARGIN_SECONDS`).
+    pub cloudtrail_delivery_margin_seconds: u64,
     /// Request pacing.
     pub pacing: PacingConfig,
 }
@@ -97,6 +108,12 @@ impl Default for Config {
             list_keys_page_size: 1000,
             approval_required_for_console_and_webhook: true,
             approval_timeout_seconds: 7 * 86_400,
+            default_quarantine_days: 0,
+            quarantine_day_seconds: 86_400,
+            quarantine_check_seconds: 86_400,
+            // CloudTrail shows most events within about 5 minutes (kms-facts.md section 15, no
+            // documented bound): three times that.
+            cloudtrail_delivery_margin_seconds: 900,
             pacing: PacingConfig::default(),
         }
     }
@@ -191,6 +208,31 @@ impl Config {
                 "APPROVAL_TIMEOUT_DAYS",
                 d.approval_timeout_seconds,
                 30.0,
+            )?,
+            default_quarantine_days: integer(
+                &lookup,
+                "DEFAULT_QUARANTINE_DAYS",
+                u64::from(d.default_quarantine_days),
+                0,
+                u64::from(crate::input::MAX_QUARANTINE_DAYS),
+            )? as u32,
+            quarantine_day_seconds: seconds(
+                "QUARANTINE_DAY_SECONDS",
+                d.quarantine_day_seconds,
+                1,
+                86_400,
+            )?,
+            quarantine_check_seconds: seconds(
+                "QUARANTINE_CHECK_SECONDS",
+                d.quarantine_check_seconds,
+                1,
+                YEAR_SECONDS,
+            )?,
+            cloudtrail_delivery_margin_seconds: seconds(
+                "CLOUDTRAIL_DELIVERY_MARGIN_SECONDS",
+                d.cloudtrail_delivery_margin_seconds,
+                0,
+                86_400,
             )?,
             pacing: PacingConfig {
                 list_keys_rps: rate("KMS_LIST_KEYS_RPS", p.list_keys_rps)?,

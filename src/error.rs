@@ -31,6 +31,8 @@ pub const ERROR_TYPES: &[&str] = &[
     "ApprovalTimedOut",
     "LedgerUnavailable",
     "StepFunctionsUnavailable",
+    "CloudTrailUnavailable",
+    "KeysNeededDuringQuarantine",
     "KmsUnavailable",
     "UnexpectedKmsResponse",
     "InvalidStateDocument",
@@ -271,6 +273,38 @@ pub enum DecommissionError {
         reason: String,
     },
 
+    /// CloudTrail could not answer a quarantine check (after the pace slowed and retried).
+    #[error("CloudTrail {operation} failed with {code}: {message}; the quarantine goes on, retry")]
+    CloudTrailUnavailable {
+        /// The CloudTrail operation.
+        operation: String,
+        /// Its error code.
+        code: String,
+        /// The error text.
+        message: String,
+    },
+
+    /// Someone tried to use keys of the store while it was quarantined (disconnected): they
+    /// still need it. The store is connected again; no key was scheduled.
+    #[error(
+        "{count} attempt(s) to use keys of custom key store {store_id} during its quarantine: \
+         {}{more}. {reconnected} No key was scheduled: find out who needs these keys before \
+         decommissioning the store",
+        uses.join("; ")
+    )]
+    KeysNeededDuringQuarantine {
+        /// The store.
+        store_id: String,
+        /// How many attempts were found.
+        count: u64,
+        /// `key: Operation by principal from source at time (CloudTrail event id, error)` (capped).
+        uses: Vec<String>,
+        /// ", and N more (see the logs)" when capped, else empty.
+        more: String,
+        /// Whether the store is connected again, in one sentence.
+        reconnected: String,
+    },
+
     /// Step Functions could not answer a step's check of its caller.
     #[error(
         "Step Functions {operation} failed with {code}: {message}; nothing was changed, retry"
@@ -410,6 +444,7 @@ impl DecommissionError {
             Self::KmsUnavailable { .. }
                 | Self::LedgerUnavailable { .. }
                 | Self::StepFunctionsUnavailable { .. }
+                | Self::CloudTrailUnavailable { .. }
         ) || self
             .kms_code()
             .is_some_and(|c| TRANSIENT_KMS_CODES.contains(&c))
@@ -679,6 +714,26 @@ mod tests {
                 },
                 "KeyDeletionOverdue",
                 "2026-12-28T10:00:00Z",
+            ),
+            (
+                DecommissionError::KeysNeededDuringQuarantine {
+                    store_id: "cks-1".into(),
+                    count: 1,
+                    uses: vec!["arn:k: Decrypt by arn:aws:iam::1:user/app from 192.0.2.7 at 2026-11-27T10:00:00Z (CloudTrail event e, KMSInvalidStateException)".into()],
+                    more: String::new(),
+                    reconnected: "The store is CONNECTED again.".into(),
+                },
+                "KeysNeededDuringQuarantine",
+                "by arn:aws:iam::1:user/app",
+            ),
+            (
+                DecommissionError::CloudTrailUnavailable {
+                    operation: "cloudtrail:LookupEvents".into(),
+                    code: "ThrottlingException".into(),
+                    message: "Rate exceeded".into(),
+                },
+                "CloudTrailUnavailable",
+                "the quarantine goes on",
             ),
             (
                 DecommissionError::KeysRecentlyUsed {

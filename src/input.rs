@@ -269,6 +269,33 @@ impl<'de> Deserialize<'de> for PendingWindowDays {
     }
 }
 
+/// Largest accepted `QuarantineDays` (CloudTrail's event history keeps 90 days).
+pub const MAX_QUARANTINE_DAYS: u32 = 90;
+
+/// How long the store stays disconnected before its keys are scheduled: a whole number of days
+/// from 0 (no quarantine) to 90.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct QuarantineDays(pub u32);
+
+impl<'de> Deserialize<'de> for QuarantineDays {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        value
+            .as_u64()
+            .filter(|d| *d <= u64::from(MAX_QUARANTINE_DAYS))
+            .and_then(|d| u32::try_from(d).ok())
+            .map(Self)
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "must be a whole number of days from 0 (no quarantine) to \
+                     {MAX_QUARANTINE_DAYS}, got {}",
+                    truncate_for_message(&value.to_string())
+                ))
+            })
+    }
+}
+
 /// The last-use guard's bound: a whole number of days from 0 (guard off) to 365.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

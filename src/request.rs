@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::DecommissionError;
 use crate::input::{
     json_kind, read_object, FieldError, Flag, FreeText, MinDaysSinceLastUse, PendingWindowDays,
-    StoreId, StoreName, TicketId,
+    QuarantineDays, StoreId, StoreName, TicketId,
 };
 use crate::usage::DEFAULT_MIN_DAYS_SINCE_LAST_USE;
 
@@ -30,6 +30,7 @@ pub const INPUT_FIELDS: &[&str] = &[
     "MinDaysSinceLastUse",
     "RequireApproval",
     "Trigger",
+    "QuarantineDays",
 ];
 
 /// What a trigger-started run may ask for, set server-side (template parameters, function
@@ -184,6 +185,8 @@ pub struct ExecutionInput {
     pub require_approval: Option<Flag>,
     /// `Trigger`: `tag` or `webhook`, set by the triggers.
     pub trigger: Option<RunTrigger>,
+    /// `QuarantineDays`, 0-90.
+    pub quarantine_days: Option<QuarantineDays>,
 }
 
 /// A validated decommission request, defaults applied (the state document's `Request`).
@@ -217,6 +220,10 @@ pub struct DecommissionRequest {
     /// The trigger that started the run, if any (console runs have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<RunTrigger>,
+    /// Days the store stays disconnected, watched in CloudTrail, before any key is scheduled;
+    /// `None`: the stack's default (`DEFAULT_QUARANTINE_DAYS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_days: Option<u32>,
 }
 
 fn default_min_days_since_last_use() -> u32 {
@@ -273,6 +280,7 @@ impl DecommissionRequest {
                 .map_or(DEFAULT_MIN_DAYS_SINCE_LAST_USE, |d| d.0),
             require_approval: given.require_approval.is_some_and(|f| f.0),
             trigger: given.trigger,
+            quarantine_days: given.quarantine_days.map(|d| d.0),
         })
     }
 

@@ -40,6 +40,9 @@ pub struct DecommissionState {
     /// records the approver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalStatus>,
+    /// The quarantine (plan-decommission decides whether it applies; quarantine-store runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineStatus>,
     /// Connection of a CloudHSM store (ensure-store-connected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionStatus>,
@@ -153,6 +156,109 @@ pub struct PlanProgress {
     /// The store's keys' last use and the last-use guard's verdict (`src/usage.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_use: Option<UsageSummary>,
+}
+
+/// Where the quarantine stands (`Quarantine.Phase`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuarantinePhase {
+    /// Disconnecting the store.
+    #[default]
+    Disconnecting,
+    /// The store is disconnected; CloudTrail is read for attempts to use its keys.
+    Watching,
+    /// Connecting the store again (the quarantine is over, or someone needs a key).
+    Reconnecting,
+    /// Over, nobody found: the keys may be scheduled.
+    Done,
+}
+
+/// What the state machine does after quarantine-store (`Quarantine.Next`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuarantineNext {
+    /// Wait `PollAfterSeconds`, then call it again (the store's connection is changing).
+    #[default]
+    Poll,
+    /// Call it again at once (a CloudTrail scan goes on from its cursor).
+    Continue,
+    /// Wait until `NextCheckAt`, then call it again.
+    WaitForCheck,
+    /// Go on to the next step.
+    Done,
+}
+
+/// Where a CloudTrail scan of the store's keys resumes: the ListKeys page it is in, and the
+/// key and CloudTrail page within it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QuarantineScan {
+    /// Marker of the ListKeys page being scanned (`None`: the first page).
+    #[serde(default)]
+    pub list_marker: Option<String>,
+    /// Within that page's keys of the store.
+    #[serde(default)]
+    pub in_page: crate::key_use::ScanCursor,
+    /// The end of the window this scan reads (events up to then).
+    pub window_end: Timestamp,
+}
+
+/// The quarantine of a real run (`Quarantine` section): the store disconnected for `Days`,
+/// CloudTrail read for anyone trying its keys, then connected again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QuarantineStatus {
+    /// Whether the run quarantines the store (`Days` > 0 and not a dry run).
+    pub required: bool,
+    /// How long.
+    pub days: u32,
+    /// Where it stands.
+    #[serde(default)]
+    pub phase: QuarantinePhase,
+    /// What the state machine does next.
+    #[serde(default)]
+    pub next: QuarantineNext,
+    /// Seconds to wait before the next poll (`Next: Poll`).
+    #[serde(default)]
+    pub poll_after_seconds: u64,
+    /// Whether the store was CONNECTED when the quarantine began (it is connected again at the end).
+    #[serde(default)]
+    pub was_connected: Option<bool>,
+    /// When DisconnectCustomKeyStore was called (or the store was found disconnected): the
+    /// window starts here.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// When the quarantine ends (`StartedAt` + `Days`).
+    #[serde(default)]
+    pub ends_at: Option<Timestamp>,
+    /// When CloudTrail is read next (`Next: WaitForCheck`).
+    #[serde(default)]
+    pub next_check_at: Option<Timestamp>,
+    /// CloudTrail has been read up to here.
+    #[serde(default)]
+    pub checked_through: Option<Timestamp>,
+    /// A scan in progress.
+    #[serde(default)]
+    pub scan: Option<QuarantineScan>,
+    /// Scans completed.
+    #[serde(default)]
+    pub checks: u32,
+    /// CloudTrail lookups made, events read, throttled lookups (tried again).
+    #[serde(default)]
+    pub lookups: u64,
+    /// Events read.
+    #[serde(default)]
+    pub events_scanned: u64,
+    /// Lookups CloudTrail throttled.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Attempts to use a key of the store, found so far (at most `SAMPLE_CAP` kept).
+    #[serde(default)]
+    pub found: Vec<crate::key_use::KeyUse>,
+    /// How many attempts were found in all.
+    #[serde(default)]
+    pub found_count: u64,
+    /// When the current Disconnecting or Reconnecting phase began (timeouts).
+    #[serde(default)]
+    pub phase_since: Option<Timestamp>,
 }
 
 /// The approval gate of a real run (`Approval` section).

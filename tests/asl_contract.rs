@@ -22,6 +22,7 @@ const RETRIED_BY_NAME: &[&str] = &[
     "KmsUnavailable",
     "LedgerUnavailable",
     "StepFunctionsUnavailable",
+    "CloudTrailUnavailable",
 ];
 
 /// Lambda's transient invocation errors (Step Functions best practice, plus throttling).
@@ -676,6 +677,9 @@ fn condition_label(rule: &Value) -> String {
     }
     if let Some(present) = rule["IsPresent"].as_bool() {
         return format!("{variable} {}", if present { "present" } else { "absent" });
+    }
+    if let Some(value) = rule["StringEquals"].as_str() {
+        return format!("{variable} == {value}");
     }
     panic!("condition_label: add a label for Choice rule {rule}");
 }

@@ -43,15 +43,7 @@ fn app_kms(env: &Env) -> aws_sdk_kms::Client {
 }
 
 fn cloudtrail(env: &Env, rate: f64) -> CloudTrail {
-    let client = aws_sdk_cloudtrail::Client::from_conf(
-        aws_sdk_cloudtrail::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(env.emulator.endpoint())
-            .build(),
-    );
-    CloudTrail::new(client, rate)
+    env.cloudtrail(rate)
 }
 
 async fn key_arns(env: &Env, keys: &[String]) -> Vec<String> {

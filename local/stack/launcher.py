@@ -50,6 +50,11 @@ LOCAL_HANDLER_CONFIG = {
     "DISCONNECT_TIMEOUT_SECONDS": "60",
     "DEADLINE_MARGIN_MS": "10000",
     "CANCEL_SETTLE_SECONDS": "5",
+    # A quarantine day lasts as long as the emulator's day (1 s by default); CloudTrail (the
+    # emulator) shows events at once, so the delivery margin is a second.
+    "QUARANTINE_DAY_SECONDS": "1",
+    "QUARANTINE_CHECK_SECONDS": "2",
+    "CLOUDTRAIL_DELIVERY_MARGIN_SECONDS": "1",
 }
 # cargo lambda watch's line when a function process ends, e.g. at start for bad configuration.
 FUNCTION_EXITED = re.compile(r"ERROR command exited")

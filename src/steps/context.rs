@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_sdk_kms::Client;
 
 use crate::clock::Clock;
+use crate::cloudtrail::CloudTrail;
 use crate::config::Config;
 use crate::kms::Kms;
 use crate::ledger::Ledger;
@@ -29,6 +30,8 @@ pub struct StepContext {
     pub policy: TriggerPolicy,
     /// The clock.
     pub clock: Clock,
+    /// CloudTrail, paced under LookupEvents' quota (quarantine-store). `None`: not configured.
+    pub cloudtrail: Option<CloudTrail>,
 }
 
 impl StepContext {
@@ -41,6 +44,7 @@ impl StepContext {
             config,
             policy: TriggerPolicy::default(),
             clock: Clock::system(),
+            cloudtrail: None,
         }
     }
 
@@ -58,6 +62,7 @@ impl StepContext {
             config,
             policy: TriggerPolicy::default(),
             clock: Clock::system(),
+            cloudtrail: Some(CloudTrail::from_sdk_config(sdk)),
         }
     }
 

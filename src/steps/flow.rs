@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::DecommissionError;
 use crate::state::DecommissionState;
 
-/// The six steps, named after their binaries.
+/// The steps, named after their binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "kebab-case")]
 pub enum Step {
@@ -17,6 +17,9 @@ pub enum Step {
     RequestApproval,
     /// `record-approval`: records who approved, refusing the requester.
     RecordApproval,
+    /// `quarantine-store`: disconnects the store, reads CloudTrail for anyone trying its keys,
+    /// connects it again.
+    QuarantineStore,
     /// `ensure-store-connected`.
     EnsureStoreConnected,
     /// `schedule-key-deletion`.
@@ -31,10 +34,11 @@ pub enum Step {
 
 impl Step {
     /// Every step in flow order.
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
         Step::PlanDecommission,
         Step::RequestApproval,
         Step::RecordApproval,
+        Step::QuarantineStore,
         Step::EnsureStoreConnected,
         Step::ScheduleKeyDeletion,
         Step::CheckKeysDeleted,
@@ -84,6 +88,21 @@ impl Step {
                     .as_ref()
                     .is_none_or(|a| !a.required || a.approved),
                 "Approval.Approved is not true (record-approval has not recorded an approval)",
+            )?;
+        }
+        if self == Step::QuarantineStore {
+            require(
+                state.quarantine.as_ref().is_some_and(|q| q.required),
+                "Quarantine.Required is not true: this run has no quarantine",
+            )?;
+        }
+        if after(Step::QuarantineStore) {
+            require(
+                state
+                    .quarantine
+                    .as_ref()
+                    .is_none_or(|q| !q.required || q.phase == crate::state::QuarantinePhase::Done),
+                "Quarantine.Phase is not Done (quarantine-store has not finished the quarantine)",
             )?;
         }
         if after(Step::EnsureStoreConnected) {
@@ -184,6 +203,7 @@ mod tests {
                 "plan-decommission",
                 "request-approval",
                 "record-approval",
+                "quarantine-store",
                 "ensure-store-connected",
                 "schedule-key-deletion",
                 "check-keys-deleted",

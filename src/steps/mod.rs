@@ -15,6 +15,7 @@ pub mod disconnect_store;
 pub mod ensure_store_connected;
 pub mod flow;
 pub mod plan;
+pub mod quarantine;
 pub mod schedule_key_deletion;
 
 pub use context::StepContext;
@@ -48,6 +49,7 @@ impl Step {
             Step::PlanDecommission => Box::pin(plan::run(ctx, state, deadline)).await,
             Step::RequestApproval => Box::pin(approval::request(ctx, state, deadline)).await,
             Step::RecordApproval => Box::pin(approval::record(ctx, state, deadline)).await,
+            Step::QuarantineStore => Box::pin(quarantine::run(ctx, state, deadline)).await,
             Step::EnsureStoreConnected => {
                 Box::pin(ensure_store_connected::run(ctx, state, deadline)).await
             }

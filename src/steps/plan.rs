@@ -12,7 +12,7 @@ use crate::keys::TargetStore;
 use crate::model::push_capped;
 use crate::report::left_behind;
 use crate::request::DecommissionRequest;
-use crate::state::{ApprovalStatus, DecommissionState, PlanProgress};
+use crate::state::{ApprovalStatus, DecommissionState, PlanProgress, QuarantineStatus};
 use crate::steps::context::StepContext;
 use crate::store;
 use crate::usage::{key_last_use, UsageGuard, UsageSummary};
@@ -140,6 +140,14 @@ pub async fn run(
             required,
             timeout_seconds: ctx.config.approval_timeout_seconds,
             ..ApprovalStatus::default()
+        });
+        let days = request
+            .quarantine_days
+            .unwrap_or(ctx.config.default_quarantine_days);
+        state.quarantine = Some(QuarantineStatus {
+            required: days > 0,
+            days,
+            ..QuarantineStatus::default()
         });
     }
     state.request = Some(request);

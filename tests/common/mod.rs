@@ -181,7 +181,21 @@ impl Env {
             self.ledger(),
         );
         ctx.clock = self.clock().await;
+        ctx.cloudtrail = Some(self.cloudtrail(50.0));
         ctx
+    }
+
+    /// CloudTrail (the emulator's LookupEvents) at `rate` lookups a second.
+    pub fn cloudtrail(&self, rate: f64) -> kms_decommission::cloudtrail::CloudTrail {
+        let client = aws_sdk_cloudtrail::Client::from_conf(
+            aws_sdk_cloudtrail::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .endpoint_url(self.emulator.endpoint())
+                .build(),
+        );
+        kms_decommission::cloudtrail::CloudTrail::new(client, rate)
     }
 
     /// The run ledger of this test.
@@ -703,6 +717,10 @@ pub async fn run_until_done(
             Step::PlanDecommission => state.plan.as_ref().is_some_and(|p| p.done),
             Step::RequestApproval => true,
             Step::RecordApproval => state.approval.as_ref().is_some_and(|a| a.approved),
+            Step::QuarantineStore => state
+                .quarantine
+                .as_ref()
+                .is_some_and(|q| q.phase == kms_decommission::state::QuarantinePhase::Done),
             Step::EnsureStoreConnected => state.connection.as_ref().is_some_and(|c| c.ready),
             Step::ScheduleKeyDeletion => state.scheduling.as_ref().is_some_and(|s| s.done),
             Step::CheckKeysDeleted => state.deletion.as_ref().is_some_and(|d| d.scan_done),
@@ -712,7 +730,10 @@ pub async fn run_until_done(
         if done {
             return Ok((state, invocation));
         }
-        if matches!(step, Step::EnsureStoreConnected | Step::DisconnectStore) {
+        if matches!(
+            step,
+            Step::EnsureStoreConnected | Step::DisconnectStore | Step::QuarantineStore
+        ) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,0 +1,249 @@
+//! The quarantine against the KMS emulator (its CloudTrail record of every call, read through
+//! LookupEvents) and moto: the store is disconnected, an application that tries one of its keys
+//! is found and named, the store is connected again and nothing is scheduled; a quiet quarantine
+//! ends with the store connected and the run goes on; a daily check finds a use before the end.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::primitives::Blob;
+use common::*;
+use kms_decommission::config::Config;
+use kms_decommission::error::DecommissionError;
+use kms_decommission::state::{DecommissionState, QuarantineNext, QuarantinePhase};
+use kms_decommission::steps::{Step, StepContext};
+use kms_emulator::EmulatorConfig;
+use serde_json::json;
+
+const APP_KEY_ID: &str = "AKIAPAYMENTSAPP00001";
+const APP: &str = "arn:aws:iam::123456789012:user/payments-app";
+const DAY: f64 = 86_400.0;
+/// CloudTrail's delivery margin in these tests (emulated seconds).
+const MARGIN: u64 = 300;
+
+async fn env() -> Env {
+    Env::start_with(EmulatorConfig {
+        quotas: false,
+        identities: BTreeMap::from([(APP_KEY_ID.to_owned(), APP.to_owned())]),
+        ..EmulatorConfig::fast()
+    })
+    .await
+}
+
+fn config() -> Config {
+    Config {
+        cloudtrail_delivery_margin_seconds: MARGIN,
+        ..test_config()
+    }
+}
+
+/// The application's KMS client (its own access key).
+fn app_kms(env: &Env) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(APP_KEY_ID, "secret", None, None, "app"))
+            .endpoint_url(env.emulator.endpoint())
+            .build(),
+    )
+}
+
+/// A planned real run of a 3-key CloudHSM store with a quarantine of `days`.
+async fn planned(
+    env: &Env,
+    ctx: &StepContext,
+    days: u32,
+) -> (String, Vec<String>, DecommissionState) {
+    let (store, keys, _) = cloudhsm_fixture(env, 3).await;
+    let mut input = real_input(&store, "Prod");
+    input["QuarantineDays"] = json!(days);
+    let state = run_steps(ctx, &[Step::PlanDecommission], env.start_run(input).await).await;
+    let quarantine = state.quarantine.clone().expect("plan writes Quarantine");
+    assert!(quarantine.required && quarantine.days == days);
+    (store, keys, state)
+}
+
+/// Runs quarantine-store until it asks to wait for the next check (or is done, or fails).
+async fn quarantine_until_wait(
+    ctx: &StepContext,
+    mut state: DecommissionState,
+) -> Result<DecommissionState, DecommissionError> {
+    for _ in 0..500 {
+        state = Step::QuarantineStore
+            .run(ctx, state, far_deadline())
+            .await?;
+        match state.quarantine.as_ref().map(|q| q.next) {
+            Some(QuarantineNext::WaitForCheck | QuarantineNext::Done) => return Ok(state),
+            Some(QuarantineNext::Poll) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            _ => {}
+        }
+    }
+    panic!("quarantine-store never asked to wait");
+}
+
+/// Moves the steps' clock forward (days of quarantine pass; KMS and CloudTrail keep real time,
+/// so the events recorded now fall inside the quarantine's window).
+async fn advance(_env: &Env, ctx: &mut StepContext, seconds: f64) {
+    ctx.clock = ctx.clock.advanced_by(seconds as i64);
+}
+
+async fn try_key(env: &Env, key: &str) {
+    let refused = app_kms(env)
+        .encrypt()
+        .key_id(key)
+        .plaintext(Blob::new("yearly report"))
+        .send()
+        .await
+        .unwrap_err();
+    let code = refused
+        .as_service_error()
+        .and_then(|e| aws_sdk_kms::error::ProvideErrorMetadata::code(e));
+    assert_eq!(code, Some("KMSInvalidStateException"));
+}
+
+#[tokio::test]
+async fn a_key_used_during_the_quarantine_stops_the_run_naming_the_caller_and_reconnects() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, keys, state) = planned(&env, &ctx, 2).await;
+    env.clear_calls().await;
+
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let q = state.quarantine.clone().unwrap();
+    assert_eq!(q.phase, QuarantinePhase::Watching);
+    assert_eq!(q.was_connected, Some(true));
+    assert_eq!(env.store_state(&store).await, "DISCONNECTED");
+    // Steps after the quarantine do not act while it lasts.
+    let err = Step::ScheduleKeyDeletion
+        .run(&ctx, state.clone(), far_deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStateDocument", "{err}");
+
+    // The yearly report runs: its Encrypt fails (the store is disconnected) and is recorded.
+    try_key(&env, &keys[1]).await;
+    advance(&env, &mut ctx, 2.0 * DAY + MARGIN as f64 + 1.0).await;
+    let err = quarantine_until_wait(&ctx, state).await.unwrap_err();
+    assert_eq!(err.error_type(), "KeysNeededDuringQuarantine");
+    let message = err.to_string();
+    let arn = env.describe_key(&keys[1]).await.unwrap().arn.unwrap();
+    for expected in [
+        APP,
+        arn.as_str(),
+        "Encrypt",
+        "KMSInvalidStateException",
+        "CONNECTED again",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from: {message}"
+        );
+    }
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+    let mutating: Vec<String> = env
+        .mutating_calls()
+        .await
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(
+        mutating,
+        ["DisconnectCustomKeyStore", "ConnectCustomKeyStore"],
+        "nothing but the quarantine itself changed"
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_quarantine_reconnects_the_store_and_the_run_goes_on() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, _, state) = planned(&env, &ctx, 1).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let first_check = state.quarantine.as_ref().unwrap().next_check_at.unwrap();
+
+    // Half-way, nothing is readable past the margin yet at the first wake-up: it waits on.
+    advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let q = state.quarantine.clone().unwrap();
+    assert_eq!(q.phase, QuarantinePhase::Done, "{q:?}");
+    assert!(
+        q.checks >= 1 && q.lookups >= 3 && q.found.is_empty(),
+        "{q:?}"
+    );
+    assert!(q.checked_through >= q.ends_at, "{q:?}");
+    assert!(first_check <= q.ends_at.unwrap().max(first_check));
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+
+    let scheduled = run_steps(
+        &ctx,
+        &[Step::EnsureStoreConnected, Step::ScheduleKeyDeletion],
+        state,
+    )
+    .await;
+    assert_eq!(scheduled.scheduling.unwrap().keys_scheduled, 3);
+}
+
+#[tokio::test]
+async fn a_daily_check_finds_a_use_before_the_quarantine_ends() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, keys, state) = planned(&env, &ctx, 10).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+
+    // Day 1: nobody; the check comes back a day later.
+    advance(&env, &mut ctx, DAY + 1.0).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let q = state.quarantine.clone().unwrap();
+    assert_eq!(
+        (q.phase, q.checks, q.found_count),
+        (QuarantinePhase::Watching, 1, 0)
+    );
+
+    // Day 2: someone tries a key; the next daily check finds it, eight days early.
+    try_key(&env, &keys[0]).await;
+    advance(&env, &mut ctx, DAY + 1.0).await;
+    let err = quarantine_until_wait(&ctx, state).await.unwrap_err();
+    assert_eq!(err.error_type(), "KeysNeededDuringQuarantine");
+    assert!(err.to_string().contains(APP), "{err}");
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+}
+
+#[tokio::test]
+async fn no_quarantine_days_means_no_quarantine() {
+    let env = env().await;
+    let ctx = env.context(config()).await;
+    let (store, _, _) = cloudhsm_fixture(&env, 1).await;
+    let mut input = real_input(&store, "Prod");
+    input["QuarantineDays"] = json!(0);
+    let state = run_steps(&ctx, &[Step::PlanDecommission], env.start_run(input).await).await;
+    assert!(!state.quarantine.clone().unwrap().required);
+    let err = Step::QuarantineStore
+        .run(&ctx, state.clone(), far_deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidStateDocument");
+    // The run goes straight on.
+    let scheduled = run_steps(
+        &ctx,
+        &[Step::EnsureStoreConnected, Step::ScheduleKeyDeletion],
+        state,
+    )
+    .await;
+    assert_eq!(scheduled.scheduling.unwrap().keys_scheduled, 1);
+
+    for bad in [json!(-1), json!(91), json!(1.5), json!("7")] {
+        env.end_runs().await;
+        let mut input = real_input(&store, "Prod");
+        input["QuarantineDays"] = bad.clone();
+        let err = Step::PlanDecommission
+            .run(&ctx, env.start_run(input).await, far_deadline())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput", "{bad}");
+    }
+}

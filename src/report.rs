@@ -73,6 +73,9 @@ pub struct Report {
     /// `MinDaysSinceLastUse` was 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_use: Option<UsageSummary>,
+    /// The quarantine the store went through before its keys were scheduled, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineSummary>,
     /// What the operator must do by hand, one sentence each.
     pub follow_ups: Vec<String>,
     /// Execution start (RFC 3339).
@@ -80,6 +83,28 @@ pub struct Report {
     pub started_at: Option<String>,
     /// When the report was written (RFC 3339).
     pub finished_at: Timestamp,
+}
+
+/// The report's quarantine section (docs/quarantine.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QuarantineSummary {
+    /// Days the store stayed disconnected (asked for).
+    pub days: u32,
+    /// When it was disconnected.
+    pub started_at: Option<Timestamp>,
+    /// When the quarantine ended.
+    pub ends_at: Option<Timestamp>,
+    /// CloudTrail was read up to here.
+    pub checked_through: Option<Timestamp>,
+    /// CloudTrail checks made.
+    pub checks: u32,
+    /// LookupEvents calls made.
+    pub lookups: u64,
+    /// CloudTrail events read.
+    pub events_scanned: u64,
+    /// Attempts to use a key of the store found (0: nobody tried).
+    pub attempts_found: u64,
 }
 
 /// Where the ledger keeps a run (`docs/ledger.md` shows the AWS CLI queries).

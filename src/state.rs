@@ -538,6 +538,18 @@ impl DecommissionState {
             ledger: None,
             orphaned_key_material_accepted: orphaned,
             last_use: plan.last_use,
+            quarantine: state.quarantine.as_ref().filter(|q| q.required).map(|q| {
+                crate::report::QuarantineSummary {
+                    days: q.days,
+                    started_at: q.started_at,
+                    ends_at: q.ends_at,
+                    checked_through: q.checked_through,
+                    checks: q.checks,
+                    lookups: q.lookups,
+                    events_scanned: q.events_scanned,
+                    attempts_found: q.found_count,
+                }
+            }),
             follow_ups,
             started_at: state.execution.as_ref().and_then(|e| e.start_time.clone()),
             finished_at: Timestamp::floor(now),

@@ -185,7 +185,30 @@ async fn a_quiet_quarantine_reconnects_the_store_and_the_run_goes_on() {
         state,
     )
     .await;
-    assert_eq!(scheduled.scheduling.unwrap().keys_scheduled, 3);
+    assert_eq!(scheduled.scheduling.as_ref().unwrap().keys_scheduled, 3);
+
+    // The report's quarantine section says what was watched and that nobody was found.
+    env.advance(8.0 * DAY).await;
+    let mut ctx = ctx;
+    ctx.clock = env.clock().await.advanced_by(2 * DAY as i64);
+    let reported = run_steps(
+        &ctx,
+        &[
+            Step::CheckKeysDeleted,
+            Step::DisconnectStore,
+            Step::DeleteStore,
+        ],
+        scheduled,
+    )
+    .await;
+    let section = reported
+        .report
+        .unwrap()
+        .quarantine
+        .expect("a quarantine section");
+    assert_eq!((section.days, section.attempts_found), (1, 0));
+    assert!(section.checks >= 1 && section.lookups >= 3, "{section:?}");
+    assert_eq!(section.checked_through, section.ends_at);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
 use common::*;
+use kms_decommission::cancel::step::{run as cancel_step, CancelContext, CancelState};
 use kms_decommission::config::Config;
 use kms_decommission::error::DecommissionError;
 use kms_decommission::state::{DecommissionState, QuarantineNext, QuarantinePhase};
@@ -269,4 +270,44 @@ async fn no_quarantine_days_means_no_quarantine() {
             .unwrap_err();
         assert_eq!(err.error_type(), "InvalidInput", "{bad}");
     }
+}
+
+#[tokio::test]
+async fn a_cancel_during_the_quarantine_connects_the_store_again_and_says_so() {
+    let env = env().await;
+    let ctx = env.context(config()).await;
+    let (store, _, state) = planned(&env, &ctx, 5).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    assert_eq!(env.store_state(&store).await, "DISCONNECTED");
+    let execution = state.execution_id().unwrap().to_owned();
+
+    let cancel_ctx = CancelContext {
+        step: env.context(config()).await,
+        settle: std::time::Duration::ZERO,
+    };
+    let mut cancel = CancelState {
+        input: json!({"CustomKeyStoreId": store, "DecommissionExecutionArn": execution,
+                      "RequestedBy": "bob", "Reason": "the yearly report still needs the store"}),
+        ..CancelState::default()
+    };
+    for _ in 0..100 {
+        cancel = cancel_step(&cancel_ctx, cancel, far_deadline())
+            .await
+            .unwrap();
+        if cancel.report.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let report = cancel.report.expect("the cancel ends");
+    assert!(report.store_reconnected, "{report:?}");
+    assert!(
+        report
+            .follow_ups
+            .iter()
+            .any(|f| f.contains("in its quarantine")),
+        "{report:?}"
+    );
+    assert_eq!(report.counts.keys_restored, 0, "nothing was scheduled");
+    env.wait_for_state(&store, "CONNECTED").await;
 }

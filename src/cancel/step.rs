@@ -108,6 +108,13 @@ pub struct CancelProgress {
     pub wait_required: bool,
     /// Seconds to wait when `WaitRequired`.
     pub wait_seconds: u64,
+    /// The decommission was in its quarantine (it had disconnected the store): the cancel
+    /// connects the store again before it ends.
+    #[serde(default)]
+    pub reconnect_store: bool,
+    /// ConnectCustomKeyStore was asked for (or the store was found connected or connecting).
+    #[serde(default)]
+    pub store_connect_requested: bool,
 }
 
 /// The cancel's final report (`Report`, the cancel execution's output).
@@ -139,6 +146,9 @@ pub struct CancelReport {
     pub keys_deleted: Option<u64>,
     /// The store no longer exists.
     pub store_deleted: bool,
+    /// The decommission was in its quarantine and this cancel connected the store again.
+    #[serde(default)]
+    pub store_reconnected: bool,
     /// What the operator should know or do, one sentence each.
     pub follow_ups: Vec<String>,
 }
@@ -246,6 +256,13 @@ pub async fn run(
             .map(Timestamp::time)
             .ok_or_else(|| DecommissionError::invalid_state("no Cancel.ScanStartedAt"))?;
         if progress.scan_restored == 0 && scan_started >= settle_until {
+            if progress.reconnect_store && !progress.store_connect_requested {
+                reconnect(ctx, &mut progress, store_id, &described).await?;
+                if !progress.store_connect_requested {
+                    state.cancel = Some(progress);
+                    return Ok(state);
+                }
+            }
             release_run(ctx, &request).await?;
             return Ok(finish(state, progress, &request));
         }
@@ -259,6 +276,38 @@ pub async fn run(
     }
     state.cancel = Some(progress);
     Ok(state)
+}
+
+/// Connects a store the cancelled decommission had disconnected for its quarantine: once it is
+/// DISCONNECTED (a disconnect in flight is waited for), ConnectCustomKeyStore.
+async fn reconnect(
+    ctx: &CancelContext,
+    progress: &mut CancelProgress,
+    store_id: &str,
+    described: &crate::model::StoreSummary,
+) -> Result<(), CancelError> {
+    use aws_sdk_kms::types::ConnectionStateType;
+    match described.connection_state {
+        ConnectionStateType::Disconnected => match store::connect(&ctx.step.kms, store_id).await {
+            Ok(()) => {
+                tracing::info!(
+                    custom_key_store_id = store_id,
+                    "connecting the store the cancelled decommission had quarantined"
+                );
+                progress.store_connect_requested = true;
+            }
+            Err(err) if err.is_kms(KmsErrorCode::CustomKeyStoreInvalidState) => {}
+            Err(err) => return Err(err.into()),
+        },
+        ConnectionStateType::Disconnecting => {}
+        // CONNECTED or CONNECTING already; FAILED is the operator's (the follow-up says so).
+        _ => progress.store_connect_requested = true,
+    }
+    if !progress.store_connect_requested {
+        progress.wait_required = true;
+        progress.wait_seconds = ctx.step.config.store_poll_seconds;
+    }
+    Ok(())
 }
 
 /// Records in the ledger that the run was cancelled and releases the store's lock if the run
@@ -353,6 +402,8 @@ async fn stop_decommission(
     }
     let mut keys_scheduled = None;
     let mut keys_deleted = None;
+    // From the run's last document; where the history cannot tell, from its ledger record.
+    let mut reconnect_store = None;
     if let Some(report) = &info.output {
         keys_scheduled = report.get("KeysScheduled").and_then(Value::as_u64);
         keys_deleted = report.get("KeysDeleted").and_then(Value::as_u64);
@@ -363,6 +414,7 @@ async fn stop_decommission(
                 keys_scheduled = document
                     .pointer("/Scheduling/KeysScheduled")
                     .and_then(Value::as_u64);
+                reconnect_store = in_quarantine(&document);
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not read the decommission's history"),
@@ -383,7 +435,46 @@ async fn stop_decommission(
         done: false,
         wait_required: false,
         wait_seconds: 0,
+        reconnect_store: match reconnect_store {
+            Some(known) => known,
+            None => quarantined_by_ledger(ctx, request).await,
+        },
+        store_connect_requested: false,
     })
+}
+
+/// Whether a decommission document shows the run inside its quarantine, having disconnected
+/// a store that was connected (a store it found disconnected stays so); `None` when the
+/// document has no quarantine section to tell.
+fn in_quarantine(document: &Value) -> Option<bool> {
+    let quarantine = document.get("Quarantine")?;
+    let phase = quarantine.get("Phase").and_then(Value::as_str);
+    let was_connected = quarantine.get("WasConnected").and_then(Value::as_bool);
+    Some(
+        matches!(phase, Some("Disconnecting" | "Watching" | "Reconnecting"))
+            && was_connected != Some(false),
+    )
+}
+
+/// Whether the ledger's record of the run says its last step was the quarantine (the history
+/// may be unreadable; the ledger is the run's own record).
+async fn quarantined_by_ledger(ctx: &CancelContext, request: &CancelRequest) -> bool {
+    match ctx
+        .step
+        .ledger
+        .run_record(
+            &request.custom_key_store_id,
+            &request.decommission_execution_arn,
+        )
+        .await
+    {
+        Ok(Some(run)) => run.phase == "quarantine-store" && run.outcome.is_none(),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the run's ledger record");
+            false
+        }
+    }
 }
 
 /// `arn:...:execution:<machine>:<name>` -> `arn:...:stateMachine:<machine>` (empty when the
@@ -444,6 +535,14 @@ fn finish(
         ),
         _ => {}
     }
+    if progress.reconnect_store && progress.store_connect_requested && !progress.store_deleted {
+        follow_ups.push(format!(
+            "The decommission was in its quarantine and had disconnected store {}: this cancel \
+             connected it again (ConnectCustomKeyStore; a CloudHSM store takes up to 20 minutes \
+             to reach CONNECTED: check it does).",
+            request.custom_key_store_id
+        ));
+    }
     if counts.keys_gone > 0 {
         follow_ups.push(format!(
             "{} key(s) disappeared while being restored (deleted by KMS at that moment).",
@@ -477,6 +576,7 @@ fn finish(
         decommission_keys_scheduled: progress.decommission_keys_scheduled,
         keys_deleted,
         store_deleted: progress.store_deleted,
+        store_reconnected: progress.reconnect_store && progress.store_connect_requested,
         follow_ups,
     });
     tracing::info!(

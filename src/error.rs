@@ -33,6 +33,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "StepFunctionsUnavailable",
     "CloudTrailUnavailable",
     "KeysNeededDuringQuarantine",
+    "KeysCreatedAfterQuarantine",
     "KmsUnavailable",
     "UnexpectedKmsResponse",
     "InvalidStateDocument",
@@ -303,6 +304,29 @@ pub enum DecommissionError {
         more: String,
         /// Whether the store is connected again, in one sentence.
         reconnected: String,
+    },
+
+    /// A key of the store was created after the quarantine began: it was never quarantined (nor
+    /// planned, nor approved), and someone is creating keys in a store being decommissioned.
+    #[error(
+        "{count} key(s) of custom key store {store_id} were created after its quarantine began \
+         ({since}): {}{more}; they were not scheduled, and no key after them was: {}",
+        keys.join(", "),
+        already_scheduled_sentence(*keys_already_scheduled)
+    )]
+    KeysCreatedAfterQuarantine {
+        /// The store.
+        store_id: String,
+        /// When the quarantine began.
+        since: String,
+        /// How many keys.
+        count: u64,
+        /// `ARN (created at ...)` (capped).
+        keys: Vec<String>,
+        /// ", and N more (see the logs)" when capped, else empty.
+        more: String,
+        /// Keys this execution had already scheduled before it stopped.
+        keys_already_scheduled: u64,
     },
 
     /// Step Functions could not answer a step's check of its caller.

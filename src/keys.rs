@@ -58,6 +58,7 @@ pub struct StoreKey {
     state: KeyState,
     deletion_date: Option<SystemTime>,
     xks_key_id: Option<String>,
+    creation_date: Option<SystemTime>,
 }
 
 impl StoreKey {
@@ -92,6 +93,7 @@ impl StoreKey {
                 .cloned()
                 .unwrap_or_else(|| KeyState::from("Unknown")),
             deletion_date: metadata.deletion_date().map(from_kms),
+            creation_date: metadata.creation_date().map(from_kms),
             xks_key_id: metadata
                 .xks_key_configuration()
                 .and_then(|x| x.id())
@@ -122,6 +124,11 @@ impl StoreKey {
     /// DeletionDate (pending keys).
     pub fn deletion_date(&self) -> Option<SystemTime> {
         self.deletion_date
+    }
+
+    /// When the key was created.
+    pub fn creation_date(&self) -> Option<SystemTime> {
+        self.creation_date
     }
 
     /// External key id (external key stores).

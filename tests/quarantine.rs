@@ -311,3 +311,36 @@ async fn a_cancel_during_the_quarantine_connects_the_store_again_and_says_so() {
     assert_eq!(report.counts.keys_restored, 0, "nothing was scheduled");
     env.wait_for_state(&store, "CONNECTED").await;
 }
+
+#[tokio::test]
+async fn a_key_created_after_the_quarantine_began_is_not_scheduled() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, keys, state) = planned(&env, &ctx, 1).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    assert_eq!(
+        state.quarantine.as_ref().unwrap().phase,
+        QuarantinePhase::Done
+    );
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+
+    // Right after the reconnect, before scheduling, someone creates a key in the store.
+    let late = env
+        .store_key(&store, aws_sdk_kms::types::OriginType::AwsCloudhsm, 7)
+        .await;
+    let late_arn = env.describe_key(&late).await.unwrap().arn.unwrap();
+    let connected = run_steps(&ctx, &[Step::EnsureStoreConnected], state).await;
+    let err = run_until_done(&ctx, Step::ScheduleKeyDeletion, connected, far_deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "KeysCreatedAfterQuarantine");
+    assert!(err.to_string().contains(&late_arn), "{err}");
+    assert_eq!(
+        env.key_state(&late).await,
+        "Enabled",
+        "the new key is untouched"
+    );
+    assert!(keys.iter().all(|k| !k.is_empty()));
+}

@@ -703,7 +703,8 @@ mod tests {
                        "ScanStartedAt": null, "ScanRestored": 0, "Scans": 0, "KeysRestored": 2,
                        "KeysDeletionCancelled": 2, "KeysReEnabled": 1, "KeysReEnabledOnReconnect": 0,
                        "KeysPriorStateUnknown": 0, "KeysGone": 0, "KeysAlreadyDeleted": 0, "Keys": [], "KeysTruncated": false,
-                       "Done": false, "WaitRequired": false, "WaitSeconds": 0}
+                       "Done": false, "WaitRequired": false, "WaitSeconds": 0,
+                       "ReconnectStore": false, "StoreConnectRequested": false}
         });
         let state: CancelState = serde_json::from_value(value.clone()).unwrap();
         assert_eq!(state.cancel.as_ref().unwrap().counts.keys_restored, 2);

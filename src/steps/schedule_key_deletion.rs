@@ -70,6 +70,16 @@ pub async fn run(
     }
     let target = TargetStore::new(&described);
     state.store = Some(described);
+    // With a quarantine, only keys that existed when it began were watched (and planned, and
+    // approved): a key created since is not scheduled. No key can be created while the store is
+    // disconnected, so one created after the second the quarantine began (its start is kept in
+    // whole seconds) was created after the store was connected again.
+    let quarantined_since = state
+        .quarantine
+        .as_ref()
+        .filter(|q| q.required)
+        .and_then(|q| q.started_at)
+        .map(|t| t.time() + Duration::from_secs(1));
 
     let mut progress = match state.scheduling.take() {
         Some(progress) if !progress.done && progress.cursor.is_some() => progress,
@@ -105,6 +115,22 @@ pub async fn run(
             per_store_key,
         },
         async |page: Page| {
+            if let Some(since) = quarantined_since {
+                let created_since: Vec<&crate::keys::StoreKey> = page
+                    .keys
+                    .iter()
+                    .filter(|k| !k.is_pending_deletion())
+                    .filter(|k| k.creation_date().is_none_or(|created| created >= since))
+                    .collect();
+                if !created_since.is_empty() {
+                    return Err(created_after_quarantine(
+                        &store_id,
+                        since,
+                        &created_since,
+                        progress.keys_scheduled,
+                    ));
+                }
+            }
             let refused = AtomicBool::new(false);
             let steps: Vec<KeyStep> = stream::iter(&page.keys)
                 .map(|key| {
@@ -237,6 +263,47 @@ pub async fn run(
 
 /// The `KeysRecentlyUsed` error of a page on which the guard stopped scheduling; logs every
 /// refused key and counts the keys this execution has scheduled so far.
+/// `KeysCreatedAfterQuarantine` for the keys of a page created since the quarantine began.
+fn created_after_quarantine(
+    store_id: &str,
+    since: std::time::SystemTime,
+    keys: &[&crate::keys::StoreKey],
+    keys_already_scheduled: u64,
+) -> DecommissionError {
+    let when = |t: Option<std::time::SystemTime>| {
+        t.map_or_else(
+            || "an unknown time".to_owned(),
+            |t| Timestamp::floor(t).to_string(),
+        )
+    };
+    let mut sample = Vec::new();
+    for key in keys {
+        tracing::warn!(
+            custom_key_store_id = store_id,
+            key_arn = key.arn(),
+            created = when(key.creation_date()).as_str(),
+            "key created after the quarantine began: not scheduled"
+        );
+        push_capped(
+            &mut sample,
+            format!("{} (created at {})", key.arn(), when(key.creation_date())),
+        );
+    }
+    let shown = sample.len();
+    DecommissionError::KeysCreatedAfterQuarantine {
+        store_id: store_id.to_owned(),
+        since: when(Some(since)),
+        count: keys.len() as u64,
+        keys: sample,
+        more: if keys.len() > shown {
+            format!(", and {} more (see the logs)", keys.len() - shown)
+        } else {
+            String::new()
+        },
+        keys_already_scheduled,
+    }
+}
+
 fn refusal(
     store_id: &str,
     request: &crate::request::DecommissionRequest,

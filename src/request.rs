@@ -44,6 +44,9 @@ pub struct TriggerPolicy {
     /// Whether a trigger may set `AllowOrphanedKeyMaterial`
     /// (`POLICY_ALLOW_ORPHANED_KEY_MATERIAL_FROM_TRIGGERS`).
     pub allow_orphaned_key_material: bool,
+    /// Shortest `QuarantineDays` a trigger may ask for (`POLICY_MIN_QUARANTINE_DAYS`); a request
+    /// without it gets the stack's default.
+    pub min_quarantine_days: u32,
 }
 
 impl Default for TriggerPolicy {
@@ -52,6 +55,7 @@ impl Default for TriggerPolicy {
             min_pending_window_days: 7,
             min_days_since_last_use: DEFAULT_MIN_DAYS_SINCE_LAST_USE,
             allow_orphaned_key_material: false,
+            min_quarantine_days: 0,
         }
     }
 }
@@ -101,6 +105,12 @@ impl TriggerPolicy {
                 365,
             )? as u32,
             allow_orphaned_key_material: allow,
+            min_quarantine_days: number(
+                "POLICY_MIN_QUARANTINE_DAYS",
+                u64::from(d.min_quarantine_days),
+                0,
+                u64::from(crate::input::MAX_QUARANTINE_DAYS),
+            )? as u32,
         })
     }
 
@@ -134,6 +144,18 @@ impl TriggerPolicy {
                 format!(
                     "MinDaysSinceLastUse {} is below the {} days this stack allows a trigger",
                     request.min_days_since_last_use, self.min_days_since_last_use
+                ),
+            ));
+        }
+        if let Some(days) = request
+            .quarantine_days
+            .filter(|d| *d < self.min_quarantine_days)
+        {
+            return Err(violation(
+                "MinQuarantineDays",
+                format!(
+                    "QuarantineDays {days} is below the {} days this stack allows a trigger",
+                    self.min_quarantine_days
                 ),
             ));
         }
@@ -578,6 +600,7 @@ mod tests {
             min_pending_window_days: 14,
             min_days_since_last_use: 30,
             allow_orphaned_key_material: false,
+            min_quarantine_days: 7,
         };
         let request = |extra: Value| {
             let mut input = json!({"CustomKeyStoreId": "cks-1234567890abcdef0",
@@ -591,6 +614,7 @@ mod tests {
         for (extra, rule) in [
             (json!({"PendingWindowInDays": 7}), "MinPendingWindowInDays"),
             (json!({"MinDaysSinceLastUse": 0}), "MinDaysSinceLastUse"),
+            (json!({"QuarantineDays": 0}), "MinQuarantineDays"),
             (
                 json!({"AllowOrphanedKeyMaterial": true}),
                 "AllowOrphanedKeyMaterial",
@@ -612,6 +636,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(read.min_days_since_last_use, 45);
+        // A request without QuarantineDays gets the stack's default, which the operator sets.
+        assert_eq!(policy.check(&request(json!({"QuarantineDays": 7}))), Ok(()));
         let bad = TriggerPolicy::from_lookup(|name| {
             (name == "POLICY_MIN_PENDING_WINDOW_DAYS").then(|| "3".to_owned())
         })

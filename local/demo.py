@@ -17,7 +17,15 @@ approved.
 
 First it shows the last-use guard (issue 7, docs/last-use-guard.md) at work once: an application
 encrypts under the key of a third store, `demo-in-use`, and the decommission of that store is refused
-with KeysRecentlyUsed naming the key; the demo checks that the refusal happened and changed nothing."""
+with KeysRecentlyUsed naming the key; the demo checks that the refusal happened and changed nothing.
+
+Then the quarantine (docs/quarantine.md): two CloudHSM stores are decommissioned with QuarantineDays
+3 (a quarantine day lasts QUARANTINE_DAY_SECONDS, 1 s on the local stack). While `demo-payments` is
+quarantined (disconnected), the application payments-app, signing with its own access key (an
+identity the stack's emulator knows, StackConfig.emulator_args `--identity`), tries one of its keys:
+its Encrypt is refused, CloudTrail records who tried, and the run fails KeysNeededDuringQuarantine
+naming the application and the key; the store is CONNECTED again and nothing was scheduled.
+`demo-quiet` passes its quarantine unused and is decommissioned."""
 
 from __future__ import annotations
 
@@ -32,12 +40,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.client import fixtures, ledger, workflow
 from local.stack.launcher import LocalStack, StackConfig, StackError
 from local.stack.processes import ProcessFailed
-from local.stack.template import TemplateError
+from local.stack.template import LOCAL_ACCOUNT, TemplateError
 
 PRINT_LOCK = threading.Lock()
 STARTED = time.monotonic()
@@ -46,7 +56,7 @@ STARTED = time.monotonic()
 def out(label: str, message: str) -> None:
     """One line of demo output, with the time since the start."""
     with PRINT_LOCK:
-        print(f"[{time.monotonic() - STARTED:6.1f}s] {label:<9} {message}", flush=True)
+        print(f"[{time.monotonic() - STARTED:6.1f}s] {label:<10} {message}", flush=True)
 
 
 def describe_step(state: str, document: Any) -> str | None:
@@ -87,6 +97,46 @@ def describe_step(state: str, document: Any) -> str | None:
     if state == "RecordApproval":
         approval = document.get("Approval") if isinstance(document.get("Approval"), dict) else {}
         return f"approved by {approval.get('ApprovedBy')} (recorded in the run ledger)"
+    if state == "QuarantineStore":
+        return describe_quarantine(document)
+    return None
+
+
+def plural(count: Any, noun: str) -> str:
+    """`1 check`, `2 checks`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def describe_quarantine(document: dict[str, Any]) -> str | None:
+    """What a quarantine-store invocation did, from its `Quarantine` section (one line per phase and
+    per CloudTrail check, so the waits between checks print nothing new)."""
+    q = document.get("Quarantine") if isinstance(document.get("Quarantine"), dict) else {}
+    connection = (document.get("Store") or {}).get("ConnectionState")
+    phase = q.get("Phase")
+    if phase == "Disconnecting":
+        return f"disconnecting the store for a {q.get('Days')}-day quarantine (store {connection})"
+    if phase == "Watching":
+        if not q.get("Checks"):
+            return (
+                f"store {connection}: its keys are unusable until {q.get('EndsAt')}; CloudTrail is read "
+                "for anyone who tries them"
+            )
+        return (
+            f"CloudTrail check {q.get('Checks')} (through {q.get('CheckedThrough')}): "
+            f"{plural(q.get('FoundCount'), 'attempt')} to use the store's keys"
+        )
+    if phase == "Reconnecting":
+        return (
+            f"quarantine over after {plural(q.get('Checks'), 'CloudTrail check')} (through "
+            f"{q.get('CheckedThrough')}; it would end at {q.get('EndsAt')}), "
+            f"{plural(q.get('FoundCount'), 'attempt')} found: connecting the store again (store {connection})"
+        )
+    if phase == "Done":
+        return (
+            f"quarantine passed: nobody tried the keys in {plural(q.get('Days'), 'day')} "
+            f"({plural(q.get('Checks'), 'CloudTrail check')}, {plural(q.get('Lookups'), 'lookup')}); "
+            f"store {connection}"
+        )
     return None
 
 
@@ -111,7 +161,16 @@ def follow_execution(
                     line = f"{name}: waiting out the deletion window until {wait_until} ({_seconds_until(wait_until)})"
                 elif name == "WaitForApproval":
                     line = f"{name}: nothing changes until a second person approves"
-                elif name in ("WaitForKeyDeletion", "WaitForDisconnect", "WaitForConnection", "WaitBeforeRecheck"):
+                elif name in (
+                    "WaitForKeyDeletion",
+                    "WaitForDisconnect",
+                    "WaitForConnection",
+                    "WaitBeforeRecheck",
+                    "QuarantineStore",
+                    "QuarantineNext",
+                    "WaitForQuarantinePoll",
+                    "WaitForQuarantineCheck",
+                ):
                     line = None  # the loop's task line says enough
                 elif not name.startswith(("Is", "Are")):
                     line = name
@@ -276,6 +335,170 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
     return ok, store
 
 
+# The application of the quarantine part: an IAM user with its own access key, which the stack's KMS
+# emulator knows (`--identity`, StackConfig.emulator_args) and names in its CloudTrail records.
+PAYMENTS_APP_ACCESS_KEY = "AKIADEMOPAYMENTSAPP"
+PAYMENTS_APP_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/payments-app"
+EMULATOR_IDENTITIES = ["--identity", f"{PAYMENTS_APP_ACCESS_KEY}={PAYMENTS_APP_ARN}"]
+# Quarantine days of the quarantine part (QUARANTINE_DAY_SECONDS: 1 s each on the local stack), and
+# its pending window (the shortest, 7 days: 15 s at the demo's 2.2 s a day).
+QUARANTINE_DAYS = 3
+QUARANTINE_WINDOW_DAYS = 7
+
+
+def payments_app_kms(endpoint: str) -> Any:
+    """A KMS client signing with payments-app's own access key; no retries (one attempt, one
+    CloudTrail record)."""
+    return boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=workflow.REGION,
+        aws_access_key_id=PAYMENTS_APP_ACCESS_KEY,
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}),
+    )
+
+
+@dataclass
+class PaymentsApp:
+    """payments-app runs its yearly report under a key of the quarantined store: once, when the run
+    first waits for a CloudTrail check (the store is DISCONNECTED by then)."""
+
+    endpoint: str
+    key_id: str
+    # What KMS answered: the error code ("" until the attempt is made, "OK" if it succeeded).
+    answer: str = ""
+
+    def on_state_entered(self, state: str) -> None:
+        if state != "WaitForQuarantineCheck" or self.answer:
+            return
+        try:
+            payments_app_kms(self.endpoint).encrypt(KeyId=self.key_id, Plaintext=b"yearly payments report")
+        except ClientError as err:
+            self.answer = err.response["Error"]["Code"]
+            out(
+                "payments",
+                f"payments-app ({PAYMENTS_APP_ARN}, its own access key) encrypts under key {self.key_id}: "
+                f"refused with {self.answer}; CloudTrail records who tried",
+            )
+        else:
+            self.answer = "OK"
+            out("payments", f"payments-app encrypted under key {self.key_id}: NOT REFUSED (the store is connected?)")
+
+
+def chain(*callbacks: Callable[[str], None]) -> Callable[[str], None]:
+    """One on_state_entered callback calling each of `callbacks` in turn."""
+
+    def on_state_entered(state: str) -> None:
+        for callback in callbacks:
+            callback(state)
+
+    return on_state_entered
+
+
+def show_quarantine(
+    stack: LocalStack, kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: str, approver: Approver
+) -> tuple[bool, list[fixtures.Store]]:
+    """Two CloudHSM stores decommissioned with a quarantine: payments-app tries a key of the first
+    while it is quarantined, so its run fails KeysNeededDuringQuarantine naming the application and
+    the key, and the store is connected again with nothing scheduled; the second passes its quarantine
+    and is decommissioned. Returns (everything held, the two stores)."""
+    payments = fixtures.make_store(kms, "cloudhsm", keys=2, name="demo-payments")
+    quiet = fixtures.make_store(kms, "cloudhsm", keys=2, name="demo-quiet")
+    out(
+        "payments",
+        f"CloudHSM key store {payments.id} '{payments.name}': CONNECTED, 2 keys; payments-app uses one yearly",
+    )
+    out("quiet", f"CloudHSM key store {quiet.id} '{quiet.name}': CONNECTED, 2 keys; nobody uses them")
+    used = payments.keys[0]
+    used_arn = kms.describe_key(KeyId=used)["KeyMetadata"]["Arn"]
+    app = PaymentsApp(stack.endpoint, used)
+    stores = {"payments": payments, "quiet": quiet}
+    before = {key: fixtures.key_snapshot(kms, key) for store in stores.values() for key in store.keys}
+    first_call = max((c["seq"] for c in admin.calls()), default=0)
+
+    executions = {}
+    for label, store in stores.items():
+        document = demo_input("execution-decommission-cloudhsm.json", store)
+        document.update(QuarantineDays=QUARANTINE_DAYS, PendingWindowInDays=QUARANTINE_WINDOW_DAYS)
+        executions[label] = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
+        out(label, f"started {executions[label]}")
+        out(label, f"input (QuarantineDays {QUARANTINE_DAYS}): {json.dumps(document)}")
+    results: dict[str, Any] = {}
+    callbacks = {
+        "payments": chain(approver.on_wait("payments", payments, executions["payments"], before), app.on_state_entered),
+        "quiet": approver.on_wait("quiet", quiet, executions["quiet"], before),
+    }
+    threads = [
+        threading.Thread(target=follow_execution, args=(sfn, label, arn, results, callbacks[label]), daemon=True)
+        for label, arn in executions.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = [c for c in admin.calls() if c["seq"] > first_call]
+
+    # payments: refused, naming who tried; the store connected again, nothing scheduled.
+    described = results.get("payments", {"status": "DEMO-ERROR", "error": "no result"})
+    message = failure_message(described.get("cause"))
+    print(f"\n===== payments: {described['status']} with {described.get('error')}", flush=True)
+    print(f"cause: {message}")
+    connection = fixtures.connection_state(kms, payments.id)
+    unchanged = all(fixtures.key_snapshot(kms, key) == before[key] for key in payments.keys)
+    changes = sorted(
+        {
+            c["operation"]
+            for c in calls
+            if c.get("custom_key_store_id") == payments.id and c["operation"] not in READ_ONLY_OPERATIONS
+        }
+        - {"Encrypt", "LookupEvents"}
+    )
+    print(
+        f"store {payments.id} '{payments.name}': {connection}; its keys "
+        f"{'unchanged' if unchanged else 'CHANGED'}; KMS changes by the run: {', '.join(changes) or 'none'}"
+    )
+    names_them = all(part in message for part in (PAYMENTS_APP_ARN, used_arn, "Encrypt"))
+    payments_ok = (
+        described["status"] == "FAILED"
+        and described.get("error") == "KeysNeededDuringQuarantine"
+        and app.answer == "KMSInvalidStateException"
+        and names_them
+        and connection == "CONNECTED"
+        and unchanged
+        and changes == ["ConnectCustomKeyStore", "DisconnectCustomKeyStore"]
+    )
+    if payments_ok:
+        print("quarantine held: payments-app named, the store connected again, no key scheduled", flush=True)
+    else:
+        print(
+            "QUARANTINE CHECK FAILED: expected KeysNeededDuringQuarantine naming payments-app and the key, "
+            "the store CONNECTED and only its disconnect and connect",
+            flush=True,
+        )
+
+    # quiet: quarantined, then decommissioned.
+    described = results.get("quiet", {"status": "DEMO-ERROR", "error": "no result"})
+    print(f"\n===== quiet: {described['status']}", flush=True)
+    quiet_ok = described["status"] == "SUCCEEDED"
+    if quiet_ok:
+        report = json.loads(described.get("output") or "null")
+        print(f"report's Quarantine section: {json.dumps(report.get('Quarantine'))}")
+        gone = fixtures.store_exists(kms, quiet.id) is False
+        keys_gone = [key for key in quiet.keys if not fixtures.key_exists(kms, key)]
+        print(f"store {quiet.id} deleted: {gone}; keys deleted: {len(keys_gone)} of {len(quiet.keys)}")
+        quiet_ok = (
+            gone
+            and len(keys_gone) == len(quiet.keys)
+            and (report.get("Quarantine") or {}).get("AttemptsFound") == 0
+            and approver.approved.get("quiet") is True
+        )
+    else:
+        print(f"error: {described.get('error')}\ncause: {described.get('cause')}")
+    print("", flush=True)
+    return payments_ok and quiet_ok, [payments, quiet]
+
+
 def snapshot_change(before: dict[str, Any], after: dict[str, Any]) -> str:
     """A key's state and tags now, and whether its snapshot changed (with both when it did)."""
     change = "unchanged" if after == before else f"CHANGED: {json.dumps(before)} -> {json.dumps(after)}"
@@ -346,8 +569,14 @@ def run_demo(stack: LocalStack) -> bool:
     STARTED = time.monotonic()  # times below count from the end of the build and stack start
     kms, sfn = workflow.clients(stack.endpoint)
     machine = next(m for m in stack.state_machines if m.definition_path.name == "decommission.asl.json")
+    admin = workflow.Admin(stack.endpoint)
+    table = ledger.ledger_table_name()
+    approver = Approver(stack.endpoint, table)
     out("in-use", "the last-use guard: a store whose key is still in use is refused")
-    ok, in_use = show_last_use_guard(kms, sfn, workflow.Admin(stack.endpoint), machine.arn)
+    ok, in_use = show_last_use_guard(kms, sfn, admin, machine.arn)
+    out("quarantine", "the quarantine: two stores disconnected for a while before any key is scheduled")
+    quarantined, (payments, quiet) = show_quarantine(stack, kms, sfn, admin, machine.arn, approver)
+    ok = ok and quarantined
 
     out("setup", "creating the demo key stores and keys through the KMS API")
     cloudhsm = fixtures.make_store(kms, "cloudhsm", keys=5, disabled=1, name="demo-cloudhsm")
@@ -360,13 +589,14 @@ def run_demo(stack: LocalStack) -> bool:
         fixtures.create_aws_kms_key(kms, "unrelated AWS_KMS key 2"),
         *keep.keys,
         *in_use.keys,
+        *payments.keys,
     ]
     before = {key: fixtures.key_snapshot(kms, key) for key in unrelated}
     demo_keys = {key: fixtures.key_snapshot(kms, key) for key in [*cloudhsm.keys, *xks.keys]}
     out(
         "setup",
-        f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}' "
-        f"and the key of '{in_use.name}'",
+        f"unrelated keys that must survive: 2 AWS_KMS keys, 1 key of store {keep.id} '{keep.name}', "
+        f"the key of '{in_use.name}' and the keys of '{payments.name}'",
     )
 
     runs = {
@@ -380,8 +610,6 @@ def run_demo(stack: LocalStack) -> bool:
         out(label, f"started {executions[label]}")
         out(label, f"input (events/{event_file} with the real store): {json.dumps(document)}")
 
-    table = ledger.ledger_table_name()
-    approver = Approver(stack.endpoint, table)
     results: dict[str, Any] = {}
     threads = [
         threading.Thread(
@@ -415,7 +643,7 @@ def run_demo(stack: LocalStack) -> bool:
         ok = ok and recorded == ("Approved", APPROVER) and approver.approved.get(label) is True
 
     try:
-        show_ledger(workflow.client(stack.endpoint, "dynamodb"), table, [cloudhsm, xks])
+        show_ledger(workflow.client(stack.endpoint, "dynamodb"), table, [payments, quiet, cloudhsm, xks])
     except ClientError as err:
         print(f"LEDGER UNREADABLE: {err}", flush=True)
         ok = False
@@ -425,7 +653,7 @@ def run_demo(stack: LocalStack) -> bool:
         after = fixtures.key_snapshot(kms, key)
         print(f"{key}: {snapshot_change(before[key], after)}")
         ok = ok and after == before[key]
-    for survivor in (keep, in_use):
+    for survivor in (keep, in_use, payments):
         exists = fixtures.store_exists(kms, survivor.id)
         state = fixtures.connection_state(kms, survivor.id)
         print(f"store {survivor.id} '{survivor.name}' still exists: {exists} ({state})")
@@ -449,7 +677,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-build", action="store_true", help="do not cargo build first")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    config = StackConfig(port=args.port, day_seconds=args.day_seconds, build=not args.no_build)
+    config = StackConfig(
+        port=args.port, day_seconds=args.day_seconds, emulator_args=EMULATOR_IDENTITIES, build=not args.no_build
+    )
     try:
         with LocalStack(config) as stack:
             out("stack", f"local stack ready at {stack.endpoint}")
@@ -464,8 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nDEMO FAILED", flush=True)
         return 1
     print(
-        "\nDEMO SUCCEEDED: the store in use refused, both idle stores decommissioned once a second person approved, "
-        "unrelated keys intact",
+        "\nDEMO SUCCEEDED: the store in use refused, the quarantine caught payments-app and let the quiet store "
+        "go, both idle stores decommissioned once a second person approved, unrelated keys intact",
         flush=True,
     )
     return 0

@@ -259,6 +259,10 @@ pub struct QuarantineStatus {
     /// When the current Disconnecting or Reconnecting phase began (timeouts).
     #[serde(default)]
     pub phase_since: Option<Timestamp>,
+    /// When the store was found connected again (or, not connected before, left so): a last
+    /// check then reads CloudTrail up to here, so attempts refused while it reconnected count.
+    #[serde(default)]
+    pub reconnected_at: Option<Timestamp>,
 }
 
 /// The approval gate of a real run (`Approval` section).

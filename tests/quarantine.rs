@@ -87,6 +87,27 @@ async fn quarantine_until_wait(
     panic!("quarantine-store never asked to wait");
 }
 
+/// Runs quarantine-store to its end, moving the clock to each next check.
+async fn quarantine_until_done(
+    env: &Env,
+    ctx: &mut StepContext,
+    mut state: DecommissionState,
+) -> Result<DecommissionState, DecommissionError> {
+    for _ in 0..20 {
+        state = quarantine_until_wait(ctx, state).await?;
+        let q = state.quarantine.clone().unwrap();
+        if q.next == QuarantineNext::Done {
+            return Ok(state);
+        }
+        let due = q.next_check_at.unwrap().time();
+        let ahead = due
+            .duration_since(ctx.clock.now())
+            .map_or(0, |d| d.as_secs() + 1);
+        advance(env, ctx, ahead as f64).await;
+    }
+    panic!("the quarantine never ended");
+}
+
 /// Moves the steps' clock forward (days of quarantine pass; KMS and CloudTrail keep real time,
 /// so the events recorded now fall inside the quarantine's window).
 async fn advance(_env: &Env, ctx: &mut StepContext, seconds: f64) {
@@ -169,9 +190,13 @@ async fn a_quiet_quarantine_reconnects_the_store_and_the_run_goes_on() {
 
     // Half-way, nothing is readable past the margin yet at the first wake-up: it waits on.
     advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
-    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let state = quarantine_until_done(&env, &mut ctx, state).await.unwrap();
     let q = state.quarantine.clone().unwrap();
     assert_eq!(q.phase, QuarantinePhase::Done, "{q:?}");
+    assert!(
+        q.reconnected_at.is_some(),
+        "a last check reads up to the reconnect"
+    );
     assert!(
         q.checks >= 1 && q.lookups >= 3 && q.found.is_empty(),
         "{q:?}"
@@ -319,14 +344,17 @@ async fn a_key_created_after_the_quarantine_began_is_not_scheduled() {
     let (store, keys, state) = planned(&env, &ctx, 1).await;
     let state = quarantine_until_wait(&ctx, state).await.unwrap();
     advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
-    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    let state = quarantine_until_done(&env, &mut ctx, state).await.unwrap();
     assert_eq!(
         state.quarantine.as_ref().unwrap().phase,
         QuarantinePhase::Done
     );
     assert_eq!(env.store_state(&store).await, "CONNECTED");
 
-    // Right after the reconnect, before scheduling, someone creates a key in the store.
+    // Right after the reconnect, before scheduling, someone creates a key in the store. (Days
+    // pass for the steps' clock only; KMS keeps real time, and a key made in the very second the
+    // quarantine began counts as older: wait until that second is past.)
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let late = env
         .store_key(&store, aws_sdk_kms::types::OriginType::AwsCloudhsm, 7)
         .await;
@@ -343,4 +371,29 @@ async fn a_key_created_after_the_quarantine_began_is_not_scheduled() {
         "the new key is untouched"
     );
     assert!(keys.iter().all(|k| !k.is_empty()));
+}
+
+#[tokio::test]
+async fn a_key_tried_while_the_store_reconnects_is_found_by_the_last_check() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, keys, state) = planned(&env, &ctx, 1).await;
+    let mut state = quarantine_until_wait(&ctx, state).await.unwrap();
+    advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
+    // The check that reads up to the quarantine's end finds nobody: the store reconnects next.
+    while state.quarantine.as_ref().unwrap().phase != QuarantinePhase::Reconnecting {
+        state = Step::QuarantineStore
+            .run(&ctx, state, far_deadline())
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.store_state(&store).await, "DISCONNECTED");
+    // Refused after the quarantine's end, before the store is connected again.
+    try_key(&env, &keys[2]).await;
+    let err = quarantine_until_done(&env, &mut ctx, state)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "KeysNeededDuringQuarantine");
+    assert!(err.to_string().contains(APP), "{err}");
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
 }

@@ -14,8 +14,11 @@
 //!    check reads up to the quarantine's end, once that margin has passed.
 //! 3. `Reconnecting`: ConnectCustomKeyStore (if the store was CONNECTED before), polled until
 //!    CONNECTED. If anyone was found, the step then fails `KeysNeededDuringQuarantine` naming each
-//!    attempt: nothing was scheduled. If nobody was found, the quarantine is `Done` and the run
-//!    goes on (ensure-store-connected handles a store that does not connect, as for any run).
+//!    attempt: nothing was scheduled. If nobody was found, one last check (`Watching` again, once
+//!    the delivery margin has passed) reads CloudTrail up to the reconnect, so that requests
+//!    refused while the store was still disconnected or connecting count too; then the
+//!    quarantine is `Done` and the run goes on (ensure-store-connected handles a store that does
+//!    not connect, as for any run).
 //!
 //! One action per invocation; `Quarantine.Next` tells the state machine what to do next.
 
@@ -244,10 +247,20 @@ async fn watch(
     // The scan read every key up to its window's end.
     q.checks += 1;
     q.checked_through = Some(scan.window_end);
+    let reconnected = q.reconnected_at.is_some();
+    if q.found_count > 0 && reconnected {
+        // Found by the last check: the store is as the reconnect left it.
+        return Err(keys_needed(state, q, &store.custom_key_store_id));
+    }
     if q.found_count > 0 || scan.window_end >= ends {
-        q.phase = QuarantinePhase::Reconnecting;
-        q.phase_since = None;
-        q.next = QuarantineNext::Continue;
+        if reconnected {
+            q.phase = QuarantinePhase::Done;
+            q.next = QuarantineNext::Done;
+        } else {
+            q.phase = QuarantinePhase::Reconnecting;
+            q.phase_since = None;
+            q.next = QuarantineNext::Continue;
+        }
     } else {
         schedule_next_check(ctx, q, now);
     }
@@ -326,33 +339,46 @@ async fn reconnect(
         return Ok(());
     }
     if q.found_count > 0 {
-        let connected = state.store.as_ref().map(|s| s.connection_state.clone());
-        let reconnected = match connected {
-            Some(ConnectionStateType::Connected) => "The store is CONNECTED again.".to_owned(),
-            _ if !wanted => "The store was not connected before the quarantine and stays so.".to_owned(),
-            other => format!(
-                "The store could not be connected again ({}): connect it (ConnectCustomKeyStore) before its users retry.",
-                other.map_or_else(|| "unknown".to_owned(), |c| c.as_str().to_owned())
-            ),
-        };
-        let uses = q.found.iter().map(describe_use).collect();
-        let shown = q.found.len() as u64;
-        return Err(DecommissionError::KeysNeededDuringQuarantine {
-            store_id,
-            count: q.found_count,
-            uses,
-            more: if q.found_count > shown {
-                format!(", and {} more (see the logs)", q.found_count - shown)
-            } else {
-                String::new()
-            },
-            reconnected,
-        });
+        return Err(keys_needed(state, q, &store_id));
     }
-    q.phase = QuarantinePhase::Done;
+    // One last check, up to now: requests refused while the store was reconnecting count too.
+    q.reconnected_at = Some(now);
+    q.ends_at = Some(now);
+    q.phase = QuarantinePhase::Watching;
     q.phase_since = None;
-    q.next = QuarantineNext::Done;
+    schedule_next_check(ctx, q, now);
     Ok(())
+}
+
+/// `KeysNeededDuringQuarantine` for the attempts found, saying where the store's connection is.
+fn keys_needed(
+    state: &DecommissionState,
+    q: &QuarantineStatus,
+    store_id: &str,
+) -> DecommissionError {
+    let wanted = q.was_connected.unwrap_or(true);
+    let connected = state.store.as_ref().map(|s| s.connection_state.clone());
+    let reconnected = match connected {
+        Some(ConnectionStateType::Connected) => "The store is CONNECTED again.".to_owned(),
+        _ if !wanted => "The store was not connected before the quarantine and stays so.".to_owned(),
+        other => format!(
+            "The store could not be connected again ({}): connect it (ConnectCustomKeyStore) before its users retry.",
+            other.map_or_else(|| "unknown".to_owned(), |c| c.as_str().to_owned())
+        ),
+    };
+    let uses = q.found.iter().map(describe_use).collect();
+    let shown = q.found.len() as u64;
+    DecommissionError::KeysNeededDuringQuarantine {
+        store_id: store_id.to_owned(),
+        count: q.found_count,
+        uses,
+        more: if q.found_count > shown {
+            format!(", and {} more (see the logs)", q.found_count - shown)
+        } else {
+            String::new()
+        },
+        reconnected,
+    }
 }
 
 /// `key: Operation by principal from source at time (CloudTrail event id, error)`.

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from helpers import KEY_ADMIN_ROLE, PRINCIPALS, Subscription, subscribe
+from helpers import APPLICATIONS, KEY_ADMIN_ROLE, PRINCIPALS, Subscription, subscribe
 from local.client import workflow
 from local.stack.launcher import LOCAL_HANDLER_CONFIG, RUN_DIR, LocalStack, StackConfig
 from local.stack.processes import free_port
@@ -52,9 +52,12 @@ E2E_HANDLER_CONFIG = {
     "TAG_TRIGGER_ALLOWED_PRINCIPALS": KEY_ADMIN_ROLE,
 }
 # The callers the KMS emulator knows by access key id (helpers.PRINCIPALS: alice and bob, sessions of
-# KeyAdmin; mallory, an IAM user; eve, a session of the look-alike role KeyAdminX). Given as flags,
-# they are seeded again by every reset (identities added with the admin API would not be).
-EMULATOR_IDENTITIES = [arg for p in PRINCIPALS for arg in ("--identity", f"{p.access_key_id}={p.arn}")]
+# KeyAdmin; mallory, an IAM user; eve, a session of the look-alike role KeyAdminX; and
+# helpers.APPLICATIONS: payments-app, an IAM user whose key use a quarantine catches). Given as
+# flags, they are seeded again by every reset (identities added with the admin API would not be).
+EMULATOR_IDENTITIES = [
+    arg for p in (*PRINCIPALS, *APPLICATIONS) for arg in ("--identity", f"{p.access_key_id}={p.arn}")
+]
 # Longest a scenario may take; far above what any needs, so a hang fails instead of blocking CI.
 EXECUTION_TIMEOUT = 300
 

@@ -309,6 +309,10 @@ BOB = Principal("ASIAE2EKEYADMINBOB", f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-rol
 MALLORY = Principal("AKIAE2EMALLORY", f"arn:aws:iam::{LOCAL_ACCOUNT}:user/mallory")
 LOOK_ALIKE = Principal("ASIAE2EKEYADMINXEVE", f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/KeyAdminX/eve@example.com")
 PRINCIPALS = (ALICE, BOB, MALLORY, LOOK_ALIKE)
+# An application with its own credentials (an IAM user): it uses keys, and tries them during a
+# quarantine (tests/e2e/test_quarantine.py).
+PAYMENTS_APP = Principal("AKIAE2EPAYMENTSAPP", f"arn:aws:iam::{LOCAL_ACCOUNT}:user/payments-app")
+APPLICATIONS = (PAYMENTS_APP,)
 
 # How long a CloudTrail record may take to show in LookupEvents (the emulator's delivery delay is
 # 0 unless a test sets it).

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput;
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use aws_sdk_cloudtrail::Client;
 use aws_smithy_types::DateTime;
@@ -123,15 +124,45 @@ impl CloudTrail {
         end: DateTime,
         next_token: Option<&str>,
     ) -> Result<EventPage, AwsCallError> {
-        let attribute = LookupAttribute::builder()
-            .attribute_key(LookupAttributeKey::ResourceName)
-            .attribute_value(resource_name)
-            .build()
-            .map_err(|e| AwsCallError {
-                operation: "cloudtrail:LookupEvents".into(),
-                code: "InvalidLookupAttributes".into(),
-                message: e.to_string(),
-            })?;
+        let attribute = lookup_attribute(LookupAttributeKey::ResourceName, resource_name)?;
+        let (out, throttled) = self
+            .lookup(attribute, Some((start, end)), next_token)
+            .await?;
+        let mut page = EventPage {
+            next_token: out.next_token().map(str::to_owned),
+            throttled,
+            ..EventPage::default()
+        };
+        for event in out.events() {
+            match event.cloud_trail_event().and_then(TrailEvent::from_record) {
+                Some(read) => page.events.push(read),
+                None => page.unreadable += 1,
+            }
+        }
+        Ok(page)
+    }
+
+    /// The whole record (`CloudTrailEvent`, parsed) of the event with id `event_id`, from the
+    /// last 90 days; `None` while CloudTrail shows no such event (not delivered yet, or never
+    /// made) or its record is not a JSON object with that id.
+    pub async fn event_record(&self, event_id: &str) -> Result<Option<Value>, AwsCallError> {
+        let attribute = lookup_attribute(LookupAttributeKey::EventId, event_id)?;
+        let (out, _) = self.lookup(attribute, None, None).await?;
+        Ok(out
+            .events()
+            .iter()
+            .filter_map(|e| e.cloud_trail_event())
+            .filter_map(|record| serde_json::from_str::<Value>(record).ok())
+            .find(|record| record.get("eventID").and_then(Value::as_str) == Some(event_id)))
+    }
+
+    /// One paced LookupEvents call, tried again when throttled; with the number of throttles.
+    async fn lookup(
+        &self,
+        attribute: LookupAttribute,
+        range: Option<(DateTime, DateTime)>,
+        next_token: Option<&str>,
+    ) -> Result<(LookupEventsOutput, u32), AwsCallError> {
         let mut throttled = 0;
         loop {
             self.limiter.acquire().await;
@@ -139,27 +170,14 @@ impl CloudTrail {
                 .client
                 .lookup_events()
                 .lookup_attributes(attribute.clone())
-                .start_time(start)
-                .end_time(end)
+                .set_start_time(range.map(|(start, _)| start))
+                .set_end_time(range.map(|(_, end)| end))
                 .max_results(PAGE_SIZE)
                 .set_next_token(next_token.map(str::to_owned))
                 .send()
                 .await;
             match result {
-                Ok(out) => {
-                    let mut page = EventPage {
-                        next_token: out.next_token().map(str::to_owned),
-                        throttled,
-                        ..EventPage::default()
-                    };
-                    for event in out.events() {
-                        match event.cloud_trail_event().and_then(TrailEvent::from_record) {
-                            Some(read) => page.events.push(read),
-                            None => page.unreadable += 1,
-                        }
-                    }
-                    return Ok(page);
-                }
+                Ok(out) => return Ok((out, throttled)),
                 Err(e) => {
                     let err = AwsCallError::new("cloudtrail:LookupEvents", e);
                     if err.code == "ThrottlingException" && throttled < THROTTLED_RETRIES {
@@ -176,6 +194,19 @@ impl CloudTrail {
             }
         }
     }
+}
+
+/// A lookup attribute; the SDK refuses only a missing key or value.
+fn lookup_attribute(key: LookupAttributeKey, value: &str) -> Result<LookupAttribute, AwsCallError> {
+    LookupAttribute::builder()
+        .attribute_key(key)
+        .attribute_value(value)
+        .build()
+        .map_err(|e| AwsCallError {
+            operation: "cloudtrail:LookupEvents".into(),
+            code: "InvalidLookupAttributes".into(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]

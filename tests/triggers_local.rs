@@ -4,8 +4,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_sdk_kms::types::{OriginType, Tag};
@@ -16,7 +17,8 @@ use kms_decommission::kms::Kms;
 use kms_decommission::sfn::Executions;
 use kms_decommission::sfn::RunMode;
 use kms_decommission::triggers::tag::{
-    TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
+    Refusal, TagCallLookup, TagOutcome, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY,
+    DEFAULT_TAG_KEY,
 };
 use kms_decommission::triggers::tagger::AllowedPrincipals;
 use kms_decommission::triggers::webhook::secret::{SecretCache, SecretSource};
@@ -30,6 +32,12 @@ const SAMPLE_STORE_ID: &str = "cks-1234567890abcdef0";
 const SAMPLE_STORE_NAME: &str = "ExampleCloudHsmStore";
 /// The role whose sessions may start runs by tag (the API-call sample's caller is one).
 const KEY_ADMIN_ROLE: &str = "arn:aws:iam::123456789012:role/KeyAdmin";
+/// A session of that role, and the access key it signs with (the emulator's identities).
+const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/KeyAdmin/alice@example.com";
+const ALICE_KEY_ID: &str = "ASIAKEYADMINALICE001";
+/// A user not allowed to start runs by tag.
+const MALLORY: &str = "arn:aws:iam::123456789012:user/mallory";
+const MALLORY_KEY_ID: &str = "AKIAMALLORY000000001";
 
 fn sample(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,15 +82,45 @@ fn key_event(sample_name: &str, resource: &str, tags: &[(&str, &str)]) -> Value 
     event
 }
 
-/// The API-call sample about key `resource`, the call having set `tags`.
-fn api_call_event(resource: &str, tags: &[(&str, &str)]) -> Value {
-    let mut event = sample("api-call-tag-resource-kms-key.json");
-    event["detail"]["requestParameters"]["keyId"] = json!(resource);
-    event["detail"]["resources"][0]["ARN"] = json!(resource);
-    event["detail"]["requestParameters"]["tags"] = tags
+/// TagResource of `tags` on `key_id` in one call, signed with access key `access_key_id`; the
+/// API-call event EventBridge delivers for it: the sample's envelope around the emulator's own
+/// CloudTrail record of the call (who called, with what, under which event id).
+async fn tag_as(env: &Env, access_key_id: &str, key_id: &str, tags: &[(&str, &str)]) -> Value {
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                access_key_id,
+                "secret",
+                None,
+                None,
+                "tagger",
+            ))
+            .endpoint_url(env.emulator.endpoint())
+            .build(),
+    );
+    let tags: Vec<Tag> = tags
         .iter()
-        .map(|(k, v)| json!({"tagKey": k, "tagValue": v}))
+        .map(|(k, v)| Tag::builder().tag_key(*k).tag_value(*v).build().unwrap())
         .collect();
+    kms.tag_resource()
+        .key_id(key_id)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+    let trail = env.admin_get("/_emulator/cloudtrail").await;
+    let record = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["record"]["eventName"] == "TagResource")
+        .max_by_key(|e| e["seq"].as_u64())
+        .unwrap()["record"]
+        .clone();
+    let mut event = sample("api-call-tag-resource-kms-key.json");
+    event["detail"] = record;
     event
 }
 
@@ -94,7 +132,16 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
-        let (env, moto) = tokio::join!(Env::start(), Moto::start());
+        let identities = BTreeMap::from([
+            (ALICE_KEY_ID.to_owned(), ALICE.to_owned()),
+            (MALLORY_KEY_ID.to_owned(), MALLORY.to_owned()),
+        ]);
+        let emulator = kms_emulator::EmulatorConfig {
+            quotas: false,
+            identities,
+            ..kms_emulator::EmulatorConfig::fast()
+        };
+        let (env, moto) = tokio::join!(Env::start_with(emulator), Moto::start());
         let machine = moto.create_state_machine("Decommission").await;
         Self { env, moto, machine }
     }
@@ -104,10 +151,15 @@ impl Stack {
         TagTrigger::new(
             Kms::with_default_pacing(self.env.kms.clone()),
             executions,
+            self.env.cloudtrail(50.0),
             TagTriggerConfig {
                 tag_key: DEFAULT_TAG_KEY.into(),
                 mode,
                 allowed_principals: AllowedPrincipals::parse(KEY_ADMIN_ROLE).unwrap(),
+                lookup: TagCallLookup {
+                    window: Duration::from_secs(1),
+                    interval: Duration::from_millis(200),
+                },
             },
         )
     }
@@ -278,17 +330,34 @@ async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommissio
     let key = env.store_key(&store, OriginType::AwsCloudhsm, 0).await;
     let second = env.store_key(&store, OriginType::AwsCloudhsm, 1).await;
     let trigger = stack.trigger(RunMode::Decommission);
-    let arn = key_arn(env, &key).await;
 
     let wrong = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "prod")];
-    tag(env, &key, &wrong).await;
-    let outcome = trigger.handle(&api_call_event(&arn, &wrong)).await.unwrap();
+    let event = tag_as(env, ALICE_KEY_ID, &key, &wrong).await;
+    let outcome = trigger.handle(&event).await.unwrap();
     assert_eq!(refused(&outcome), "ConfirmationMismatch");
     assert!(stack.executions().await.is_empty());
 
+    // Mallory tags; the event handed to the function says Alice did: CloudTrail's record of
+    // that event id names Mallory. An event id CloudTrail never shows is not trusted either.
     let right = [(DEFAULT_TAG_KEY, store.as_str()), (CONFIRM_TAG_KEY, "Prod")];
-    tag(env, &key, &right).await;
-    let outcome = trigger.handle(&api_call_event(&arn, &right)).await.unwrap();
+    let mut forged = tag_as(env, MALLORY_KEY_ID, &key, &right).await;
+    assert_eq!(forged["detail"]["userIdentity"]["arn"], MALLORY);
+    let alice_identity = event["detail"]["userIdentity"].clone();
+    assert_eq!(alice_identity["arn"], ALICE);
+    forged["detail"]["userIdentity"] = alice_identity;
+    let outcome = trigger.handle(&forged).await.unwrap();
+    let TagOutcome::Refused(Refusal::TagCallDiffersFromCloudTrail { differs, .. }) = &outcome
+    else {
+        panic!("expected TagCallDiffersFromCloudTrail, got {outcome}")
+    };
+    assert_eq!(differs, "caller");
+    forged["detail"]["eventID"] = json!("00000000-0000-4000-8000-000000000000");
+    let outcome = trigger.handle(&forged).await.unwrap();
+    assert_eq!(refused(&outcome), "TagCallNotInCloudTrail");
+    assert!(stack.executions().await.is_empty());
+
+    let event = tag_as(env, ALICE_KEY_ID, &key, &right).await;
+    let outcome = trigger.handle(&event).await.unwrap();
     assert!(
         matches!(
             outcome,
@@ -299,11 +368,8 @@ async fn in_decommission_mode_only_the_confirmed_store_name_starts_a_decommissio
         ),
         "{outcome}"
     );
-    tag(env, &second, &right).await;
-    let again = trigger
-        .handle(&api_call_event(&key_arn(env, &second).await, &right))
-        .await
-        .unwrap();
+    let event = tag_as(env, ALICE_KEY_ID, &second, &right).await;
+    let again = trigger.handle(&event).await.unwrap();
     assert!(
         matches!(again, TagOutcome::AlreadyRunning { .. }),
         "{again}"

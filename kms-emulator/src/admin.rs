@@ -85,7 +85,12 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/_emulator/identities/{access_key_id}",
             put(put_identity).get(get_identity).delete(delete_identity),
         )
-        .route("/_emulator/cloudtrail", get(list_trail).delete(clear_trail))
+        .route(
+            "/_emulator/cloudtrail",
+            get(list_trail)
+                .post(post_service_record)
+                .delete(clear_trail),
+        )
 }
 
 async fn reset(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
@@ -414,6 +419,40 @@ async fn list_trail(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {
     Ok(Json(
         json!({"events": events, "dropped": state.trail.dropped()}),
     ))
+}
+
+/// Records a call to another AWS service (the emulator serves KMS only): `{"record": {...}}`,
+/// a CloudTrail record naming its `eventSource`, `eventName` and `userIdentity`; made now, under
+/// a new event id, delivered after the delivery delay like any record. Answers
+/// `{"eventID": ..., "seq": ...}`.
+async fn post_service_record(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    body: Bytes,
+) -> AdminResult {
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let record = body
+        .get("record")
+        .filter(|r| r.is_object())
+        .cloned()
+        .ok_or_else(|| {
+            AdminError::BadRequest("record (a CloudTrail record object) is required".into())
+        })?;
+    let mut state = shared.lock();
+    state.settle();
+    let now = state.now();
+    let event = crate::cloudtrail::service_event(
+        record,
+        now,
+        &state.config.region,
+        &state.config.account_id,
+    )
+    .map_err(AdminError::BadRequest)?;
+    let event_id = event.event_id.clone();
+    let oldest = state.trail_window().oldest;
+    state.trail.record(event, oldest);
+    let seq = state.trail.events().last().map(|e| e.seq);
+    Ok(Json(json!({"eventID": event_id, "seq": seq})))
 }
 
 async fn clear_trail(AxumState(shared): AxumState<Arc<Shared>>) -> AdminResult {

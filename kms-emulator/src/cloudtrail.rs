@@ -219,6 +219,10 @@ pub struct TrailEvent {
     pub region: String,
     /// `recipientAccountId`, and the account of the resources.
     pub account_id: String,
+    /// The whole record of a call to another AWS service, posted through the admin API
+    /// (`POST /_emulator/cloudtrail`): the emulator serves KMS only, and a test stands in for
+    /// the other service (a CloudHSM `TagResource`, say). `None` for the KMS calls it recorded.
+    pub service_record: Option<Value>,
 }
 
 impl TrailEvent {
@@ -234,6 +238,12 @@ impl TrailEvent {
 
     /// The whole CloudTrail record.
     pub fn record(&self) -> Value {
+        if let Some(record) = &self.service_record {
+            let mut record = record.clone();
+            record["eventID"] = json!(self.event_id);
+            record["eventTime"] = json!(iso8601(self.event_time()));
+            return record;
+        }
         let mut m = Map::new();
         m.insert("eventVersion".into(), json!("1.08"));
         m.insert("userIdentity".into(), self.user_identity.clone());
@@ -282,16 +292,34 @@ impl TrailEvent {
             m.insert("AccessKeyId".into(), json!(id));
         }
         m.insert("EventTime".into(), json!(self.event_time()));
-        m.insert("EventSource".into(), json!(EVENT_SOURCE));
+        m.insert("EventSource".into(), json!(self.event_source()));
         m.insert("Username".into(), json!(self.username));
         let resources: Vec<Value> = self
             .resources
             .iter()
-            .map(|arn| json!({"ResourceType": KEY_RESOURCE_TYPE, "ResourceName": arn}))
+            .map(|arn| json!({"ResourceType": self.resource_type(), "ResourceName": arn}))
             .collect();
         m.insert("Resources".into(), Value::Array(resources));
         m.insert("CloudTrailEvent".into(), json!(self.record().to_string()));
         Value::Object(m)
+    }
+
+    /// `eventSource`: KMS's, or the posted record's.
+    fn event_source(&self) -> &str {
+        self.service_record
+            .as_ref()
+            .and_then(|r| r.get("eventSource"))
+            .and_then(Value::as_str)
+            .unwrap_or(EVENT_SOURCE)
+    }
+
+    /// The type of the resources: a KMS key, or the first of the posted record's.
+    fn resource_type(&self) -> &str {
+        self.service_record
+            .as_ref()
+            .and_then(|r| r.pointer("/resources/0/type"))
+            .and_then(Value::as_str)
+            .unwrap_or(KEY_RESOURCE_TYPE)
     }
 
     fn matches(&self, attribute: &Attribute) -> bool {
@@ -301,12 +329,75 @@ impl TrailEvent {
             AttributeKey::EventName => self.event_name == value,
             AttributeKey::ReadOnly => self.read_only().to_string() == value,
             AttributeKey::Username => self.username == value,
-            AttributeKey::ResourceType => !self.resources.is_empty() && value == KEY_RESOURCE_TYPE,
+            AttributeKey::ResourceType => {
+                !self.resources.is_empty() && value == self.resource_type()
+            }
             AttributeKey::ResourceName => self.resources.iter().any(|arn| arn == value),
-            AttributeKey::EventSource => value == EVENT_SOURCE,
+            AttributeKey::EventSource => value == self.event_source(),
             AttributeKey::AccessKeyId => self.access_key_id.as_deref() == Some(value),
         }
     }
+}
+
+/// The record of a call to another AWS service, as a test posts it (`POST /_emulator/cloudtrail`
+/// with `{"record": {...}}`), made at `time` (emulated clock) under a new event id. The record
+/// must name a service other than KMS (KMS records come from KMS calls only), an `eventName`
+/// and a `userIdentity` object.
+pub fn service_event(
+    record: Value,
+    time: f64,
+    region: &str,
+    account_id: &str,
+) -> Result<TrailEvent, String> {
+    let text = |pointer: &str| {
+        record
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let source = text("/eventSource").ok_or("record.eventSource is required")?;
+    if source == EVENT_SOURCE || !source.ends_with(".amazonaws.com") {
+        return Err(format!(
+            "record.eventSource {source:?} must be another AWS service's (KMS records come from KMS calls)"
+        ));
+    }
+    let event_name = text("/eventName").ok_or("record.eventName is required")?;
+    let identity = record
+        .get("userIdentity")
+        .filter(|i| i.is_object())
+        .cloned()
+        .ok_or("record.userIdentity must be an object")?;
+    let username = text("/userIdentity/userName")
+        .or_else(|| text("/userIdentity/arn").and_then(|a| a.rsplit('/').next().map(str::to_owned)))
+        .unwrap_or_default();
+    Ok(TrailEvent {
+        seq: 0,
+        time,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_name,
+        access_key_id: text("/userIdentity/accessKeyId"),
+        username,
+        user_identity: identity,
+        source_ip: text("/sourceIPAddress").unwrap_or_default(),
+        user_agent: text("/userAgent"),
+        request_parameters: record
+            .get("requestParameters")
+            .cloned()
+            .unwrap_or(Value::Null),
+        additional_event_data: None,
+        error: text("/errorCode").map(|code| (code, text("/errorMessage").unwrap_or_default())),
+        request_id: text("/requestID").unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        resources: record
+            .get("resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("ARN").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
+        region: text("/awsRegion").unwrap_or_else(|| region.to_owned()),
+        account_id: text("/recipientAccountId").unwrap_or_else(|| account_id.to_owned()),
+        service_record: Some(record),
+    })
 }
 
 /// A CloudTrail error answer: `{"__type": "<Name>", "Message": "..."}` with an HTTP status.
@@ -768,6 +859,58 @@ mod tests {
             resources: vec!["arn:aws:kms:us-east-1:123456789012:key/k".into()],
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
+            service_record: None,
+        }
+    }
+
+    #[test]
+    fn another_services_record_is_served_as_posted_under_its_own_source() {
+        let record = json!({
+            "eventSource": "cloudhsm.amazonaws.com", "eventName": "TagResource",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/bob",
+                             "userName": "bob"},
+            "sourceIPAddress": "192.0.2.9", "awsRegion": "us-east-1",
+            "requestParameters": {"resourceId": "cluster-1", "tagList": []},
+            "eventID": "claimed-by-the-poster"
+        });
+        let event = service_event(record, 100.0, "us-east-1", "123456789012").unwrap();
+        assert_ne!(event.event_id, "claimed-by-the-poster", "a new id");
+        let mut trail = Trail::default();
+        trail.record(event, 0.0);
+        let by_source = LookupRequest::from_members(
+            json!({"LookupAttributes": [{"AttributeKey": "EventSource",
+                                         "AttributeValue": "cloudhsm.amazonaws.com"}]})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        let found = trail.lookup(&by_source, OPEN).unwrap();
+        let entry = &found["Events"][0];
+        assert_eq!(entry["EventSource"], "cloudhsm.amazonaws.com");
+        assert_eq!(entry["Username"], "bob");
+        let record: Value =
+            serde_json::from_str(entry["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(record["eventID"], entry["EventId"]);
+        assert_eq!(record["requestParameters"]["resourceId"], "cluster-1");
+        assert_eq!(record["eventTime"], iso8601(100));
+
+        for (bad, why) in [
+            (
+                json!({"eventSource": "kms.amazonaws.com", "eventName": "TagResource",
+                    "userIdentity": {}}),
+                "KMS",
+            ),
+            (
+                json!({"eventSource": "cloudhsm.amazonaws.com", "userIdentity": {}}),
+                "eventName",
+            ),
+            (
+                json!({"eventSource": "cloudhsm.amazonaws.com", "eventName": "TagResource"}),
+                "userIdentity",
+            ),
+        ] {
+            let err = service_event(bad, 1.0, "us-east-1", "1").unwrap_err();
+            assert!(err.contains(why), "{err}");
         }
     }
 

@@ -116,6 +116,7 @@ fn draft_event(
         resources: key.map(|k| vec![k.arn.clone()]).unwrap_or_default(),
         region: state.config.region.clone(),
         account_id: state.config.account_id.clone(),
+        service_record: None,
     }
 }
 

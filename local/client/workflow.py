@@ -79,6 +79,14 @@ class Admin:
         """Empty the call log."""
         self.call("DELETE", "calls")
 
+    def record_service_call(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Record another AWS service's call in the emulator's CloudTrail (it serves KMS only): a
+        test stands in for that service. Made now, under a new event id; returns the record as
+        LookupEvents serves it (with its eventID and eventTime)."""
+        answer = self.call("POST", "cloudtrail", {"record": record})
+        events = self.call("GET", "cloudtrail")["events"]
+        return next(e["record"] for e in events if e["seq"] == answer["seq"])
+
     def configure(self, **fields: Any) -> dict[str, Any]:
         """Change emulator settings at run time (e.g. deletion_lag_hours, quotas)."""
         return self.call("POST", "config", fields)

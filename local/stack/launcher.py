@@ -55,6 +55,9 @@ LOCAL_HANDLER_CONFIG = {
     "QUARANTINE_DAY_SECONDS": "1",
     "QUARANTINE_CHECK_SECONDS": "2",
     "CLOUDTRAIL_DELIVERY_MARGIN_SECONDS": "1",
+    # The tag trigger looks for CloudTrail's record of a TagResource call for 5 s, once a second.
+    "TAG_CALL_LOOKUP_SECONDS": "5",
+    "TAG_CALL_LOOKUP_INTERVAL_SECONDS": "1",
 }
 # cargo lambda watch's line when a function process ends, e.g. at start for bad configuration.
 FUNCTION_EXITED = re.compile(r"ERROR command exited")

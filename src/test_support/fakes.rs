@@ -484,3 +484,62 @@ impl FakeKms {
         crate::test_support::mock_kms(&[&describe_key, &tags, &stores])
     }
 }
+
+use aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput;
+
+/// CloudTrail's `LookupEvents` by `EventId`, answered from the records put in with
+/// [`record`](Self::record); a record becomes visible only after `hidden_lookups` lookups of
+/// it, as CloudTrail shows events minutes after the call. Counts every lookup.
+#[derive(Clone, Default)]
+pub(crate) struct FakeCloudTrail {
+    records: Arc<Mutex<BTreeMap<String, (serde_json::Value, usize)>>>,
+    pub lookups: Arc<Mutex<usize>>,
+}
+
+impl FakeCloudTrail {
+    /// Records `record` (a CloudTrail record with its `eventID`), shown from the
+    /// `hidden_lookups + 1`-th lookup of its id on.
+    pub fn record(&self, record: &serde_json::Value, hidden_lookups: usize) {
+        let id = record["eventID"].as_str().unwrap_or_default().to_owned();
+        self.records
+            .lock()
+            .unwrap()
+            .insert(id, (record.clone(), hidden_lookups));
+    }
+
+    pub fn lookup_count(&self) -> usize {
+        *self.lookups.lock().unwrap()
+    }
+
+    pub fn client(&self) -> aws_sdk_cloudtrail::Client {
+        let me = self.clone();
+        let lookup =
+            mock!(aws_sdk_cloudtrail::Client::lookup_events).then_compute_response(move |req| {
+                *me.lookups.lock().unwrap() += 1;
+                let id = req
+                    .lookup_attributes()
+                    .iter()
+                    .find(|a| a.attribute_key().as_str() == "EventId")
+                    .map(|a| a.attribute_value().to_owned())
+                    .unwrap_or_default();
+                let mut records = me.records.lock().unwrap();
+                let events = match records.get_mut(&id) {
+                    Some((_, hidden)) if *hidden > 0 => {
+                        *hidden -= 1;
+                        vec![]
+                    }
+                    Some((record, _)) => vec![aws_sdk_cloudtrail::types::Event::builder()
+                        .event_id(&id)
+                        .cloud_trail_event(record.to_string())
+                        .build()],
+                    None => vec![],
+                };
+                MockResponse::Output(
+                    LookupEventsOutput::builder()
+                        .set_events(Some(events))
+                        .build(),
+                )
+            });
+        mocked!(aws_sdk_cloudtrail, [&lookup])
+    }
+}

@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_smithy_types::DateTime;
@@ -36,6 +37,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use crate::arn::Arn;
 use crate::aws_error::AwsCallError;
 use crate::bootstrap::LambdaFunction;
+use crate::cloudtrail::CloudTrail;
 use crate::config::ConfigError;
 use crate::error::KmsErrorCode;
 use crate::kms::Kms;
@@ -62,6 +64,21 @@ pub const REQUESTED_BY: &str = "tag-trigger";
 /// How many tag-started executions of one store and mode the trigger walks through before it
 /// refuses (names are unique for 90 days).
 pub const MAX_TAG_RUNS: u32 = 50;
+/// Environment variable: how long (seconds) the trigger looks for CloudTrail's own record of a
+/// `TagResource` call before it refuses the event (`TagCallNotInCloudTrail`).
+pub const LOOKUP_WINDOW_ENV: &str = "TAG_CALL_LOOKUP_SECONDS";
+/// Environment variable: seconds between two lookups of that record.
+pub const LOOKUP_INTERVAL_ENV: &str = "TAG_CALL_LOOKUP_INTERVAL_SECONDS";
+/// Default lookup window: 10 minutes, twice the 5 minutes CloudTrail takes on average.
+pub const DEFAULT_LOOKUP_WINDOW: Duration = Duration::from_secs(600);
+/// Longest lookup window: the function's 15-minute limit, less a minute for the rest.
+pub const MAX_LOOKUP_WINDOW: Duration = Duration::from_secs(840);
+/// Default seconds between lookups (about 40 lookups in the default window, a small share of
+/// the account's 2 per second).
+pub const DEFAULT_LOOKUP_INTERVAL: Duration = Duration::from_secs(15);
+/// The oldest `TagResource` call that still starts a run: EventBridge delivers within minutes,
+/// Lambda retries an event for at most 6 hours; an older call is a replay.
+pub const MAX_TAG_CALL_AGE: Duration = Duration::from_secs(24 * 3600);
 
 const EVENT_SOURCE: &str = "aws.tag";
 const EVENT_DETAIL_TYPE: &str = "Tag Change on Resource";
@@ -76,6 +93,59 @@ pub struct TagTriggerConfig {
     pub mode: RunMode,
     /// Who may start runs by tag (decommission mode).
     pub allowed_principals: AllowedPrincipals,
+    /// How long and how often CloudTrail is asked for its record of a `TagResource` call.
+    pub lookup: TagCallLookup,
+}
+
+/// How the trigger waits for CloudTrail's own record of a `TagResource` call: the delivered
+/// event is only a claim (anyone allowed to invoke the function can hand it one); the record
+/// CloudTrail shows for the event's id is what was called, by whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagCallLookup {
+    /// How long to keep looking before refusing (`TagCallNotInCloudTrail`).
+    pub window: Duration,
+    /// Pause between two lookups.
+    pub interval: Duration,
+}
+
+impl Default for TagCallLookup {
+    fn default() -> Self {
+        Self {
+            window: DEFAULT_LOOKUP_WINDOW,
+            interval: DEFAULT_LOOKUP_INTERVAL,
+        }
+    }
+}
+
+impl TagCallLookup {
+    /// Reads [`LOOKUP_WINDOW_ENV`] (0 to 840 s) and [`LOOKUP_INTERVAL_ENV`] (1 to 60 s).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let seconds =
+            |variable: &'static str, default: Duration, min: u64, max: u64| match var(variable)
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("") => Ok(default),
+                Some(text) => match text.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err(ConfigError::Invalid {
+                        variable,
+                        reason: format!(
+                            "{text:?} is not a whole number of seconds from {min} to {max}"
+                        ),
+                    }),
+                },
+            };
+        Ok(Self {
+            window: seconds(
+                LOOKUP_WINDOW_ENV,
+                DEFAULT_LOOKUP_WINDOW,
+                0,
+                MAX_LOOKUP_WINDOW.as_secs(),
+            )?,
+            interval: seconds(LOOKUP_INTERVAL_ENV, DEFAULT_LOOKUP_INTERVAL, 1, 60)?,
+        })
+    }
 }
 
 impl TagTriggerConfig {
@@ -104,10 +174,12 @@ impl TagTriggerConfig {
             }
         };
         let allowed_principals = AllowedPrincipals::from_env(&var)?;
+        let lookup = TagCallLookup::from_env(&var)?;
         Ok(Self {
             tag_key,
             mode,
             allowed_principals,
+            lookup,
         })
     }
 }
@@ -163,6 +235,8 @@ pub struct TagChange {
     pub version: Option<f64>,
     /// When the change happened.
     pub time: Option<DateTime>,
+    /// For an API call, its CloudTrail event id (`detail.eventID`).
+    pub event_id: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -233,6 +307,7 @@ pub fn parse_tag_change(event: &Value) -> Result<TagChange, NotStarted> {
         kind: TagEventKind::TagChange,
         version: detail.version.and_then(|v| v.as_f64()),
         time: envelope.time.map(|t| DateTime::from_secs(t.timestamp())),
+        event_id: None,
     })
 }
 
@@ -258,6 +333,7 @@ fn parse_api_call(envelope: &EventBridgeEvent<Value>) -> Result<TagChange, NotSt
         time: call
             .time
             .or_else(|| envelope.time.map(|t| DateTime::from_secs(t.timestamp()))),
+        event_id: call.event_id,
     })
 }
 
@@ -338,6 +414,38 @@ pub enum Refusal {
     TaggerUnknown {
         /// The tagged resource.
         resource: String,
+    },
+    /// CloudTrail shows no event with the delivered event's id (`detail.eventID`) within the
+    /// lookup window: the call was never made, or CloudTrail has not recorded it yet.
+    #[error("CloudTrail shows no event {event_id} (the TagResource call on {resource}) after {waited_seconds} s: the event is not trusted; if the call was made, tag again later or start from the console")]
+    TagCallNotInCloudTrail {
+        /// The event id the delivered event claims.
+        event_id: String,
+        /// The tagged resource it claims.
+        resource: String,
+        /// How long the trigger looked.
+        waited_seconds: u64,
+    },
+    /// CloudTrail's record of the event id differs from the delivered event (another caller,
+    /// resource, tags or API, or a failed call): the delivered event is forged or altered.
+    #[error("CloudTrail's record of event {event_id} differs from the delivered event ({differs}): the event is not trusted")]
+    TagCallDiffersFromCloudTrail {
+        /// The event id.
+        event_id: String,
+        /// The tagged resource the delivered event claims.
+        resource: String,
+        /// What differs (`caller`, `resource`, `tags`, or what CloudTrail recorded instead).
+        differs: String,
+    },
+    /// The `TagResource` call CloudTrail recorded is older than [`MAX_TAG_CALL_AGE`]: a replay.
+    #[error("the TagResource call of event {event_id} on {resource} was made {age_hours} h ago; only calls of the last {} h start runs", MAX_TAG_CALL_AGE.as_secs() / 3600)]
+    TagCallTooOld {
+        /// The event id.
+        event_id: String,
+        /// The tagged resource.
+        resource: String,
+        /// The call's age in whole hours.
+        age_hours: u64,
     },
     /// The caller is not among `TAG_TRIGGER_ALLOWED_PRINCIPALS`.
     #[error("{tagger} tagged {resource} but is not allowed to start runs by tag (TagTriggerAllowedPrincipals)")]
@@ -514,16 +622,24 @@ impl fmt::Display for TagOutcome {
 pub struct TagTrigger {
     kms: Kms,
     executions: Executions,
+    cloudtrail: CloudTrail,
     config: TagTriggerConfig,
     status: Option<StatusEvents>,
 }
 
 impl TagTrigger {
-    /// A trigger checking with `kms` and starting through `executions`.
-    pub fn new(kms: Kms, executions: Executions, config: TagTriggerConfig) -> Self {
+    /// A trigger checking with `kms`, checking API-call events against `cloudtrail`, and
+    /// starting through `executions`.
+    pub fn new(
+        kms: Kms,
+        executions: Executions,
+        cloudtrail: CloudTrail,
+        config: TagTriggerConfig,
+    ) -> Self {
         Self {
             kms,
             executions,
+            cloudtrail,
             config,
             status: None,
         }
@@ -598,6 +714,15 @@ impl TagTrigger {
                 }
                 Some(tagger.arn.clone())
             }
+        };
+        // From here on, an API call is what CloudTrail recorded, not what the event claims.
+        let recorded;
+        let change = match &change.kind {
+            TagEventKind::ApiCall(_) => {
+                recorded = self.recorded_call(change).await?;
+                &recorded
+            }
+            TagEventKind::TagChange => change,
         };
         if let Err(invalid) = validate_custom_key_store_id(&store) {
             let reason = invalid.to_string();
@@ -777,6 +902,87 @@ impl TagTrigger {
         }))
     }
 
+    /// CloudTrail's own record of the API call `delivered` claims (looked up by its event id,
+    /// waiting up to the lookup window for it to appear), which must be the same successful
+    /// `TagResource` call by the same caller on the same resource with the same tags, made
+    /// less than [`MAX_TAG_CALL_AGE`] ago. The change returned carries the recorded time.
+    async fn recorded_call(&self, delivered: &TagChange) -> Result<TagChange, Halt> {
+        let resource = delivered.resource.arn().to_owned();
+        let Some(event_id) = delivered.event_id.clone() else {
+            return Err(Halt::from(Refusal::MalformedEvent(
+                "an API-call event without detail.eventID cannot be checked against CloudTrail"
+                    .into(),
+            )));
+        };
+        let lookup = self.config.lookup;
+        let started = Instant::now();
+        let record = loop {
+            if let Some(record) = self.cloudtrail.event_record(&event_id).await? {
+                break record;
+            }
+            if started.elapsed() + lookup.interval > lookup.window {
+                return Err(Halt::from(Refusal::TagCallNotInCloudTrail {
+                    event_id,
+                    resource,
+                    waited_seconds: started.elapsed().as_secs(),
+                }));
+            }
+            tokio::time::sleep(lookup.interval).await;
+        };
+        let differs = |differs: String| {
+            Halt::from(Refusal::TagCallDiffersFromCloudTrail {
+                event_id: event_id.clone(),
+                resource: resource.clone(),
+                differs,
+            })
+        };
+        let source = match delivered.resource {
+            TaggedResource::KmsKey { .. } => "aws.kms",
+            TaggedResource::CloudHsmCluster { .. } => "aws.cloudhsm",
+        };
+        let call = parse_tag_call(source, &record).map_err(|not| {
+            differs(match not {
+                NotATagCall::OtherCall(name) => format!("CloudTrail recorded a {name} call"),
+                NotATagCall::Failed(code) => {
+                    format!("CloudTrail recorded a call that failed with {code}")
+                }
+                NotATagCall::Malformed(why) => {
+                    format!("CloudTrail's record is not a TagResource call: {why}")
+                }
+            })
+        })?;
+        let recorded_resource = match &call.resource {
+            CalledResource::KmsKey { arn } | CalledResource::CloudHsmCluster { arn, .. } => arn,
+        };
+        let TagEventKind::ApiCall(claimed_tagger) = &delivered.kind else {
+            return Err(differs("not an API call".into()));
+        };
+        if call.tagger != *claimed_tagger {
+            return Err(differs("caller".into()));
+        }
+        if *recorded_resource != resource {
+            return Err(differs("resource".into()));
+        }
+        if call.tags != delivered.tags {
+            return Err(differs("tags".into()));
+        }
+        let Some(time) = call.time else {
+            return Err(differs("CloudTrail's record has no eventTime".into()));
+        };
+        let age = DateTime::from(std::time::SystemTime::now()).secs() - time.secs();
+        if age > MAX_TAG_CALL_AGE.as_secs() as i64 {
+            return Err(Halt::from(Refusal::TagCallTooOld {
+                event_id,
+                resource,
+                age_hours: (age / 3600) as u64,
+            }));
+        }
+        Ok(TagChange {
+            time: Some(time),
+            ..delivered.clone()
+        })
+    }
+
     async fn check_key(&self, key_arn: &str, store: &str) -> Result<(), Halt> {
         let Some(metadata) = self.kms.describe_key(key_arn).await? else {
             return Err(Refusal::KeyNotFound {
@@ -829,6 +1035,7 @@ impl TagTrigger {
         Ok(Self::new(
             Kms::from_sdk_config(sdk, Kms::default_pacing()),
             executions,
+            CloudTrail::from_sdk_config(sdk),
             config,
         )
         .with_status_events(status))
@@ -930,8 +1137,10 @@ impl From<Refusal> for NotStarted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::fakes::{FakeKms, FakeSfn, MACHINE};
+    use crate::test_support::fakes::{FakeCloudTrail, FakeKms, FakeSfn, MACHINE};
     use aws_sdk_sfn::types::ExecutionStatus;
+    use aws_smithy_mocks::mock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const STORE: &str = "cks-1234567890abcdef0";
     const OTHER_STORE: &str = "cks-0fedcba0987654321";
@@ -969,8 +1178,18 @@ mod tests {
     const MALLORY: &str = "arn:aws:iam::123456789012:user/mallory";
 
     /// CloudTrail's TagResource API-call event for KMS key `arn`, called by `caller` (a session
-    /// of KeyAdmin when it is ALICE), as EventBridge delivers it.
+    /// of KeyAdmin when it is ALICE) a minute ago, as EventBridge delivers it, with an event id
+    /// of its own. CloudTrail knows of it only when it is recorded (`World::called`).
     fn key_call(arn: &str, tags: &[(&str, &str)], caller: Option<&str>) -> Value {
+        static EVENT_IDS: AtomicUsize = AtomicUsize::new(1);
+        let event_id = format!(
+            "0000000{}-1111-2222-3333-444444444444",
+            EVENT_IDS.fetch_add(1, Ordering::SeqCst)
+        );
+        let minute_ago =
+            DateTime::from_secs(DateTime::from(std::time::SystemTime::now()).secs() - 60)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap();
         let tags: Vec<Value> = tags
             .iter()
             .map(|(k, v)| json!({"tagKey": k, "tagValue": v}))
@@ -988,8 +1207,8 @@ mod tests {
             "resources": [],
             "detail": {
                 "eventVersion": "1.08", "userIdentity": identity,
-                "eventTime": "2026-11-28T10:00:00Z", "eventSource": "kms.amazonaws.com",
-                "eventName": "TagResource", "awsRegion": "us-east-1",
+                "eventTime": minute_ago, "eventSource": "kms.amazonaws.com",
+                "eventName": "TagResource", "awsRegion": "us-east-1", "eventID": event_id,
                 "sourceIPAddress": "192.0.2.7",
                 "requestParameters": {"keyId": arn, "tags": tags},
                 "responseElements": null,
@@ -1006,6 +1225,7 @@ mod tests {
     struct World {
         kms: FakeKms,
         sfn: FakeSfn,
+        trail: FakeCloudTrail,
     }
 
     impl World {
@@ -1016,20 +1236,38 @@ mod tests {
             Self {
                 kms,
                 sfn: FakeSfn::default(),
+                trail: FakeCloudTrail::default(),
             }
         }
 
         fn trigger(&self, mode: RunMode) -> TagTrigger {
+            self.trigger_looking_for(mode, Duration::from_millis(50))
+        }
+
+        /// A trigger that looks for CloudTrail's records for `window`, every 10 ms.
+        fn trigger_looking_for(&self, mode: RunMode, window: Duration) -> TagTrigger {
             let executions = Executions::new(self.sfn.client(), MACHINE, None);
             TagTrigger::new(
                 Kms::with_default_pacing(self.kms.client()),
                 executions,
+                CloudTrail::new(self.trail.client(), 1000.0),
                 TagTriggerConfig {
                     tag_key: DEFAULT_TAG_KEY.into(),
                     mode,
                     allowed_principals: AllowedPrincipals::parse(ADMIN_ROLE).unwrap(),
+                    lookup: TagCallLookup {
+                        window,
+                        interval: Duration::from_millis(10),
+                    },
                 },
             )
+        }
+
+        /// A TagResource call made (CloudTrail records it) and its API-call event.
+        fn called(&self, arn: &str, tags: &[(&str, &str)], caller: Option<&str>) -> Value {
+            let event = key_call(arn, tags, caller);
+            self.trail.record(&event["detail"], 0);
+            event
         }
 
         fn nothing_started(&self) {
@@ -1061,12 +1299,18 @@ mod tests {
                 tag_key: DEFAULT_TAG_KEY.into(),
                 mode: RunMode::DryRun,
                 allowed_principals: AllowedPrincipals::default(),
+                lookup: TagCallLookup {
+                    window: Duration::from_secs(600),
+                    interval: Duration::from_secs(15),
+                },
             }
         );
         let custom = TagTriggerConfig::from_env(|v| match v {
             TAG_KEY_ENV => Some("RetireStore".into()),
             MODE_ENV => Some("decommission".into()),
             "TAG_TRIGGER_ALLOWED_PRINCIPALS" => Some(ADMIN_ROLE.into()),
+            LOOKUP_WINDOW_ENV => Some("0".into()),
+            LOOKUP_INTERVAL_ENV => Some("2".into()),
             _ => None,
         })
         .unwrap();
@@ -1076,8 +1320,23 @@ mod tests {
                 tag_key: "RetireStore".into(),
                 mode: RunMode::Decommission,
                 allowed_principals: AllowedPrincipals::parse(ADMIN_ROLE).unwrap(),
+                lookup: TagCallLookup {
+                    window: Duration::ZERO,
+                    interval: Duration::from_secs(2),
+                },
             }
         );
+        for (variable, bad) in [
+            (LOOKUP_WINDOW_ENV, "841"),
+            (LOOKUP_WINDOW_ENV, "-1"),
+            (LOOKUP_INTERVAL_ENV, "0"),
+            (LOOKUP_INTERVAL_ENV, "1.5"),
+        ] {
+            assert!(
+                TagTriggerConfig::from_env(|v| (v == variable).then(|| bad.into())).is_err(),
+                "{variable}={bad}"
+            );
+        }
         assert!(TagTriggerConfig::from_env(
             |v| (v == "TAG_TRIGGER_ALLOWED_PRINCIPALS").then(|| "alice".into())
         )
@@ -1358,16 +1617,12 @@ mod tests {
         // In decommission mode, a call that sets other tags, or only the confirmation.
         let decommission = w.trigger(RunMode::Decommission);
         let other = decommission
-            .handle(&key_call(&key, &[("Owner", "bob")], Some(ALICE)))
+            .handle(&w.called(&key, &[("Owner", "bob")], Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(ignored(other), Ignored::TriggerTagNotChanged);
         let confirm_alone = decommission
-            .handle(&key_call(
-                &key,
-                &[(CONFIRM_TAG_KEY, STORE_NAME)],
-                Some(ALICE),
-            ))
+            .handle(&w.called(&key, &[(CONFIRM_TAG_KEY, STORE_NAME)], Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(ignored(confirm_alone), Ignored::ConfirmationWithoutTrigger);
@@ -1383,7 +1638,7 @@ mod tests {
         // Without confirmation: a dry run that says how to confirm, requested by the caller.
         let key = w.kms.key("k1", Some(STORE), &[(DEFAULT_TAG_KEY, STORE)]);
         let outcome = trigger
-            .handle(&key_call(&key, &[(DEFAULT_TAG_KEY, STORE)], Some(ALICE)))
+            .handle(&w.called(&key, &[(DEFAULT_TAG_KEY, STORE)], Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1407,7 +1662,7 @@ mod tests {
         ];
         let key2 = w.kms.key("k2", Some(STORE), &wrong);
         let outcome = trigger
-            .handle(&key_call(&key2, &wrong, Some(ALICE)))
+            .handle(&w.called(&key2, &wrong, Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(
@@ -1423,7 +1678,7 @@ mod tests {
         let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
         let key3 = w.kms.key("k3", Some(STORE), &right);
         let alone = trigger
-            .handle(&key_call(&key3, &right[1..], Some(ALICE)))
+            .handle(&w.called(&key3, &right[1..], Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(ignored(alone), Ignored::ConfirmationWithoutTrigger);
@@ -1431,7 +1686,7 @@ mod tests {
         // Both in one call with the store's exact name: the real decommission, confirmed by
         // name and requested by the caller in its input.
         let outcome = trigger
-            .handle(&key_call(&key3, &right, Some(ALICE)))
+            .handle(&w.called(&key3, &right, Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1459,7 +1714,7 @@ mod tests {
         // Another key confirmed the same way: the running decommission comes back.
         let key4 = w.kms.key("k4", Some(STORE), &right);
         let again = trigger
-            .handle(&key_call(&key4, &right, Some(ALICE)))
+            .handle(&w.called(&key4, &right, Some(ALICE)))
             .await
             .unwrap();
         assert!(
@@ -1478,7 +1733,7 @@ mod tests {
         let calls_before = w.kms.call_count();
 
         let outcome = trigger
-            .handle(&key_call(&key, &right, Some(MALLORY)))
+            .handle(&w.called(&key, &right, Some(MALLORY)))
             .await
             .unwrap();
         assert_eq!(
@@ -1491,11 +1746,11 @@ mod tests {
         // A session of another role whose name starts the same way is not the allowed role.
         let lookalike = "arn:aws:sts::123456789012:assumed-role/KeyAdminX/alice";
         let outcome = trigger
-            .handle(&key_call(&key, &right, Some(lookalike)))
+            .handle(&w.called(&key, &right, Some(lookalike)))
             .await
             .unwrap();
         assert_eq!(refusal(outcome).name(), "TaggerNotAllowed");
-        let outcome = trigger.handle(&key_call(&key, &right, None)).await.unwrap();
+        let outcome = trigger.handle(&w.called(&key, &right, None)).await.unwrap();
         assert_eq!(
             refusal(outcome),
             Refusal::TaggerUnknown {
@@ -1513,13 +1768,13 @@ mod tests {
             .unwrap();
         assert_eq!(ignored(outcome), Ignored::TaggerNotNamed);
         // A failed call tagged nothing; an untag is not a request.
-        let mut failed = key_call(&key, &right, Some(ALICE));
+        let mut failed = w.called(&key, &right, Some(ALICE));
         failed["detail"]["errorCode"] = json!("AccessDeniedException");
         assert_eq!(
             ignored(trigger.handle(&failed).await.unwrap()).name(),
             "TagCallFailed"
         );
-        let mut untag = key_call(&key, &right, Some(ALICE));
+        let mut untag = w.called(&key, &right, Some(ALICE));
         untag["detail"]["eventName"] = json!("UntagResource");
         assert_eq!(
             ignored(trigger.handle(&untag).await.unwrap()).name(),
@@ -1531,10 +1786,129 @@ mod tests {
         // In dry-run mode the Tag Change event starts the dry run; the API call is ignored.
         let outcome = w
             .trigger(RunMode::DryRun)
-            .handle(&key_call(&key, &right, Some(ALICE)))
+            .handle(&w.called(&key, &right, Some(ALICE)))
             .await
             .unwrap();
         assert_eq!(ignored(outcome), Ignored::ApiCallInDryRunMode);
+        w.nothing_started();
+    }
+
+    #[tokio::test]
+    async fn an_api_call_event_counts_only_as_cloudtrail_recorded_it() {
+        let w = World::new();
+        let trigger = w.trigger(RunMode::Decommission);
+        let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
+        let key = w.kms.key("k1", Some(STORE), &right);
+        let alice_call = key_call(&key, &right, Some(ALICE));
+        let differs = |outcome: TagOutcome| match refusal(outcome) {
+            Refusal::TagCallDiffersFromCloudTrail {
+                resource, differs, ..
+            } => {
+                assert_eq!(resource, key);
+                differs
+            }
+            other => panic!("expected TagCallDiffersFromCloudTrail, got {other:?}"),
+        };
+
+        // Mallory tagged; the event handed to the function names Alice.
+        let mut forged = w.called(&key, &right, Some(MALLORY));
+        forged["detail"]["userIdentity"] = alice_call["detail"]["userIdentity"].clone();
+        assert_eq!(differs(trigger.handle(&forged).await.unwrap()), "caller");
+        // Alice tagged another key of the store; the event claims this one.
+        let other = w.kms.key("k2", Some(STORE), &right);
+        let mut moved = w.called(&other, &right, Some(ALICE));
+        moved["detail"]["requestParameters"]["keyId"] = json!(key);
+        moved["detail"]["resources"][0]["ARN"] = json!(key);
+        assert_eq!(differs(trigger.handle(&moved).await.unwrap()), "resource");
+        // Alice set an Owner tag; the event claims she set the trigger tags.
+        let mut retagged = w.called(&key, &[("Owner", "alice")], Some(ALICE));
+        retagged["detail"]["requestParameters"]["tags"] =
+            alice_call["detail"]["requestParameters"]["tags"].clone();
+        assert_eq!(differs(trigger.handle(&retagged).await.unwrap()), "tags");
+        // CloudTrail recorded a failed call under that id.
+        let denied = key_call(&key, &right, Some(ALICE));
+        let mut record = denied["detail"].clone();
+        record["errorCode"] = json!("AccessDeniedException");
+        w.trail.record(&record, 0);
+        let why = differs(trigger.handle(&denied).await.unwrap());
+        assert!(why.contains("AccessDeniedException"), "{why}");
+
+        // An id CloudTrail never shows: refused once the lookup window is over (with no window,
+        // after one lookup).
+        let unknown = key_call(&key, &right, Some(ALICE));
+        let refused = refusal(trigger.handle(&unknown).await.unwrap());
+        assert_eq!(refused.name(), "TagCallNotInCloudTrail");
+        let lookups = w.trail.lookup_count();
+        let at_once = w.trigger_looking_for(RunMode::Decommission, Duration::ZERO);
+        let refused = refusal(at_once.handle(&unknown).await.unwrap());
+        assert_eq!(refused.name(), "TagCallNotInCloudTrail");
+        assert_eq!(w.trail.lookup_count() - lookups, 1);
+        // An event without an id cannot be checked.
+        let mut no_id = w.called(&key, &right, Some(ALICE));
+        no_id["detail"].as_object_mut().unwrap().remove("eventID");
+        assert_eq!(
+            refusal(trigger.handle(&no_id).await.unwrap()).name(),
+            "MalformedEvent"
+        );
+        // A real call of two days ago, delivered again: a replay.
+        let mut old = key_call(&key, &right, Some(ALICE));
+        old["detail"]["eventTime"] = json!(DateTime::from_secs(
+            DateTime::from(std::time::SystemTime::now()).secs() - 2 * 86_400
+        )
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap());
+        w.trail.record(&old["detail"], 0);
+        let refused = refusal(trigger.handle(&old).await.unwrap());
+        assert!(
+            matches!(refused, Refusal::TagCallTooOld { age_hours: 48, .. }),
+            "{refused:?}"
+        );
+        assert_eq!(w.kms.call_count(), 0, "KMS was not asked");
+        w.nothing_started();
+
+        // A call CloudTrail shows only from the third lookup on starts the run (the window is
+        // long enough for any machine's pace).
+        let late = key_call(&key, &right, Some(ALICE));
+        w.trail.record(&late["detail"], 2);
+        let lookups = w.trail.lookup_count();
+        let patient = w.trigger_looking_for(RunMode::Decommission, Duration::from_secs(60));
+        let outcome = patient.handle(&late).await.unwrap();
+        assert_eq!(w.trail.lookup_count() - lookups, 3);
+        assert!(
+            matches!(
+                outcome,
+                TagOutcome::Started {
+                    mode: RunMode::Decommission,
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cloudtrail_failure_is_retried_not_refused() {
+        let w = World::new();
+        let right = [(DEFAULT_TAG_KEY, STORE), (CONFIRM_TAG_KEY, STORE_NAME)];
+        let key = w.kms.key("k1", Some(STORE), &right);
+        let denied = mock!(aws_sdk_cloudtrail::Client::lookup_events).then_error(|| {
+            aws_sdk_cloudtrail::operation::lookup_events::LookupEventsError::generic(
+                aws_sdk_cloudtrail::error::ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("not authorized to perform cloudtrail:LookupEvents")
+                    .build(),
+            )
+        });
+        let mut trigger = w.trigger(RunMode::Decommission);
+        trigger.cloudtrail = CloudTrail::new(
+            crate::test_support::fakes::mocked!(aws_sdk_cloudtrail, [&denied]),
+            1000.0,
+        );
+        let err = trigger
+            .handle(&w.called(&key, &right, Some(ALICE)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "AccessDeniedException");
         w.nothing_started();
     }
 
@@ -1546,7 +1920,7 @@ mod tests {
         let key = w.kms.key("k1", Some(STORE), &tags);
         let outcome = w
             .trigger(RunMode::Decommission)
-            .handle(&key_call(&key, &tags, Some(ALICE)))
+            .handle(&w.called(&key, &tags, Some(ALICE)))
             .await
             .unwrap();
         let refused = refusal(outcome);

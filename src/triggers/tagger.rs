@@ -62,6 +62,9 @@ pub struct TagCall {
     pub tagger: Option<Tagger>,
     /// `detail.eventTime`.
     pub time: Option<DateTime>,
+    /// `detail.eventID`: the CloudTrail event id, by which CloudTrail's own record of the call
+    /// is looked up.
+    pub event_id: Option<String>,
 }
 
 /// Why an API-call event is not a usable `TagResource` call.
@@ -136,6 +139,7 @@ pub fn parse_tag_call(source: &str, detail: &Value) -> Result<TagCall, NotATagCa
         tags,
         tagger,
         time,
+        event_id: text("eventID").map(str::to_owned),
     })
 }
 

@@ -13,6 +13,7 @@ anyone else starts nothing, asks KMS nothing, and is reported as a TriggerRefuse
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -239,6 +240,42 @@ def test_tag_by_a_principal_not_allowed_starts_nothing_asks_kms_nothing_and_is_r
         "SourceIPAddress": event["detail"]["sourceIPAddress"],
     }, detail
     assert detail["SourceIPAddress"], "CloudTrail's record says where the call came from"
+
+
+def test_event_naming_an_allowed_principal_counts_only_as_cloudtrail_recorded_it(trigger_stack, subscription):
+    """Whoever can invoke the trigger can hand it any event: one saying an allowed principal
+    tagged, when Mallory did. The trigger looks up CloudTrail's own record of the event's id: it
+    names Mallory, so nothing starts; an event id CloudTrail never recorded is refused once the
+    lookup window (5 s on the local stack) is over."""
+    e2e = trigger_stack.e2e
+    store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2)
+    forged = tag_as(e2e, MALLORY, store.keys[0], confirmed_tags(store))
+    # Alice's identity as CloudTrail records it, from a call of hers that asks for nothing.
+    alice = tag_as(e2e, ALICE, store.keys[1], {"Owner": "alice"})["detail"]["userIdentity"]
+    forged["detail"]["userIdentity"] = alice
+    unknown = json.loads(json.dumps(forged))
+    unknown["id"] = str(uuid.uuid4())
+    unknown["detail"]["eventID"] = str(uuid.uuid4())
+    machines = [e2e.state_machine_arn, trigger_stack.cancel_state_machine_arn]
+    executions_before = execution_count(e2e.sfn, machines)
+    before = kms_state(e2e)
+    e2e.admin.clear_calls()
+
+    outcome = invoke(trigger_stack.lambda_client, TAG_TRIGGER, forged)
+    assert (outcome["Outcome"], outcome["Reason"]) == ("Refused", "TagCallDiffersFromCloudTrail"), outcome
+    assert "(caller)" in outcome["Message"], outcome
+    outcome = invoke(trigger_stack.lambda_client, TAG_TRIGGER, unknown)
+    assert (outcome["Outcome"], outcome["Reason"]) == ("Refused", "TagCallNotInCloudTrail"), outcome
+
+    calls = e2e.admin.calls()
+    assert {c["operation"] for c in calls} == {"LookupEvents"}, "the trigger only read CloudTrail"
+    assert len(calls) >= 3, "it looked for the unknown event more than once"
+    assert execution_count(e2e.sfn, machines) == executions_before, "no execution started"
+    assert store_ledger(e2e, store.id) == (None, {}), "nothing in the ledger"
+    assert kms_state(e2e) == before
+    for event, error in ((forged, "TagCallDiffersFromCloudTrail"), (unknown, "TagCallNotInCloudTrail")):
+        (refusal,) = subscription.trigger_refusals(event["id"])
+        assert (refusal["detail"]["Error"], refusal["detail"]["CustomKeyStoreId"]) == (error, store.id), refusal
 
 
 # --- The trigger tag alone ---------------------------------------------------------------------

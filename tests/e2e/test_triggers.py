@@ -140,12 +140,13 @@ def test_every_key_of_the_store_tagged_starts_one_execution(trigger_stack):
 def cluster_tag_event(e2e: Any, by: Principal, cluster_id: str, tags: dict[str, str]) -> dict[str, Any]:
     """The API-call event of a CloudHSM TagResource call by `by` on `cluster_id`, setting `tags`.
 
-    Built by hand from the KMS record's shape, because it must be: the emulator serves KMS only,
-    so no CloudHSM call is recorded (EventBridge's source for these is aws.cloudhsm). Who called
-    is still not written here: `userIdentity` and `sourceIPAddress` are those of the emulator's
-    record of a real KMS call by `by` (DescribeCustomKeyStores, how the tagger finds the cluster);
-    the CloudHSM parts (eventSource, requestParameters resourceId and tagList, no resources) are
-    as CloudTrail records CloudHSM's TagResource."""
+    The emulator serves KMS only, so the test stands in for CloudHSM: it records the call in the
+    emulator's CloudTrail (admin `POST /_emulator/cloudtrail`), which the trigger looks up by event
+    id as it would CloudTrail's (EventBridge's source for these is aws.cloudhsm). Who called is
+    still not written here: `userIdentity` and `sourceIPAddress` are those of the emulator's record
+    of a real KMS call by `by` (DescribeCustomKeyStores, how the tagger finds the cluster); the
+    CloudHSM parts (eventSource, requestParameters resourceId and tagList, no resources) are as
+    CloudTrail records CloudHSM's TagResource."""
     lookup = call_as(e2e, by, "describe_custom_key_stores")["detail"]
     record = {
         **lookup,
@@ -157,10 +158,10 @@ def cluster_tag_event(e2e: Any, by: Principal, cluster_id: str, tags: dict[str, 
             "tagList": [{"key": key, "value": value} for key, value in tags.items()],
         },
         "responseElements": None,
-        "eventID": str(uuid.uuid4()),
     }
     record.pop("resources", None)
-    return api_call_event(record)
+    record.pop("eventID", None)
+    return api_call_event(e2e.admin.record_service_call(record))
 
 
 def test_tag_on_the_cloudhsm_cluster_of_the_store_starts_a_dry_run(trigger_stack):

@@ -85,6 +85,27 @@ pub struct RunRecord {
     pub approval_token: Option<String>,
     /// Who approved.
     pub approved_by: Option<String>,
+    /// Whether the run quarantines its store (known once its plan is done).
+    pub quarantine_required: Option<bool>,
+    /// Where the quarantine stands (`Disconnecting`, `Watching`, `Reconnecting`, `Done`), as
+    /// quarantine-store last recorded it.
+    pub quarantine_phase: Option<String>,
+    /// When the quarantine's window began (the store was disconnected).
+    pub quarantine_started_at: Option<Timestamp>,
+}
+
+/// The quarantine's whole progress as quarantine-store keeps it in the run's record: the only
+/// copy it trusts (the state document carries a copy for the state machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    /// The progress (the state document's `Quarantine` section, as JSON).
+    pub json: String,
+    /// Its phase, readable by the later steps without parsing `json`.
+    pub phase: String,
+    /// When the window began, once it has.
+    pub started_at: Option<Timestamp>,
+    /// Incremented by every write: a write names the version it read.
+    pub version: u64,
 }
 
 /// What the ledger knows of one key of a run (`RUN#` / `KEY#` item).
@@ -391,6 +412,9 @@ impl Ledger {
                 approval_state: optional(&item, "ApprovalState"),
                 approval_token: optional(&item, "ApprovalToken"),
                 approved_by: optional(&item, "ApprovedBy"),
+                quarantine_required: optional(&item, "QuarantineRequired").map(|v| v == "true"),
+                quarantine_phase: optional(&item, "QuarantinePhase"),
+                quarantine_started_at: optional_time(&item, "QuarantineStartedAt")?,
             })
         })
         .transpose()
@@ -413,22 +437,92 @@ impl Ledger {
         .await
     }
 
-    /// Records whether the run needs approval (once its plan is done).
-    pub async fn set_approval_required(
+    /// Records, once its plan is done, whether the run needs approval and whether it
+    /// quarantines its store: the gates the later steps require the ledger to show passed.
+    pub async fn set_plan_gates(
         &self,
         store_id: &str,
         execution: &str,
-        required: bool,
+        approval_required: bool,
+        quarantine_required: bool,
         now: Timestamp,
     ) -> Result<(), DecommissionError> {
+        let flag = |b: bool| s(if b { "true" } else { "false" });
         self.update_run(
             store_id,
             execution,
-            "SET ApprovalRequired = :required, UpdatedAt = :now",
+            "SET ApprovalRequired = :approval, QuarantineRequired = :quarantine, UpdatedAt = :now",
             vec![
-                (":required", s(if required { "true" } else { "false" })),
+                (":approval", flag(approval_required)),
+                (":quarantine", flag(quarantine_required)),
                 (":now", ts(now)),
             ],
+        )
+        .await
+    }
+
+    /// The quarantine's progress as quarantine-store last recorded it; `None` before its first
+    /// record.
+    pub async fn quarantine(
+        &self,
+        store_id: &str,
+        execution: &str,
+    ) -> Result<Option<QuarantineRecord>, DecommissionError> {
+        let Some(item) = self.get(store_pk(store_id), run_pk(execution)).await? else {
+            return Err(DecommissionError::invalid_state(format!(
+                "the ledger has no record of run {execution} of store {store_id}"
+            )));
+        };
+        let Some(json) = optional(&item, "Quarantine") else {
+            return Ok(None);
+        };
+        let version = required(&item, "QuarantineVersion")?
+            .parse()
+            .map_err(|_| unreadable("GetItem", "QuarantineVersion"))?;
+        Ok(Some(QuarantineRecord {
+            json,
+            phase: required(&item, "QuarantinePhase")?,
+            started_at: optional_time(&item, "QuarantineStartedAt")?,
+            version,
+        }))
+    }
+
+    /// Writes the quarantine's progress as version `record.version`, provided the ledger
+    /// still holds version `record.version - 1` (none at all for version 1); `false` when it
+    /// does not (another invocation wrote first: nothing written). The window's start is
+    /// written once.
+    pub async fn save_quarantine(
+        &self,
+        store_id: &str,
+        execution: &str,
+        record: &QuarantineRecord,
+        now: Timestamp,
+    ) -> Result<bool, DecommissionError> {
+        let mut values = vec![
+            (":json", s(&record.json)),
+            (":phase", s(&record.phase)),
+            (":version", s(record.version.to_string())),
+            (":now", ts(now)),
+        ];
+        let condition = if record.version <= 1 {
+            "attribute_exists(pk) AND attribute_not_exists(QuarantineVersion)"
+        } else {
+            values.push((":read", s((record.version - 1).to_string())));
+            "attribute_exists(pk) AND QuarantineVersion = :read"
+        };
+        let mut expression = "SET Quarantine = :json, QuarantinePhase = :phase, \
+             QuarantineVersion = :version, UpdatedAt = :now"
+            .to_owned();
+        if let Some(started) = record.started_at {
+            expression
+                .push_str(", QuarantineStartedAt = if_not_exists(QuarantineStartedAt, :started)");
+            values.push((":started", ts(started)));
+        }
+        self.update(
+            (store_pk(store_id), run_pk(execution)),
+            &expression,
+            condition,
+            values,
         )
         .await
     }

@@ -397,3 +397,82 @@ async fn a_key_tried_while_the_store_reconnects_is_found_by_the_last_check() {
     assert!(err.to_string().contains(APP), "{err}");
     assert_eq!(env.store_state(&store).await, "CONNECTED");
 }
+
+#[tokio::test]
+async fn a_document_handed_to_the_steps_cannot_end_the_quarantine_or_hide_what_it_found() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    let (store, keys, state) = planned(&env, &ctx, 2).await;
+    let watching = quarantine_until_wait(&ctx, state).await.unwrap();
+    assert_eq!(
+        watching.quarantine.as_ref().unwrap().phase,
+        QuarantinePhase::Watching
+    );
+    try_key(&env, &keys[0]).await;
+
+    // Whoever may invoke the functions hands them a document saying the quarantine is over,
+    // nobody found, the store ready, and the window starting in ten days (so that no key would
+    // count as created after it began).
+    let mut forged = watching.clone();
+    let q = forged.quarantine.as_mut().unwrap();
+    q.phase = QuarantinePhase::Done;
+    q.next = QuarantineNext::Done;
+    q.found_count = 0;
+    q.found.clear();
+    q.started_at = q.started_at.map(|t| {
+        kms_decommission::model::Timestamp::floor(
+            t.time() + std::time::Duration::from_secs(10 * DAY as u64),
+        )
+    });
+    forged.connection = Some(kms_decommission::state::ConnectionStatus {
+        ready: true,
+        ..Default::default()
+    });
+    env.clear_calls().await;
+    for step in [Step::EnsureStoreConnected, Step::ScheduleKeyDeletion] {
+        let err = step
+            .run(&ctx, forged.clone(), far_deadline())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.error_type(),
+            "NotTheRunningDecommission",
+            "{step:?}: {err}"
+        );
+        assert!(
+            err.to_string().contains("quarantine in phase Watching"),
+            "{err}"
+        );
+    }
+    assert!(
+        env.calls().await.is_empty(),
+        "refused before asking KMS anything"
+    );
+
+    // quarantine-store handed the forged document goes on from the ledger's progress: the
+    // quarantine is not over, and the attempt is found when its check comes.
+    let state = Step::QuarantineStore
+        .run(&ctx, forged.clone(), far_deadline())
+        .await
+        .unwrap();
+    let q = state.quarantine.clone().unwrap();
+    assert_eq!(
+        (q.phase, q.next),
+        (QuarantinePhase::Watching, QuarantineNext::WaitForCheck)
+    );
+    assert_eq!(
+        q.started_at,
+        watching.quarantine.as_ref().unwrap().started_at
+    );
+    advance(&env, &mut ctx, 2.0 * DAY + MARGIN as f64 + 1.0).await;
+    let err = quarantine_until_wait(&ctx, forged).await.unwrap_err();
+    assert_eq!(err.error_type(), "KeysNeededDuringQuarantine", "{err}");
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+    let mutating: Vec<String> = env
+        .mutating_calls()
+        .await
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(mutating, ["ConnectCustomKeyStore"], "no key was scheduled");
+}

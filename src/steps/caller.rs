@@ -88,6 +88,9 @@ pub async fn admit(
                 approval_state: None,
                 approval_token: None,
                 approved_by: None,
+                quarantine_required: None,
+                quarantine_phase: None,
+                quarantine_started_at: None,
             })
             .await?;
     } else {
@@ -105,7 +108,7 @@ pub async fn admit(
         }
     }
     if step_order(step) > step_order(Step::RecordApproval) {
-        if let Some(reason) = not_approved(ctx, &store_id, &execution).await? {
+        if let Some(reason) = gate_not_passed(ctx, step, &store_id, &execution).await? {
             return Err(refuse(reason));
         }
     }
@@ -122,17 +125,19 @@ fn step_order(step: Step) -> usize {
     Step::ALL.iter().position(|s| *s == step).unwrap_or(0)
 }
 
-/// Why the ledger does not let a step after the approval gate act (not approved, or the plan
-/// never said whether approval is needed), if it does not.
-async fn not_approved(
+/// Why the ledger does not let a step after the approval gate act, if it does not: the run is
+/// not approved (or its plan never said whether approval is needed), or, for a step after the
+/// quarantine, the quarantine it needs is not over as quarantine-store recorded it.
+async fn gate_not_passed(
     ctx: &StepContext,
+    step: Step,
     store_id: &str,
     execution: &str,
 ) -> Result<Option<String>, DecommissionError> {
     let Some(run) = ctx.ledger.run_record(store_id, execution).await? else {
         return Ok(Some("the ledger has no record of the run".into()));
     };
-    Ok(match run.approval_required {
+    let approved = match run.approval_required {
         None => Some(
             "the ledger does not say whether the run needs approval (its plan has not finished)"
                 .into(),
@@ -141,8 +146,25 @@ async fn not_approved(
             Some("the run needs approval and the ledger records none".into())
         }
         Some(_) => None,
+    };
+    if approved.is_some() || step_order(step) <= step_order(Step::QuarantineStore) {
+        return Ok(approved);
+    }
+    Ok(match (run.quarantine_required, run.quarantine_phase.as_deref()) {
+        (None, _) => Some(
+            "the ledger does not say whether the run quarantines its store (its plan has not finished)"
+                .into(),
+        ),
+        (Some(true), Some(QUARANTINE_DONE)) | (Some(false), _) => None,
+        (Some(true), phase) => Some(format!(
+            "the run quarantines its store and the ledger shows the quarantine {}",
+            phase.map_or_else(|| "not begun".to_owned(), |p| format!("in phase {p}, not Done"))
+        )),
     })
 }
+
+/// The ledger's `QuarantinePhase` of a finished quarantine.
+pub const QUARANTINE_DONE: &str = "Done";
 
 /// Whether the ledger says run `execution` already deleted the store (and so released its
 /// lock): a retry of delete-store after a lost result is answered again.
@@ -273,10 +295,16 @@ pub async fn record_result(
 ) -> Result<(), DecommissionError> {
     let now = Timestamp::floor(ctx.clock.now());
     match step {
-        Step::PlanDecommission => match &state.approval {
-            Some(approval) if state.plan.as_ref().is_some_and(|p| p.done) => {
+        Step::PlanDecommission => match (&state.approval, &state.quarantine) {
+            (Some(approval), Some(quarantine)) if state.plan.as_ref().is_some_and(|p| p.done) => {
                 ctx.ledger
-                    .set_approval_required(&run.store_id, &run.execution, approval.required, now)
+                    .set_plan_gates(
+                        &run.store_id,
+                        &run.execution,
+                        approval.required,
+                        quarantine.required,
+                        now,
+                    )
                     .await
             }
             _ => Ok(()),

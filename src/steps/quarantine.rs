@@ -21,6 +21,13 @@
 //!    not connect, as for any run).
 //!
 //! One action per invocation; `Quarantine.Next` tells the state machine what to do next.
+//!
+//! The progress lives in the run ledger ([`QuarantineRecord`]), written by this step alone with
+//! a version check; the state document carries a copy for the state machine's choices. Every
+//! invocation starts from the ledger's copy, never the document's: a document handed to the
+//! function by anyone else cannot end the quarantine early, drop what it found or skip keys, and
+//! the steps after it act only once the ledger shows the quarantine `Done`
+//! ([`caller`](crate::steps::caller)).
 
 use std::time::Duration;
 
@@ -33,6 +40,7 @@ use crate::error::{DecommissionError, KmsErrorCode};
 use crate::inventory::{per_call, scan_page};
 use crate::key_use::{scan_key_use, KeyUse, ScanWindow};
 use crate::keys::TargetStore;
+use crate::ledger::QuarantineRecord;
 use crate::model::{push_capped, Timestamp};
 use crate::state::{
     DecommissionState, QuarantineNext, QuarantinePhase, QuarantineScan, QuarantineStatus,
@@ -50,10 +58,22 @@ pub async fn run(
     Step::QuarantineStore.check_document(&state)?;
     state.require_real_run()?;
     let store_id = require_planned_store(&state)?.custom_key_store_id.clone();
-    let mut quarantine = state
+    let execution = state.execution_id()?.to_owned();
+    let handed = state
         .quarantine
         .take()
         .ok_or_else(|| DecommissionError::invalid_state("no Quarantine section"))?;
+    let (mut quarantine, version) = match ctx.ledger.quarantine(&store_id, &execution).await? {
+        Some(recorded) => (
+            serde_json::from_str::<QuarantineStatus>(&recorded.json).map_err(|e| {
+                DecommissionError::invalid_state(format!(
+                    "the ledger's quarantine record of run {execution} is unreadable: {e}"
+                ))
+            })?,
+            recorded.version,
+        ),
+        None => (first_status(ctx, &state, &handed)?, 0),
+    };
     quarantine.poll_after_seconds = ctx.config.store_poll_seconds;
     let now = Timestamp::floor(ctx.clock.now());
     let result = match quarantine.phase {
@@ -73,8 +93,64 @@ pub async fn run(
         checks = quarantine.checks,
         "quarantine"
     );
+    let record = QuarantineRecord {
+        json: serde_json::to_string(&quarantine).map_err(|e| {
+            DecommissionError::invalid_state(format!("the quarantine cannot be recorded: {e}"))
+        })?,
+        phase: phase_name(quarantine.phase),
+        started_at: quarantine.started_at,
+        version: version + 1,
+    };
+    if !ctx
+        .ledger
+        .save_quarantine(&store_id, &execution, &record, now)
+        .await?
+    {
+        // Another invocation recorded progress since this one read it: the retry starts from
+        // that progress.
+        return Err(DecommissionError::LedgerUnavailable {
+            operation: "UpdateItem",
+            code: "QuarantineRecordChanged".into(),
+            message: format!(
+                "the quarantine record of run {execution} changed during this invocation (version {version} was read)"
+            ),
+        });
+    }
     state.quarantine = Some(quarantine);
     result.map(|()| state)
+}
+
+/// The progress of a quarantine that has not begun: only `Days`, which must be what the run's
+/// own request (the execution input, checked by the caller) asks for, is taken from the
+/// document.
+fn first_status(
+    ctx: &StepContext,
+    state: &DecommissionState,
+    handed: &QuarantineStatus,
+) -> Result<QuarantineStatus, DecommissionError> {
+    let days = state
+        .require_request()?
+        .quarantine_days
+        .unwrap_or(ctx.config.default_quarantine_days);
+    if !handed.required || handed.days != days || days == 0 {
+        return Err(DecommissionError::invalid_state(format!(
+            "Quarantine.Days {} (Required {}) is not the run's own QuarantineDays {days}",
+            handed.days, handed.required
+        )));
+    }
+    Ok(QuarantineStatus {
+        required: true,
+        days,
+        ..QuarantineStatus::default()
+    })
+}
+
+/// The phase as the ledger records it (its name in the state document).
+fn phase_name(phase: QuarantinePhase) -> String {
+    serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{phase:?}"))
 }
 
 /// Disconnects the store and waits for DISCONNECTED; then the watch begins.

@@ -74,11 +74,13 @@ pub async fn run(
     // approved): a key created since is not scheduled. No key can be created while the store is
     // disconnected, so one created after the second the quarantine began (its start is kept in
     // whole seconds) was created after the store was connected again.
-    let quarantined_since = state
-        .quarantine
-        .as_ref()
-        .filter(|q| q.required)
-        .and_then(|q| q.started_at)
+    // The start is the ledger's (quarantine-store wrote it once), not the document's.
+    let quarantined_since = ctx
+        .ledger
+        .run_record(&store_id, &execution)
+        .await?
+        .filter(|run| run.quarantine_required == Some(true))
+        .and_then(|run| run.quarantine_started_at)
         .map(|t| t.time() + Duration::from_secs(1));
 
     let mut progress = match state.scheduling.take() {

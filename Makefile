@@ -3,14 +3,17 @@
 #   make local   start the local stack (KMS emulator + Step Functions + Lambda) on port $(LOCAL_PORT)
 #   make demo    decommission a CloudHSM and an external key store end to end on the local stack
 #   make test    every check: cargo fmt/clippy/test, ruff, the module-cycle check, sam validate
-#                --lint, asl-validator, the local-stack unit tests, the end-to-end state machine
-#                tests, and the deploy build (make deploy-build)
+#                --lint, checkov and the least-privilege tests on the template's IAM, asl-validator,
+#                the local-stack unit tests, the end-to-end state machine tests, and the deploy
+#                build (make deploy-build)
 #   make deploy-build   what `sam deploy` uploads: sam build (one release build for every
 #                function; ARCH=arm64 for Graviton), then check each function's bootstrap
 #
 # Python tools (moto, cargo-lambda, aws-sam-cli, awscli, pytest, ruff) go into .venv, pinned by
 # requirements-dev.txt; Node tools (asl-validator) into node_modules, pinned by package-lock.json.
-# Both are installed on first use and reinstalled only when their pin file changes.
+# checkov (make test's iam-lint phase) goes into its own .venv-checkov, pinned by
+# requirements-checkov.txt (its dependencies conflict with .venv's); the phase installs it itself.
+# All are installed on first use and reinstalled only when their pin file changes.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -18,6 +21,8 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.requirements-installed
 NODE_STAMP := node_modules/.package-lock-installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 LOCAL_PORT ?= 4566
 CHECKS ?=
 
@@ -25,10 +30,10 @@ export LOCAL_PORT
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help tools local demo test e2e deploy-build lambda-bootstraps sam-artifacts-dir
+.PHONY: help tools iam-lint-tools local demo test e2e deploy-build lambda-bootstraps sam-artifacts-dir
 
 help:
-	@sed -n '1,14p' Makefile
+	@sed -n '1,16p' Makefile
 
 $(VENV_STAMP): requirements-dev.txt
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +44,16 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check --quiet --requirement requirements-checkov.txt
+	@touch $@
+
 ## tools: install the pinned Python and Node tools (quick when already installed)
 tools: $(VENV_STAMP) $(NODE_STAMP)
+
+## iam-lint-tools: install checkov into .venv-checkov (make test's iam-lint phase runs this first)
+iam-lint-tools: $(CHECKOV_STAMP)
 
 ## local: run the local stack until Ctrl-C (extra flags: make local ARGS="--day-seconds 5 --verbose")
 local: $(VENV_STAMP)

@@ -73,6 +73,16 @@ def phases() -> list[Phase]:
             ((str(BIN / "sam"), "validate", "--lint", "--template-file", "template.yaml"),),
         ),
         Phase(
+            "iam-lint",
+            "checkov on the SAM-transformed template.yaml (IAM and infrastructure checks; every suppression"
+            " carries its reason in the template), installed first into .venv-checkov",
+            (
+                # Its own venv (requirements-checkov.txt): its dependencies conflict with .venv's.
+                ("make", "--no-print-directory", "iam-lint-tools"),
+                (str(BIN / "python"), "-m", "tools.iam_lint"),
+            ),
+        ),
+        Phase(
             "asl-validator",
             f"asl-validator on {', '.join(asl) or 'no ASL file'}",
             (asl_command,) if asl else (("false",),),
@@ -84,7 +94,8 @@ def phases() -> list[Phase]:
         ),
         Phase(
             "tools-unit",
-            "repository tooling: module-cycle finder, README and Makefile checks",
+            "repository tooling (module-cycle finder, IAM lint wrapper, README and Makefile checks) and the"
+            " least-privilege rules of template.yaml's IAM (tools/tests/test_template_iam.py)",
             (_pytest("-q", "tools/tests"),),
         ),
         Phase(

@@ -220,6 +220,7 @@ EXPECTED_ACTIONS: dict[str, dict[str, str]] = {
         "states:DescribeExecution": "sfn/mod.rs running_for_store, describe_named",
         "states:StopExecution": "sfn/mod.rs settle: only its own duplicate",
         "events:PutEvents": "triggers/status.rs: TriggerRefused status events",
+        "cloudtrail:LookupEvents": "triggers/tag.rs recorded_call: CloudTrail's record of the TagResource call",
     },
     "TicketWebhookFunction": {
         "ssm:GetParameter": "triggers/webhook/secret.rs load_from_ssm: the HMAC secret",

@@ -100,10 +100,24 @@ impl DecommissionState {
         Ok(request)
     }
 
-    /// The execution ARN recorded on each key's markers.
+    /// The execution ARN recorded on each key's markers: a Step Functions execution ARN (a
+    /// malformed one is this document's error, not a Step Functions failure to retry).
     pub fn execution_id(&self) -> Result<&str, DecommissionError> {
         match &self.execution {
-            Some(execution) if !execution.id.is_empty() => Ok(&execution.id),
+            Some(execution) if !execution.id.is_empty() => {
+                let id = execution.id.as_str();
+                if crate::arn::Arn::parse(id)
+                    .and_then(|arn| arn.execution_names())
+                    .is_none()
+                {
+                    return Err(DecommissionError::invalid_state(format!(
+                        "Execution.Id {:?} is not a Step Functions execution ARN (the Initialize \
+                         state copies $$.Execution.Id)",
+                        crate::input::truncate_for_message(id)
+                    )));
+                }
+                Ok(id)
+            }
             _ => Err(DecommissionError::invalid_state(
                 "no Execution.Id (the Initialize state copies $$.Execution.Id)",
             )),

@@ -197,7 +197,21 @@ pub async fn run(
         return Ok(state);
     }
     let mut progress = match state.cancel.take() {
-        Some(progress) => progress,
+        Some(progress) => {
+            // A Cancel section is only as good as whoever wrote the document: the first
+            // invocation stopped the decommission, so a RUNNING one means it did not.
+            let info = Box::pin(decommission_of(ctx, &request)).await?;
+            if info.is_running() {
+                return Err(DecommissionError::invalid_state(format!(
+                    "the Cancel section says decommission {} was stopped, but it is RUNNING: \
+                     this document was not written by a cancel that stopped it; nothing was \
+                     changed. Start the cancel state machine with the cancel input",
+                    info.arn
+                ))
+                .into());
+            }
+            progress
+        }
         None => Box::pin(stop_decommission(ctx, &request)).await?,
     };
     progress.wait_required = false;
@@ -353,12 +367,12 @@ fn count(progress: &mut CancelProgress, outcome: RestoreOutcome) {
     }
 }
 
-/// First invocation: finds the decommission, stops it if it runs, and records what its
-/// history says about scheduled and deleted keys.
-async fn stop_decommission(
+/// The decommission the request names: an execution of this stack's decommission state machine
+/// that exists and decommissions the request's store; otherwise the named error, nothing done.
+async fn decommission_of(
     ctx: &CancelContext,
     request: &CancelRequest,
-) -> Result<CancelProgress, CancelError> {
+) -> Result<crate::sfn::ExecutionInfo, CancelError> {
     let arn = request.decommission_execution_arn.as_str();
     let executions = &ctx.step.runs;
     let expected = executions.state_machine_arn();
@@ -385,6 +399,18 @@ async fn stop_decommission(
         )
         .into());
     }
+    Ok(info)
+}
+
+/// First invocation: finds the decommission, stops it if it runs, and records what its
+/// history says about scheduled and deleted keys.
+async fn stop_decommission(
+    ctx: &CancelContext,
+    request: &CancelRequest,
+) -> Result<CancelProgress, CancelError> {
+    let arn = request.decommission_execution_arn.as_str();
+    let executions = &ctx.step.runs;
+    let info = Box::pin(decommission_of(ctx, request)).await?;
     let now = ctx.step.clock.now();
     let mut stopped_at = info.stop_date.as_ref().map(from_kms).unwrap_or(now);
     let stopped_by_this_cancel = info.is_running();

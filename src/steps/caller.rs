@@ -68,6 +68,7 @@ pub async fn admit(
 
     let now = Timestamp::floor(ctx.clock.now());
     if step == Step::PlanDecommission {
+        refuse_before_lock(ctx, &request, &execution).await?;
         take_lock(ctx, &store_id, &execution, now).await?;
         ctx.ledger
             .record_run(&RunRecord {
@@ -221,6 +222,38 @@ fn check_execution(
         );
     }
     Ok(())
+}
+
+/// The plan's refusals that need no lock, made before the run takes it so that a run they
+/// refuse leaves no trace in the ledger: the trigger policy, who asked when the run needs
+/// approval, and the store and its confirmed name (DescribeCustomKeyStores, a read). Skipped
+/// when `execution` already holds the lock (a later batch of its plan) and when a running
+/// decommission holds it ([`take_lock`] then refuses with `DecommissionInProgress`, before any
+/// KMS call).
+async fn refuse_before_lock(
+    ctx: &StepContext,
+    request: &DecommissionRequest,
+    execution: &str,
+) -> Result<(), DecommissionError> {
+    let store_id = request.custom_key_store_id.as_str();
+    if let Some(holder) = ctx.ledger.lock_holder(store_id).await? {
+        if holder.execution == execution {
+            return Ok(());
+        }
+        let running = ctx
+            .runs
+            .describe(&holder.execution)
+            .await
+            .map_err(step_functions_unavailable)?
+            .is_some_and(|info| info.is_running());
+        if running {
+            return Ok(());
+        }
+    }
+    ctx.policy.check(request)?;
+    crate::steps::plan::require_requester(ctx, request)?;
+    let store = crate::store::describe(&ctx.kms, store_id).await?;
+    request.confirm_store_name(&store.custom_key_store_name)
 }
 
 /// Takes the store's lock for `execution`, over from a holder that no longer runs.

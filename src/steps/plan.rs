@@ -129,13 +129,7 @@ pub async fn run(
     let dry_run_done = request.dry_run && plan.done;
     if plan.done && !request.dry_run {
         let required = request.needs_approval(ctx.config.approval_required_for_console_and_webhook);
-        if required && request.requested_by.is_none() {
-            return Err(DecommissionError::invalid_input(
-                "RequestedBy",
-                "required when the run needs approval: the approver must be someone else, \
-                 which cannot be checked without knowing who asked",
-            ));
-        }
+        require_requester(ctx, &request)?;
         state.approval = Some(ApprovalStatus {
             required,
             timeout_seconds: ctx.config.approval_timeout_seconds,
@@ -157,4 +151,22 @@ pub async fn run(
         state.report = Some(state.dry_run_report(ctx.clock.now())?);
     }
     Ok(state)
+}
+
+/// A run that needs approval must say who asked (`RequestedBy`): the approver must be someone
+/// else, which cannot be checked without knowing who asked.
+pub(crate) fn require_requester(
+    ctx: &StepContext,
+    request: &DecommissionRequest,
+) -> Result<(), DecommissionError> {
+    if request.needs_approval(ctx.config.approval_required_for_console_and_webhook)
+        && request.requested_by.is_none()
+    {
+        return Err(DecommissionError::invalid_input(
+            "RequestedBy",
+            "required when the run needs approval: the approver must be someone else, which \
+             cannot be checked without knowing who asked",
+        ));
+    }
+    Ok(())
 }

@@ -300,6 +300,54 @@ impl Env {
             .collect()
     }
 
+    /// Every item of the run ledger, each attribute rendered with its type, in key order: two
+    /// scans are equal only if nothing was added, removed or changed in between.
+    pub async fn ledger_scan(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .moto
+                .dynamodb()
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("ledger scan");
+            items.extend(page.items().iter().map(|item| {
+                item.iter()
+                    .map(|(k, v)| (k.clone(), format!("{v:?}")))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            }));
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        items.sort_by(|a, b| (a.get("pk"), a.get("sk")).cmp(&(b.get("pk"), b.get("sk"))));
+        items
+    }
+
+    /// Name and status of every execution of `machine`, sorted by name.
+    pub async fn execution_statuses(&self, machine: &str) -> Vec<(String, String)> {
+        let listed = self
+            .moto
+            .sfn()
+            .list_executions()
+            .state_machine_arn(machine)
+            .send()
+            .await
+            .expect("executions listed");
+        let mut statuses: Vec<(String, String)> = listed
+            .executions()
+            .iter()
+            .map(|e| (e.name().to_owned(), e.status().as_str().to_owned()))
+            .collect();
+        statuses.sort();
+        statuses
+    }
+
     /// A clock shifted like the emulator's (after `advance`).
     pub async fn clock(&self) -> Clock {
         let clock = self.admin_get("/_emulator/clock").await;

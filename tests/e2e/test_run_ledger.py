@@ -392,19 +392,30 @@ def test_lock_is_released_when_the_store_is_deleted(e2e):
         assert record["ScheduledAt"] <= record["SeenDeletedAt"], record
 
 
-def test_after_a_failed_run_a_new_run_of_the_store_starts(e2e):
+def test_after_a_refused_or_failed_run_a_new_run_of_the_store_starts(e2e):
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2, disabled=1)
     before = kms_state(e2e)
-    failed = e2e.run(decommission_input(store, CLOUDHSM_INPUT, ConfirmCustomKeyStoreName=store.name + "-typo"))
-    described, _ = e2e.finish(failed)
+    refused = e2e.run(decommission_input(store, CLOUDHSM_INPUT, ConfirmCustomKeyStoreName=store.name + "-typo"))
+    described, _ = e2e.finish(refused)
     assert (described["status"], described["error"]) == ("FAILED", "ConfirmationMismatch"), failure(described)
-    assert kms_state(e2e) == before, "the failed run changed nothing in KMS"
+    assert kms_state(e2e) == before, "the refused run changed nothing in KMS"
+    lock, runs = store_ledger(e2e, store.id)
+    assert lock is None and refused not in runs, "a run refused before the lock leaves nothing in the ledger"
 
-    new_run = assert_new_run_takes_the_store(e2e, store)
+    # A run that fails after it took the lock (a key an application just used: KeysRecentlyUsed
+    # once its plan is done) leaves the lock to the next run, which records how it ended.
+    e2e.kms.encrypt(KeyId=store.keys[0], Plaintext=b"application data")
+    failed = e2e.run(decommission_input(store, CLOUDHSM_INPUT))
+    described, _ = e2e.finish(failed)
+    assert (described["status"], described["error"]) == ("FAILED", "KeysRecentlyUsed"), failure(described)
+    lock, _ = store_ledger(e2e, store.id)
+    assert lock is not None and lock["Execution"] == failed, f"the failed run holds the lock: {lock}"
 
-    _, runs = store_ledger(e2e, store.id)
+    new_run = run_to_its_wait(e2e, store, MinDaysSinceLastUse=0)
+    lock, runs = store_ledger(e2e, store.id)
+    assert lock is not None and lock["Execution"] == new_run, f"the new run holds the store's lock: {lock}"
     assert runs[failed]["Outcome"] == "FAILED", runs[failed]
-    assert "ConfirmationMismatch" in runs[failed]["OutcomeDetail"] and new_run in runs[failed]["OutcomeDetail"]
+    assert "KeysRecentlyUsed" in runs[failed]["OutcomeDetail"] and new_run in runs[failed]["OutcomeDetail"]
     assert key_records(e2e, failed) == {}, "the failed run recorded no key"
 
 

@@ -554,8 +554,8 @@ impl Webhook {
             WebhookError::SecretUnavailable
         })?;
         secrets.verify(
-            header(&request.headers, TIMESTAMP_HEADER),
-            header(&request.headers, SIGNATURE_HEADER),
+            header(&request.headers, TIMESTAMP_HEADER).as_deref(),
+            header(&request.headers, SIGNATURE_HEADER).as_deref(),
             &body,
             now,
         )?;
@@ -911,8 +911,12 @@ fn decoded_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, WebhookEr
     Ok(decoded)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A header's value; one that is not visible ASCII is kept (lossily decoded), so the signature
+/// check refuses it as malformed rather than missing.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
 fn rfc3339(date: &aws_smithy_types::DateTime) -> Option<String> {

@@ -25,7 +25,7 @@ use kms_decommission::kms::Kms;
 use kms_decommission::sfn::{Executions, RunMode};
 use kms_decommission::steps::Step;
 use kms_decommission::triggers::tag::{
-    TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
+    TagCallLookup, TagTrigger, TagTriggerConfig, CONFIRM_TAG_KEY, DEFAULT_TAG_KEY,
 };
 use kms_decommission::triggers::tagger::AllowedPrincipals;
 use kms_decommission::triggers::webhook::secret::SecretCache;
@@ -1136,33 +1136,34 @@ fn tag_cases() -> Vec<TagCase> {
             },
         ),
         case(
-            "confirmation_case",
-            "decommission mode: `DecommissionConfirmStoreName=prod` for the store `Prod`",
-            "Refused: ConfirmationMismatch",
-            "\"prod\"",
+            "call_not_in_cloudtrail",
+            "decommission mode: an allowed principal's call with the store's exact name (`Prod`) that CloudTrail never recorded (a forged event)",
+            "Refused: TagCallNotInCloudTrail",
+            "3c2b1a09",
             |f| {
                 (
                     Decommission,
                     api_call(
                         &f.confirmed_wrong,
-                        &[(DEFAULT_TAG_KEY, &f.store), (CONFIRM_TAG_KEY, "prod")],
+                        &[(DEFAULT_TAG_KEY, &f.store), (CONFIRM_TAG_KEY, STORE_NAME)],
                     ),
                 )
             },
         ),
         case(
-            "confirmation_cyrillic",
-            "decommission mode: `DecommissionConfirmStoreName=Рrod` with a Cyrillic `Р`",
-            "Refused: ConfirmationMismatch",
-            "",
+            "call_without_event_id",
+            "decommission mode: `DecommissionConfirmStoreName=Рrod` (Cyrillic `Р`) in an event without `detail.eventID`",
+            "Refused: MalformedEvent",
+            "eventID",
             |f| {
-                (
-                    Decommission,
-                    api_call(
-                        &f.confirmed_cyrillic,
-                        &[(DEFAULT_TAG_KEY, &f.store), (CONFIRM_TAG_KEY, "\u{420}rod")],
-                    ),
-                )
+                let mut event = api_call(
+                    &f.confirmed_cyrillic,
+                    &[(DEFAULT_TAG_KEY, &f.store), (CONFIRM_TAG_KEY, "\u{420}rod")],
+                );
+                if let Some(detail) = event["detail"].as_object_mut() {
+                    detail.remove("eventID");
+                }
+                (Decommission, event)
             },
         ),
     ]
@@ -1244,10 +1245,16 @@ async fn bad_tag_events_are_refused_or_ignored_by_name_and_change_nothing() {
         TagTrigger::new(
             Kms::with_default_pacing(env.kms.clone()),
             Executions::new(env.moto.sfn(), env.machine.clone(), None),
+            env.cloudtrail(50.0),
             TagTriggerConfig {
                 tag_key: DEFAULT_TAG_KEY.into(),
                 mode,
                 allowed_principals: AllowedPrincipals::parse(KEY_ADMIN_ROLE).expect("pattern"),
+                // One lookup: the events of this table were never recorded.
+                lookup: TagCallLookup {
+                    window: std::time::Duration::ZERO,
+                    interval: std::time::Duration::from_secs(1),
+                },
             },
         )
     };

@@ -41,6 +41,10 @@ impl Default for PacingConfig {
     }
 }
 
+/// Quarantine days of a real run whose input names none: two weekly cycles (docs/quarantine.md,
+/// "The default").
+pub const DEFAULT_QUARANTINE_DAYS: u32 = 14;
+
 /// Everything a step needs besides its clients and the state document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -108,7 +112,7 @@ impl Default for Config {
             list_keys_page_size: 1000,
             approval_required_for_console_and_webhook: true,
             approval_timeout_seconds: 7 * 86_400,
-            default_quarantine_days: 0,
+            default_quarantine_days: DEFAULT_QUARANTINE_DAYS,
             quarantine_day_seconds: 86_400,
             quarantine_check_seconds: 86_400,
             // CloudTrail shows most events within about 5 minutes (kms-facts.md section 15, no
@@ -394,6 +398,7 @@ mod tests {
         assert!(config.pacing.schedule_key_deletion_rps < 15.0);
         assert!(config.approval_required_for_console_and_webhook);
         assert_eq!(config.approval_timeout_seconds, 7 * 86_400);
+        assert_eq!(config.default_quarantine_days, 14);
     }
 
     #[test]

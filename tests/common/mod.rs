@@ -92,6 +92,8 @@ pub fn test_config() -> Config {
         store_poll_seconds: 1,
         list_keys_page_size: 4,
         deadline_margin: Duration::from_millis(500),
+        // Runs quarantine only when a test asks for it (tests/quarantine.rs).
+        default_quarantine_days: 0,
         ..Config::default()
     }
 }

@@ -223,7 +223,16 @@ async fn benchmark_key_use_scan_of_100_keys() {
 /// Scans `n` keys, one of them used, through Logs Insights on the emulator; prints (queries,
 /// polls, events scanned, wall time) and returns the batch's counts.
 async fn insights_scan(n: usize) -> (u32, u64, f64) {
-    let env = env_with_app(false).await;
+    // Real-time days: with fast time (a day per wall second) the records of a long scan's first
+    // seconds would pass the 90-day retention before its last query.
+    let env = Env::start_with(EmulatorConfig {
+        quotas: false,
+        identities: BTreeMap::from([(APP_KEY_ID.to_owned(), APP.to_owned())]),
+        cloudhsm_connect_minutes: 0.01,
+        disconnect_minutes: 0.01,
+        ..EmulatorConfig::default()
+    })
+    .await;
     let (store, keys, _) = cloudhsm_fixture(&env, n).await;
     let arns = key_arns(&env, &keys).await;
     env.kms

@@ -91,6 +91,10 @@ pub struct Config {
     /// Time CloudTrail may take to show an event: a lookup reads only events older than this
     /// (`CLOUDTRAIL_DELIVERY_MARGIN_SECONDS`).
     pub cloudtrail_delivery_margin_seconds: u64,
+    /// The CloudWatch Logs group a CloudTrail trail delivers this Region's KMS events to
+    /// (`CLOUDTRAIL_LOG_GROUP_NAME`): when set, the quarantine reads it with Logs Insights
+    /// queries instead of LookupEvents.
+    pub cloudtrail_log_group_name: Option<String>,
     /// Request pacing.
     pub pacing: PacingConfig,
 }
@@ -118,6 +122,7 @@ impl Default for Config {
             // CloudTrail shows most events within about 5 minutes (kms-facts.md section 15, no
             // documented bound): three times that.
             cloudtrail_delivery_margin_seconds: 900,
+            cloudtrail_log_group_name: None,
             pacing: PacingConfig::default(),
         }
     }
@@ -238,6 +243,7 @@ impl Config {
                 0,
                 86_400,
             )?,
+            cloudtrail_log_group_name: log_group_name(&lookup, "CLOUDTRAIL_LOG_GROUP_NAME")?,
             pacing: PacingConfig {
                 list_keys_rps: rate("KMS_LIST_KEYS_RPS", p.list_keys_rps)?,
                 describe_key_rps: rate("KMS_DESCRIBE_KEY_RPS", p.describe_key_rps)?,
@@ -256,6 +262,28 @@ impl Config {
             },
         })
     }
+}
+
+/// An optional CloudWatch Logs group name: 1-512 of letters, digits, `.-_/#` (the template's
+/// pattern); empty or unset is none.
+fn log_group_name(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>, DecommissionError> {
+    let Some(value) = lookup(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = value.len() <= 512
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+    if !valid {
+        return Err(DecommissionError::InvalidConfiguration {
+            variable: name.into(),
+            reason: format!("{value:?} is not a CloudWatch Logs log group name"),
+        });
+    }
+    Ok(Some(value))
 }
 
 /// Longest Step Functions Wait (one year).

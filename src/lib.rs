@@ -34,6 +34,7 @@ pub mod key_use;
 pub mod keys;
 pub mod kms;
 pub mod ledger;
+pub mod logs_insights;
 pub mod model;
 pub mod pacing;
 pub mod report;

@@ -211,6 +211,10 @@ pub struct QuarantineScan {
     /// Within that page's keys of the store.
     #[serde(default)]
     pub in_page: crate::key_use::ScanCursor,
+    /// Within that page's keys of the store, on the Logs Insights path: the key batches and
+    /// time ranges still to query, and the query running (polled again by the next invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insights: Option<crate::logs_insights::InsightsCursor>,
     /// The end of the window this scan reads (events up to then).
     pub window_end: Timestamp,
 }
@@ -258,6 +262,9 @@ pub struct QuarantineStatus {
     /// CloudTrail lookups made, events read, throttled lookups (tried again).
     #[serde(default)]
     pub lookups: u64,
+    /// Logs Insights queries started (when the trail's log group is configured).
+    #[serde(default)]
+    pub queries: u64,
     /// Events read.
     #[serde(default)]
     pub events_scanned: u64,

@@ -16,6 +16,7 @@ use common::*;
 use kms_decommission::cloudtrail::CloudTrail;
 use kms_decommission::deadline::Deadline;
 use kms_decommission::key_use::{scan_key_use, KeyUse, ScanCursor, ScanWindow};
+use kms_decommission::logs_insights::{scan_key_use_insights, InsightsCursor};
 use kms_emulator::EmulatorConfig;
 
 const APP_KEY_ID: &str = "AKIAPAYMENTSAPP00001";
@@ -217,4 +218,84 @@ async fn a_scan_keeps_under_the_lookup_quota_without_surfacing_throttling() {
 #[ignore = "benchmark: run with --ignored --nocapture (100 keys, about 53 s)"]
 async fn benchmark_key_use_scan_of_100_keys() {
     paced_scan(100).await;
+}
+
+/// Scans `n` keys, one of them used, through Logs Insights on the emulator; prints (queries,
+/// polls, events scanned, wall time) and returns the batch's counts.
+async fn insights_scan(n: usize) -> (u32, u64, f64) {
+    // Real-time days: with fast time (a day per wall second) the records of a long scan's first
+    // seconds would pass the 90-day retention before its last query.
+    let env = Env::start_with(EmulatorConfig {
+        quotas: false,
+        identities: BTreeMap::from([(APP_KEY_ID.to_owned(), APP.to_owned())]),
+        cloudhsm_connect_minutes: 0.01,
+        disconnect_minutes: 0.01,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let (store, keys, _) = cloudhsm_fixture(&env, n).await;
+    let arns = key_arns(&env, &keys).await;
+    env.kms
+        .disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    let _ = app_kms(&env)
+        .decrypt()
+        .key_id(&keys[n - 1])
+        .ciphertext_blob(Blob::new(vec![0u8; 64]))
+        .send()
+        .await;
+    let window = window_since(&env, 0.0).await;
+    let started = Instant::now();
+    let batch = scan_key_use_insights(
+        &env.insights(kms_decommission::logs_insights::DEFAULT_CALLS_PER_SECOND),
+        &arns,
+        window,
+        InsightsCursor::default(),
+        &far_deadline(),
+        BUDGET,
+    )
+    .await
+    .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(batch.found.len(), 1, "{:?}", batch.found);
+    assert_eq!(batch.found[0].key_arn, arns[n - 1]);
+    assert_eq!(batch.found[0].principal.as_deref(), Some(APP));
+    println!(
+        "Logs Insights scan of {n} keys: {} queries, {} GetQueryResults, {} events scanned, \
+         {} rows in {seconds:.1} s = {:.0} events scanned/s, {:.0} keys/s, {} throttled",
+        batch.queries,
+        batch.polls,
+        batch.records_scanned,
+        batch.rows,
+        batch.records_scanned as f64 / seconds,
+        n as f64 / seconds,
+        batch.throttled
+    );
+    (batch.queries, batch.records_scanned, seconds)
+}
+
+#[tokio::test]
+async fn logs_insights_finds_the_one_key_used_among_many_in_few_queries() {
+    let (queries, scanned, _) = insights_scan(150).await;
+    let per_query = kms_decommission::logs_insights::keys_per_query(&vec![
+        "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000".to_owned();
+        150
+    ]);
+    assert_eq!(queries as usize, 150usize.div_ceil(per_query));
+    assert!(scanned >= 150, "{scanned}");
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture (Logs Insights path, 100 keys)"]
+async fn benchmark_logs_insights_scan_of_100_keys() {
+    insights_scan(100).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture (Logs Insights path, 10,000 keys)"]
+async fn benchmark_logs_insights_scan_of_10000_keys() {
+    insights_scan(10_000).await;
 }

@@ -181,6 +181,90 @@ async fn a_key_used_during_the_quarantine_stops_the_run_naming_the_caller_and_re
 }
 
 #[tokio::test]
+async fn with_the_trails_log_group_a_use_is_found_by_logs_insights_naming_the_caller() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    // The trail's log group is configured: LookupEvents is not used.
+    ctx.insights = Some(env.insights(50.0));
+    let (store, keys, state) = planned(&env, &ctx, 2).await;
+    let state = quarantine_until_wait(&ctx, state).await.unwrap();
+    assert_eq!(env.store_state(&store).await, "DISCONNECTED");
+
+    try_key(&env, &keys[2]).await;
+    advance(&env, &mut ctx, 2.0 * DAY + MARGIN as f64 + 1.0).await;
+    env.clear_calls().await;
+    let err = quarantine_until_wait(&ctx, state).await.unwrap_err();
+    assert_eq!(err.error_type(), "KeysNeededDuringQuarantine");
+    let message = err.to_string();
+    let arn = env.describe_key(&keys[2]).await.unwrap().arn.unwrap();
+    for expected in [APP, arn.as_str(), "Encrypt", "KMSInvalidStateException"] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing from: {message}"
+        );
+    }
+    assert_eq!(env.store_state(&store).await, "CONNECTED");
+    let calls: Vec<String> = env.calls().await.into_iter().map(|c| c.operation).collect();
+    assert!(calls.iter().any(|c| c == "StartQuery"), "{calls:?}");
+    assert!(calls.iter().any(|c| c == "GetQueryResults"), "{calls:?}");
+    assert!(!calls.iter().any(|c| c == "LookupEvents"), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_query_still_running_at_the_deadline_is_polled_by_the_next_invocation() {
+    let env = env().await;
+    let mut ctx = env.context(config()).await;
+    ctx.insights = Some(env.insights(50.0));
+    let (_, keys, state) = planned(&env, &ctx, 1).await;
+    let mut state = quarantine_until_wait(&ctx, state).await.unwrap();
+    try_key(&env, &keys[0]).await;
+    advance(&env, &mut ctx, DAY + MARGIN as f64 + 1.0).await;
+    // Invocations with no time to spare: each starts or polls once and hands on its cursor.
+    let mut query_ids = Vec::new();
+    let mut result = None;
+    for _ in 0..10 {
+        match Step::QuarantineStore
+            .run(&ctx, state.clone(), near_deadline())
+            .await
+        {
+            Ok(next) => {
+                let q = next.quarantine.clone().unwrap();
+                if let Some(id) = q
+                    .scan
+                    .as_ref()
+                    .and_then(|s| s.insights.as_ref())
+                    .and_then(|c| c.query_id.clone())
+                {
+                    query_ids.push(id);
+                }
+                if q.next != QuarantineNext::Continue {
+                    result = Some(Ok(next));
+                    break;
+                }
+                state = next;
+            }
+            Err(e) => {
+                result = Some(Err(e));
+                break;
+            }
+        }
+    }
+    // Every query started was still running when its invocation ended, kept in the progress,
+    // and polled to completion by the next invocation: never started again.
+    query_ids.dedup();
+    assert!(!query_ids.is_empty(), "a query was kept in the progress");
+    let started = env.count_ok("StartQuery").await;
+    assert_eq!(started, query_ids.len(), "{query_ids:?}");
+    assert_eq!(env.count_ok("GetQueryResults").await, 2 * started);
+    // The finding ends the quarantine (reconnect, then KeysNeededDuringQuarantine).
+    let state = match result {
+        Some(Ok(state)) => state,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(state.quarantine.as_ref().unwrap().found_count, 1);
+}
+
+#[tokio::test]
 async fn a_quiet_quarantine_reconnects_the_store_and_the_run_goes_on() {
     let env = env().await;
     let mut ctx = env.context(config()).await;

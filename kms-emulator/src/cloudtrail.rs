@@ -710,7 +710,8 @@ pub struct Window {
 }
 
 impl Window {
-    fn contains(&self, event: &TrailEvent) -> bool {
+    /// Whether `event` is delivered and within retention.
+    pub fn contains(&self, event: &TrailEvent) -> bool {
         event.time <= self.delivered_until && event.time >= self.oldest
     }
 }

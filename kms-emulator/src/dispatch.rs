@@ -9,6 +9,7 @@ use crate::calls::CallRecord;
 use crate::cloudtrail::{self, CloudTrailError, LookupRequest, TrailEvent};
 use crate::error::{ErrorCode, KmsError};
 use crate::identity::Principal;
+use crate::logs::{self, LogsError};
 use crate::ops::{self, Operation, Outcome, RequestContext};
 use crate::state::State;
 use crate::wire::Input;
@@ -160,6 +161,45 @@ pub fn handle_cloudtrail_call(
         },
     });
     result
+}
+
+/// Handles one CloudWatch Logs Insights call (StartQuery, GetQueryResults, StopQuery) over the
+/// CloudTrail records delivered so far, and records it in the call log (not in CloudTrail).
+pub fn handle_logs_call(
+    state: &mut State,
+    operation: &str,
+    body: &[u8],
+) -> Result<Value, LogsError> {
+    let result = run_logs(state, operation, body);
+    let time = state.now();
+    state.calls.record(CallRecord {
+        seq: 0,
+        time,
+        operation: operation.to_string(),
+        key_id: None,
+        custom_key_store_id: None,
+        outcome: match &result {
+            Ok(_) => "OK".to_string(),
+            Err(e) => e.code.to_string(),
+        },
+    });
+    result
+}
+
+fn run_logs(state: &mut State, operation: &str, body: &[u8]) -> Result<Value, LogsError> {
+    let members = logs::parse_body(body)?;
+    if let Some(fault) = state.faults.check_named(operation) {
+        return Err(LogsError::injected(&fault));
+    }
+    match operation {
+        "StartQuery" => {
+            let window = state.trail_window();
+            let State { trail, queries, .. } = state;
+            queries.start(&members, trail.events().filter(|e| window.contains(e)))
+        }
+        "GetQueryResults" => state.queries.results(&members),
+        _ => state.queries.stop(&members),
+    }
 }
 
 fn run_cloudtrail(

@@ -16,6 +16,7 @@ pub mod error;
 pub mod faults;
 pub mod identity;
 pub mod ids;
+pub mod logs;
 pub mod model;
 pub mod ops;
 pub mod quotas;

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::cloudtrail::{self, Caller};
 use crate::config::EmulatorConfig;
-use crate::dispatch::{handle_call, handle_cloudtrail_call};
+use crate::dispatch::{handle_call, handle_cloudtrail_call, handle_logs_call};
 use crate::error::{ErrorCode, KmsError};
 use crate::ops::RequestContext;
 use crate::state::State;
@@ -102,6 +102,24 @@ async fn api(
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
     let target = header_str(&headers, "x-amz-target");
+    if let Some(operation) = target.and_then(crate::logs::operation_name) {
+        let result = {
+            let mut state = shared.lock();
+            state.settle();
+            handle_logs_call(&mut state, operation, &body)
+        };
+        return match result {
+            Ok(answer) => respond(200, &ctx.request_id, Some(answer.to_string())),
+            Err(error) => {
+                tracing::debug!(operation, error = %error, "logs error");
+                respond(
+                    error.status(),
+                    &ctx.request_id,
+                    Some(error.body().to_string()),
+                )
+            }
+        };
+    }
     if let Some(operation) = target.and_then(cloudtrail::operation_name) {
         let result = {
             let mut state = shared.lock();

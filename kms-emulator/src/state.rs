@@ -93,6 +93,8 @@ pub struct State {
     pub calls: CallLog,
     /// The CloudTrail records of KMS calls.
     pub trail: Trail,
+    /// Logs Insights queries over the CloudTrail records.
+    pub queries: crate::logs::Queries,
     /// Access key id -> principal, for CloudTrail's `userIdentity`.
     pub identities: BTreeMap<String, Identity>,
 }
@@ -122,6 +124,7 @@ impl State {
             faults: Faults::default(),
             calls: CallLog::default(),
             trail: Trail::default(),
+            queries: crate::logs::Queries::default(),
             identities: BTreeMap::new(),
         };
         let now = state.now();

@@ -378,3 +378,71 @@ def test_boto3_and_cli_look_up_the_cloudtrail_record_of_a_failed_call(emu):
     )
     assert result.returncode == 0, result.stderr
     assert [e["Username"] for e in json.loads(result.stdout)["Events"]] == ["payments-app"]
+
+
+def test_cli_and_boto3_run_a_logs_insights_query_over_the_cloudtrail_records(emu):
+    app = boto3.client(
+        "kms",
+        endpoint_url=emu,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAINSIGHTSAPP00001",
+        aws_secret_access_key="secret",
+        config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    missing = "11111111-2222-3333-4444-555555555555"
+    with pytest.raises(botocore.exceptions.ClientError):
+        app.describe_key(KeyId=missing)
+    now = int(time.time()) + 86_400 * 365  # the emulated clock may run ahead: a wide window
+
+    def cli(*args):
+        result = subprocess.run(
+            [aws_cli(), "logs", *args, "--endpoint-url", emu, "--output", "json"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
+        return result
+
+    query = (
+        "fields eventID, eventName, userIdentity.userName, errorCode, requestParameters.keyId | filter eventSource = "
+        '"kms.amazonaws.com" and userIdentity.userName = "AKIAINSIGHTSAPP00001" | sort @timestamp desc | limit 5'
+    )
+    started = cli(
+        "start-query",
+        "--log-group-name",
+        "trail",
+        "--start-time",
+        "0",
+        "--end-time",
+        str(now),
+        "--query-string",
+        query,
+    )
+    assert started.returncode == 0, started.stderr
+    query_id = json.loads(started.stdout)["queryId"]
+    statuses = []
+    for _ in range(5):
+        polled = cli("get-query-results", "--query-id", query_id)
+        assert polled.returncode == 0, polled.stderr
+        out = json.loads(polled.stdout)
+        statuses.append(out["status"])
+        if out["status"] == "Complete":
+            break
+    assert statuses == ["Running", "Complete"]
+    [row] = out["results"]
+    fields = {f["field"]: f["value"] for f in row}
+    assert fields["eventName"] == "DescribeKey"
+    assert fields["errorCode"] == "NotFoundException"
+    assert fields["requestParameters.keyId"] == missing
+    assert "@ptr" in fields
+
+    logs = boto3.client(
+        "logs", endpoint_url=emu, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    with pytest.raises(logs.exceptions.MalformedQueryException):
+        logs.start_query(logGroupName="trail", startTime=0, endTime=now, queryString="stats count(*) by eventName")
+    running = logs.start_query(logGroupName="trail", startTime=0, endTime=now, queryString="fields eventID")
+    assert logs.stop_query(queryId=running["queryId"])["success"] is True
+    assert logs.get_query_results(queryId=running["queryId"])["status"] == "Cancelled"
+    with pytest.raises(logs.exceptions.ResourceNotFoundException):
+        logs.get_query_results(queryId="no-such-query")

@@ -2,10 +2,13 @@
 
 - KMS calls (`X-Amz-Target: TrentService.*`), CloudTrail calls (`X-Amz-Target:
   CloudTrail_20131101.*`, or botocore's `com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.*`:
-  the emulator answers LookupEvents from its record of the KMS calls) and the emulator's admin API
-  (`/_emulator/...`) go to the KMS emulator;
+  the emulator answers LookupEvents from its record of the KMS calls), the CloudWatch Logs
+  Insights query operations (`Logs_20140328.StartQuery`, `GetQueryResults`, `StopQuery`: the
+  emulator answers them over the same records, as the log group of a trail) and the emulator's
+  admin API (`/_emulator/...`) go to the KMS emulator;
 - Lambda Invoke (`POST /2015-03-31/functions/<name>/invocations`) goes to the Invoke adapter;
-- everything else goes to moto's server: Step Functions (`AWSStepFunctions.*`), DynamoDB
+- everything else goes to moto's server, other CloudWatch Logs operations included (log groups,
+  log events): Step Functions (`AWSStepFunctions.*`), DynamoDB
   (`DynamoDB_20120810.*`: the run ledger), SSM (`AmazonSSM.*`: the webhook secret) and moto's
   own `/moto-api/...`.
 """
@@ -46,10 +49,17 @@ KMS_EMULATOR_TARGETS = (
     "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.",
 )
 
+# CloudWatch Logs operations the KMS emulator answers: the Logs Insights queries of the CloudTrail
+# log group (every SDK and botocore send `Logs_20140328.<Operation>`). The rest of CloudWatch Logs
+# stays with moto.
+KMS_EMULATOR_LOGS_TARGETS = frozenset(
+    {"Logs_20140328.StartQuery", "Logs_20140328.GetQueryResults", "Logs_20140328.StopQuery"}
+)
+
 
 def choose_backend(method: str, path: str, target: str | None) -> Backend:
     """Pick the backend for a request from its method, path and `X-Amz-Target` header."""
-    if target is not None and target.startswith(KMS_EMULATOR_TARGETS):
+    if target is not None and (target.startswith(KMS_EMULATOR_TARGETS) or target in KMS_EMULATOR_LOGS_TARGETS):
         return Backend.KMS
     if path == "/_emulator" or path.startswith("/_emulator/") or path.startswith("/_emulator?"):
         return Backend.KMS

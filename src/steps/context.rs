@@ -11,6 +11,7 @@ use crate::cloudtrail::CloudTrail;
 use crate::config::Config;
 use crate::kms::Kms;
 use crate::ledger::Ledger;
+use crate::logs_insights::LogsInsights;
 use crate::pacing::Pacing;
 use crate::request::TriggerPolicy;
 use crate::sfn::Executions;
@@ -32,6 +33,9 @@ pub struct StepContext {
     pub clock: Clock,
     /// CloudTrail, paced under LookupEvents' quota (quarantine-store). `None`: not configured.
     pub cloudtrail: Option<CloudTrail>,
+    /// Logs Insights on the trail's CloudWatch Logs group (quarantine-store), used instead of
+    /// LookupEvents when `CLOUDTRAIL_LOG_GROUP_NAME` is set. `None`: not configured.
+    pub insights: Option<LogsInsights>,
 }
 
 impl StepContext {
@@ -45,6 +49,7 @@ impl StepContext {
             policy: TriggerPolicy::default(),
             clock: Clock::system(),
             cloudtrail: None,
+            insights: None,
         }
     }
 
@@ -59,10 +64,14 @@ impl StepContext {
             kms: Kms::from_sdk_config(sdk, Arc::new(Pacing::new(&config.pacing))),
             runs,
             ledger,
-            config,
             policy: TriggerPolicy::default(),
             clock: Clock::system(),
             cloudtrail: Some(CloudTrail::from_sdk_config(sdk)),
+            insights: config
+                .cloudtrail_log_group_name
+                .as_deref()
+                .map(|group| LogsInsights::from_sdk_config(sdk, group)),
+            config,
         }
     }
 

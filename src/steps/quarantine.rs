@@ -8,7 +8,9 @@
 //! 1. `Disconnecting`: DisconnectCustomKeyStore (one call; every cryptographic request for the
 //!    store's keys now fails with `KMSInvalidStateException`, recorded in CloudTrail), polled
 //!    until DISCONNECTED. The window starts at the call.
-//! 2. `Watching`: for `Days`, read CloudTrail (LookupEvents, paced under its 2/s quota) for every
+//! 2. `Watching`: for `Days`, read CloudTrail (LookupEvents, paced under its 2/s quota; or, when
+//!    `CLOUDTRAIL_LOG_GROUP_NAME` names the trail's log group, Logs Insights queries of many keys
+//!    each, [`logs_insights`](crate::logs_insights)) for every
 //!    attempt to use a key of the store, at least every `QUARANTINE_CHECK_SECONDS`, up to
 //!    `CLOUDTRAIL_DELIVERY_MARGIN_SECONDS` ago (events show minutes after the call); the last
 //!    check reads up to the quarantine's end, once that margin has passed.
@@ -35,12 +37,14 @@ use aws_sdk_kms::types::ConnectionStateType;
 use aws_smithy_types::DateTime;
 
 use crate::clock::seconds_between;
+use crate::cloudtrail::CloudTrail;
 use crate::deadline::Deadline;
 use crate::error::{DecommissionError, KmsErrorCode};
 use crate::inventory::{per_call, scan_page};
 use crate::key_use::{scan_key_use, KeyUse, ScanWindow};
 use crate::keys::TargetStore;
 use crate::ledger::QuarantineRecord;
+use crate::logs_insights::{scan_key_use_insights, LogsInsights};
 use crate::model::{push_capped, Timestamp};
 use crate::state::{
     DecommissionState, QuarantineNext, QuarantinePhase, QuarantineScan, QuarantineStatus,
@@ -232,13 +236,16 @@ async fn watch(
             "Quarantine.StartedAt and EndsAt are required while watching",
         ));
     };
-    let cloudtrail =
-        ctx.cloudtrail
-            .as_ref()
-            .ok_or_else(|| DecommissionError::InvalidConfiguration {
+    let reader = match (&ctx.insights, &ctx.cloudtrail) {
+        (Some(insights), _) => Reader::Insights(insights),
+        (None, Some(cloudtrail)) => Reader::LookupEvents(cloudtrail),
+        (None, None) => {
+            return Err(DecommissionError::InvalidConfiguration {
                 variable: "CloudTrail".into(),
                 reason: "quarantine-store has no CloudTrail client".into(),
-            })?;
+            })
+        }
+    };
     let margin = ctx.config.cloudtrail_delivery_margin_seconds;
     let mut scan = match q.scan.take() {
         Some(scan) => scan,
@@ -257,6 +264,7 @@ async fn watch(
             QuarantineScan {
                 list_marker: None,
                 in_page: Default::default(),
+                insights: None,
                 window_end: readable.min(ends),
             }
         }
@@ -277,33 +285,75 @@ async fn watch(
         )
         .await?;
         let arns: Vec<String> = page.keys.iter().map(|k| k.arn().to_owned()).collect();
-        let batch = scan_key_use(
-            cloudtrail,
-            &arns,
-            window,
-            scan.in_page.clone(),
-            deadline,
-            (per_lookup, ctx.config.deadline_margin),
-        )
-        .await
-        .map_err(|e| DecommissionError::CloudTrailUnavailable {
-            operation: e.operation,
-            code: e.code,
-            message: e.message,
-        })?;
-        q.lookups += u64::from(batch.lookups);
-        q.events_scanned += batch.events_scanned;
-        q.throttled += u64::from(batch.throttled);
-        if batch.unreadable > 0 {
-            tracing::warn!(
-                unreadable = batch.unreadable,
-                "CloudTrail returned events without a readable record"
-            );
-        }
-        record_found(q, batch.found);
-        match (batch.cursor, page.next_cursor) {
-            (Some(in_page), _) => {
-                scan.in_page = in_page;
+        let more_in_page = match reader {
+            Reader::LookupEvents(cloudtrail) => {
+                let batch = scan_key_use(
+                    cloudtrail,
+                    &arns,
+                    window,
+                    scan.in_page.clone(),
+                    deadline,
+                    (per_lookup, ctx.config.deadline_margin),
+                )
+                .await
+                .map_err(|e| DecommissionError::CloudTrailUnavailable {
+                    operation: e.operation,
+                    code: e.code,
+                    message: e.message,
+                })?;
+                q.lookups += u64::from(batch.lookups);
+                q.events_scanned += batch.events_scanned;
+                q.throttled += u64::from(batch.throttled);
+                if batch.unreadable > 0 {
+                    tracing::warn!(
+                        unreadable = batch.unreadable,
+                        "CloudTrail returned events without a readable record"
+                    );
+                }
+                record_found(q, batch.found);
+                batch.cursor.map(|in_page| scan.in_page = in_page).is_some()
+            }
+            Reader::Insights(insights) => {
+                let result = scan_key_use_insights(
+                    insights,
+                    &arns,
+                    window,
+                    scan.insights.clone().unwrap_or_default(),
+                    deadline,
+                    (per_lookup, ctx.config.deadline_margin),
+                )
+                .await;
+                let batch = match result {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        // Keep the scan (and the query, unless it ended): the retry goes on
+                        // from here.
+                        q.scan = Some(scan);
+                        let e = e.into_call_error();
+                        return Err(DecommissionError::CloudTrailUnavailable {
+                            operation: e.operation,
+                            code: e.code,
+                            message: e.message,
+                        });
+                    }
+                };
+                q.queries += u64::from(batch.queries);
+                q.events_scanned += batch.records_scanned;
+                q.throttled += u64::from(batch.throttled);
+                if batch.capped > 0 {
+                    tracing::warn!(
+                        capped = batch.capped,
+                        "Logs Insights returned its row cap for one key in one second: the uses found are a lower bound"
+                    );
+                }
+                record_found(q, batch.found);
+                scan.insights = batch.cursor;
+                scan.insights.is_some()
+            }
+        };
+        let batch_cursor = more_in_page.then_some(());
+        match (batch_cursor, page.next_cursor) {
+            (Some(()), _) => {
                 q.scan = Some(scan);
                 q.next = QuarantineNext::Continue;
                 return Ok(());
@@ -311,6 +361,7 @@ async fn watch(
             (None, Some(next_page)) => {
                 scan.list_marker = Some(next_page);
                 scan.in_page = Default::default();
+                scan.insights = None;
                 if !deadline.allows(per_lookup, ctx.config.deadline_margin) {
                     q.scan = Some(scan);
                     q.next = QuarantineNext::Continue;
@@ -341,6 +392,15 @@ async fn watch(
         schedule_next_check(ctx, q, now);
     }
     Ok(())
+}
+
+/// Where the quarantine reads CloudTrail's events.
+#[derive(Clone, Copy)]
+enum Reader<'a> {
+    /// CloudTrail's event history, one key per LookupEvents request.
+    LookupEvents(&'a CloudTrail),
+    /// The trail's CloudWatch Logs group, many keys per Logs Insights query.
+    Insights(&'a LogsInsights),
 }
 
 /// Keeps the attempts found (a capped sample; every one is logged).

@@ -200,6 +200,21 @@ impl Env {
         kms_decommission::cloudtrail::CloudTrail::new(client, rate)
     }
 
+    /// Logs Insights on the emulator (it serves any log group as the trail's), at `rate` calls
+    /// a second.
+    #[allow(dead_code)]
+    pub fn insights(&self, rate: f64) -> kms_decommission::logs_insights::LogsInsights {
+        let client = aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .endpoint_url(self.emulator.endpoint())
+                .build(),
+        );
+        kms_decommission::logs_insights::LogsInsights::new(client, "kms-trail", rate)
+    }
+
     /// The run ledger of this test.
     pub fn ledger(&self) -> Ledger {
         Ledger::new(self.moto.dynamodb(), self.table.clone())

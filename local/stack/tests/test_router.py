@@ -23,6 +23,12 @@ from local.stack.tests.fake_servers import FakeServer
         ("POST", "/", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents", Backend.KMS),
         ("POST", "/", "CloudTrail_20131101.DescribeTrails", Backend.KMS),
         ("POST", "/", "CloudTrail_20131101", Backend.MOTO),
+        ("POST", "/", "Logs_20140328.StartQuery", Backend.KMS),
+        ("POST", "/", "Logs_20140328.GetQueryResults", Backend.KMS),
+        ("POST", "/", "Logs_20140328.StopQuery", Backend.KMS),
+        ("POST", "/", "Logs_20140328.CreateLogGroup", Backend.MOTO),
+        ("POST", "/", "Logs_20140328.PutLogEvents", Backend.MOTO),
+        ("POST", "/", "Logs_20140328.DescribeQueries", Backend.MOTO),
         ("GET", "/_emulator/state", None, Backend.KMS),
         ("POST", "/_emulator/faults", None, Backend.KMS),
         ("POST", "/2015-03-31/functions/plan-decommission/invocations", None, Backend.LAMBDA),
@@ -120,6 +126,25 @@ def test_cloudtrail_lookup_events_goes_to_the_kms_emulator(stack):
         "MaxResults": 5,
     }
     assert moto.requests == []
+
+
+def test_logs_insights_queries_go_to_the_kms_emulator_and_other_logs_calls_to_moto(stack):
+    server, kms, moto, _ = stack
+    logs = _client(server, "logs")
+    logs.start_query(logGroupName="trail", startTime=1, endTime=2, queryString="fields eventID")
+    logs.get_query_results(queryId="q")
+    logs.stop_query(queryId="q")
+    targets = [r.headers["x-amz-target"] for r in kms.requests]
+    assert targets == ["Logs_20140328.StartQuery", "Logs_20140328.GetQueryResults", "Logs_20140328.StopQuery"]
+    assert json.loads(kms.requests[0].body) == {
+        "logGroupName": "trail",
+        "startTime": 1,
+        "endTime": 2,
+        "queryString": "fields eventID",
+    }
+    assert moto.requests == []
+    logs.create_log_group(logGroupName="other")
+    assert len(kms.requests) == 3 and len(moto.requests) == 1
 
 
 def test_admin_api_goes_to_the_emulator(stack):

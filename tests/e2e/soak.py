@@ -115,6 +115,8 @@ class SoakReport:
         kinds = Counter(r.plan.kind + (" +quarantine" if r.plan.quarantine_days else "") for r in self.runs)
         outcomes = Counter(r.outcome for r in self.runs)
         retried = sum(self.calls[name] for name in (*TRANSIENT, "LookupEvents ThrottlingException"))
+        done_keys = sum(len(r.store.keys) for r in self.runs if r.status == "SUCCEEDED")
+        all_keys = sum(len(r.store.keys) for r in self.runs)
         failed = ", ".join(f"{k} {v}" for k, v in sorted(self.calls.items()) if not k.endswith("OK"))
         lines = [
             f"soak seed {self.seed}: {len(self.runs)} runs ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})",
@@ -125,8 +127,7 @@ class SoakReport:
             f"KMS and CloudTrail calls: {sum(self.calls.values())} in all, {retried} failed with a transient "
             f"error and retried ({failed})",
             f"task attempts retried by the state machine: {sum(r.task_retries for r in self.runs)}",
-            f"keys decommissioned: {sum(len(r.store.keys) for r in self.runs if r.status == 'SUCCEEDED')} of "
-            f"{sum(len(r.store.keys) for r in self.runs)}",
+            f"keys of the runs that ended Decommissioned: {done_keys} of {all_keys}",
             f"problems: {len(self.problems)}",
             f"wall time: {self.wall_seconds:.0f} s",
         ]
@@ -193,6 +194,11 @@ def _apply_store_fault(e2e: Any, run: RunResult, entered: list[str], day_seconds
             e2e.admin.force_connection_state(run.store.id, "FAILED", error_code="NETWORK_ERRORS")
         elif fault in ("stuck_disconnecting", "stuck_for_good") and "DisconnectStore" in entered:
             run.injected = True
+            state = next((st["state"] for st in e2e.admin.state()["stores"] if st["id"] == run.store.id), None)
+            if state not in ("CONNECTED", "DISCONNECTING"):
+                # Already DISCONNECTED (or deleted): KMS never goes back to DISCONNECTING from there.
+                run.missed = True
+                return
             seconds = STUCK_SECONDS if fault == "stuck_disconnecting" else STUCK_FOR_GOOD_SECONDS
             e2e.admin.force_connection_state(run.store.id, "DISCONNECTING", for_seconds=seconds * emulated)
     except workflow.AdminError:

@@ -125,7 +125,7 @@ class SoakReport:
             "outcomes:",
             *(f"  {outcome:<52} {count:>6}" for outcome, count in sorted(outcomes.items())),
             f"KMS and CloudTrail calls: {sum(self.calls.values())} in all, {retried} failed with a transient "
-            f"error and retried ({failed})",
+            f"error and retried; every outcome other than OK: {failed}",
             f"task attempts retried by the state machine: {sum(r.task_retries for r in self.runs)}",
             f"keys of the runs that ended Decommissioned: {done_keys} of {all_keys}",
             f"problems: {len(self.problems)}",

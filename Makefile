@@ -30,7 +30,7 @@ export LOCAL_PORT
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help tools iam-lint-tools local demo test e2e deploy-build lambda-bootstraps sam-artifacts-dir
+.PHONY: help tools iam-lint-tools local demo test e2e soak deploy-build lambda-bootstraps sam-artifacts-dir
 
 help:
 	@sed -n '1,16p' Makefile
@@ -66,6 +66,11 @@ demo: $(VENV_STAMP)
 ## test: every check, phase by phase (one phase: make test CHECKS="e2e")
 test: tools
 	$(VENV_PY) -m tools.check $(CHECKS)
+
+## soak: the full fault soak (docs/reliability.md), not part of make test: make soak SOAK_ARGS="--runs 50 --seed 7"
+SOAK_ARGS ?= --runs 50
+soak: $(VENV_STAMP)
+	$(VENV_PY) tests/e2e/soak.py $(SOAK_ARGS)
 
 ## e2e: only the end-to-end state machine tests
 e2e: tools

@@ -61,7 +61,7 @@ pub fn read_object<T: DeserializeOwned>(value: &Value, accepted: &[&str]) -> Res
     serde_path_to_error::deserialize(value).map_err(|err| {
         let field = err.path().iter().next_back().map_or_else(
             || "$".to_string(),
-            |segment| segment.to_string().trim_matches('\'').to_string(),
+            |segment| segment.to_string(),
         );
         let message = err.inner().to_string();
         if message.starts_with("unknown field") {
@@ -357,6 +357,17 @@ mod tests {
         assert!(id.reason.contains("is not a custom key store id"));
         let not_text = refused(json!({"CustomKeyStoreId": 12}));
         assert_eq!(not_text.reason, "must be a string, got a number");
+    }
+
+    /// Found by the `execution_input` fuzz target: the field was named with its quotes trimmed,
+    /// so an unknown field `'DryRun'` was reported as `DryRun`, a field the sender did not send
+    /// (and an accepted one).
+    #[test]
+    fn a_refusal_names_the_field_exactly_as_sent() {
+        for key in ["'DryRun'", "'", "Reason'", " 'x' "] {
+            assert_eq!(refused(json!({ key: true })).field, key);
+        }
+        assert_eq!(refused(json!({"'Reason'": "a\nb"})).field, "'Reason'");
     }
 
     #[test]

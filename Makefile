@@ -2,12 +2,13 @@
 #
 #   make local   start the local stack (KMS emulator + Step Functions + Lambda) on port $(LOCAL_PORT)
 #   make demo    decommission a CloudHSM and an external key store end to end on the local stack
-#   make test    every check: cargo fmt/clippy/test, ruff, the module-cycle check, sam validate
-#                --lint, checkov and the least-privilege tests on the template's IAM, asl-validator,
-#                the local-stack unit tests, the end-to-end state machine tests, and the deploy
-#                build (make deploy-build)
+#   make test    every check: cargo fmt/clippy/test, the bounded fuzz run, ruff, the module-cycle
+#                check, sam validate --lint, checkov and the least-privilege tests on the template's
+#                IAM, asl-validator, the local-stack unit tests, the end-to-end state machine tests,
+#                and the deploy build (make deploy-build)
 #   make deploy-build   what `sam deploy` uploads: sam build (one release build for every
 #                function; ARCH=arm64 for Graviton), then check each function's bootstrap
+#   make fuzz-long   libFuzzer runs of every fuzz target, FUZZ_SECONDS each (docs/fuzzing.md)
 #
 # Python tools (moto, cargo-lambda, aws-sam-cli, awscli, pytest, ruff) go into .venv, pinned by
 # requirements-dev.txt; Node tools (asl-validator) into node_modules, pinned by package-lock.json.
@@ -30,10 +31,10 @@ export LOCAL_PORT
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help tools iam-lint-tools local demo test e2e soak deploy-build lambda-bootstraps sam-artifacts-dir
+.PHONY: help tools iam-lint-tools local demo test e2e soak fuzz-long deploy-build lambda-bootstraps sam-artifacts-dir
 
 help:
-	@sed -n '1,16p' Makefile
+	@sed -n '1,17p' Makefile
 
 $(VENV_STAMP): requirements-dev.txt
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +76,27 @@ soak: $(VENV_STAMP)
 ## e2e: only the end-to-end state machine tests
 e2e: tools
 	$(VENV_PY) -m tools.check e2e
+
+# ---------------------------------------------------------------------------------------------
+# Long fuzzing runs (docs/fuzzing.md): cargo fuzz on stable Rust, without a sanitizer (`-s none`;
+# the code under test has no `unsafe`) and with 16 codegen units instead of cargo fuzz's 1 (the
+# cold build of the instrumented AWS SDK is the long part: 33 minutes on 2 cores shared with other
+# builds). Each target reads its committed corpus, fuzz/corpus/<t>/, writes what it finds to
+# fuzz/runs/<t>/ and crashes to fuzz/artifacts/<t>/ (neither committed).
+# ---------------------------------------------------------------------------------------------
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= webhook tag_event state_document execution_input cancel_input arn emulator_request
+CARGO_FUZZ := cargo fuzz run -s none --codegen-units 16
+
+## fuzz-long: FUZZ_SECONDS (600) of libFuzzer per target of FUZZ_TARGETS (all), one after another
+fuzz-long:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p fuzz/runs/$$t; \
+	    echo "=== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    (cd fuzz && $(CARGO_FUZZ) $$t runs/$$t corpus/$$t -- \
+	        -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1); \
+	done
 
 # ---------------------------------------------------------------------------------------------
 # Deploy build. Every function in template.yaml has `BuildMethod: makefile`, and samconfig.toml

@@ -73,10 +73,11 @@ pub async fn handle(
     })
 }
 
-/// The state document an invocation carries. request-approval is a `.waitForTaskToken` task
-/// given `{"Document": <document>, "TaskToken": <token>}`: the token goes into the document's
+/// The state document an invocation of `step` carries, before [`DecommissionState::from_value`]
+/// reads it. request-approval is a `.waitForTaskToken` task given
+/// `{"Document": <document>, "TaskToken": <token>}`: the token goes into the document's
 /// `ApprovalTaskToken` for the step (its output is never used by the state machine).
-fn document_of(step: Step, payload: Value) -> Result<Value, DecommissionError> {
+pub fn document_of(step: Step, payload: Value) -> Result<Value, DecommissionError> {
     if step != Step::RequestApproval {
         return Ok(payload);
     }

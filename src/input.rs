@@ -56,13 +56,16 @@ impl fmt::Display for FieldError {
 
 /// Reads `value`, which must be a JSON object, into `T` (a struct with
 /// `#[serde(deny_unknown_fields)]`, `Option` fields and the field types of this module).
-/// `accepted` lists the fields for the message about an unknown one.
+/// `accepted` lists the fields for the message about an unknown one. A refusal names the
+/// object's field as sent, even when the fault lies deeper in its value (`{"Trigger":
+/// {"webhook": 1}}` is a fault of `Trigger`).
 pub fn read_object<T: DeserializeOwned>(value: &Value, accepted: &[&str]) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
-        let field = err.path().iter().next_back().map_or_else(
-            || "$".to_string(),
-            |segment| segment.to_string().trim_matches('\'').to_string(),
-        );
+        let field = err
+            .path()
+            .iter()
+            .next()
+            .map_or_else(|| "$".to_string(), |segment| segment.to_string());
         let message = err.inner().to_string();
         if message.starts_with("unknown field") {
             FieldError::new(
@@ -357,6 +360,43 @@ mod tests {
         assert!(id.reason.contains("is not a custom key store id"));
         let not_text = refused(json!({"CustomKeyStoreId": 12}));
         assert_eq!(not_text.reason, "must be a string, got a number");
+    }
+
+    /// Found by the `execution_input` fuzz target: the field was named with its quotes trimmed,
+    /// so an unknown field `'DryRun'` was reported as `DryRun`, a field the sender did not send
+    /// (and an accepted one).
+    #[test]
+    fn a_refusal_names_the_field_exactly_as_sent() {
+        for key in ["'DryRun'", "'", "Reason'", " 'x' "] {
+            assert_eq!(refused(json!({ key: true })).field, key);
+        }
+        assert_eq!(refused(json!({"'Reason'": "a\nb"})).field, "'Reason'");
+    }
+
+    /// Found by the `execution_input` fuzz target: an enum field given as an object was named
+    /// by the key inside it (`{"Trigger": {"webhook": ..}}` was a refusal of field `webhook`).
+    #[test]
+    fn a_refusal_names_the_field_of_the_object_not_a_key_inside_its_value() {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Kind {
+            Tag,
+            Webhook,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+        #[allow(dead_code)]
+        struct WithEnum {
+            trigger: Option<Kind>,
+        }
+        for value in [
+            json!({"Trigger": {"webhook": "x"}}),
+            json!({"Trigger": {"bogus": 1}}),
+            json!({"Trigger": ["tag"]}),
+        ] {
+            let err = read_object::<WithEnum>(&value, &["Trigger"]).unwrap_err();
+            assert_eq!(err.field, "Trigger", "{value}: {err}");
+        }
     }
 
     #[test]

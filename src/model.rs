@@ -61,10 +61,17 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses RFC 3339; `Err` says why not.
+    /// Parses RFC 3339; `Err` says why not. A timestamp is what it writes back as: a time that
+    /// RFC 3339 cannot write (a year outside 1-9999) is refused, and a time finer than the
+    /// microsecond is cut to it, so a document read and written again keeps every timestamp.
     pub fn parse(text: &str) -> Result<Self, String> {
         let parsed = DateTime::from_str(text, Format::DateTime)
             .map_err(|e| format!("{text:?} is not an RFC 3339 timestamp: {e}"))?;
+        let written = parsed
+            .fmt(Format::DateTime)
+            .map_err(|e| format!("{text:?} is out of range: {e}"))?;
+        let parsed = DateTime::from_str(&written, Format::DateTime)
+            .map_err(|e| format!("{text:?} is out of range: {e}"))?;
         SystemTime::try_from(parsed)
             .map(Self)
             .map_err(|e| format!("{text:?} is out of range: {e}"))
@@ -214,5 +221,29 @@ mod tests {
             Timestamp::parse("2026-11-28T10:00:00.000Z").unwrap().time(),
             UNIX_EPOCH + Duration::from_secs(1_795_860_000)
         );
+    }
+
+    /// Found by the `cancel_input` fuzz target: year 0 parsed but could not be written, and was
+    /// written as 1970-01-01T00:00:00Z; nanoseconds parsed but were written as microseconds. A
+    /// document read and written again changed its timestamps.
+    #[test]
+    fn a_timestamp_reads_back_as_it_writes() {
+        for text in ["0000-01-01T00:00:00Z", "0000-12-31T23:59:59.999Z"] {
+            let err = Timestamp::parse(text).unwrap_err();
+            assert!(err.contains("out of range"), "{text}: {err}");
+        }
+        for (text, written) in [
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+            (
+                "2026-11-28T10:00:00.123456789Z",
+                "2026-11-28T10:00:00.123456Z",
+            ),
+            ("1969-12-31T23:59:59.5Z", "1969-12-31T23:59:59.5Z"),
+        ] {
+            let parsed = Timestamp::parse(text).unwrap();
+            assert_eq!(parsed.to_string(), written, "{text}");
+            assert_eq!(Timestamp::parse(written).unwrap(), parsed, "{text}");
+        }
     }
 }

@@ -492,7 +492,9 @@ impl DecommissionState {
         let mut report = state.base_report(outcome, now)?;
         report.keys_scheduled = scheduling.keys_scheduled;
         report.keys_already_pending = scheduling.keys_already_pending;
-        report.keys_deleted = scheduling.keys_scheduled + scheduling.keys_already_pending;
+        report.keys_deleted = scheduling
+            .keys_scheduled
+            .saturating_add(scheduling.keys_already_pending);
         report.keys_with_foreign_markers = scheduling.keys_with_foreign_markers_sample.clone();
         if scheduling.keys_with_foreign_markers > 0 {
             report.follow_ups.push(format!(
@@ -691,6 +693,33 @@ mod tests {
             dry.require_real_run().unwrap_err().error_type(),
             "InvalidStateDocument"
         );
+    }
+
+    /// Found by the `state_document` fuzz target: counts near `u64::MAX` overflowed the sum of
+    /// keys deleted (a panic in a debug build, a wrapped count in a release build).
+    #[test]
+    fn the_final_report_of_a_document_with_huge_counts_does_not_overflow() {
+        let mut state = DecommissionState::from_value(json!({
+            "Input": {"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true},
+            "Request": DecommissionRequest::from_input(
+                &json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true}),
+            )
+            .unwrap(),
+            "Store": {"CustomKeyStoreId": "cks-1234567890abcdef0",
+                      "CustomKeyStoreName": "ExampleStore",
+                      "CustomKeyStoreType": "AWS_CLOUDHSM", "ConnectionState": "CONNECTED"},
+            "Scheduling": {"Done": true, "KeysScheduled": 2, "KeysAlreadyPending": u64::MAX}
+        }))
+        .unwrap();
+        let report = state
+            .final_report(Outcome::Deleted, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(report.keys_deleted, u64::MAX);
+        state.scheduling.as_mut().unwrap().keys_already_pending = 3;
+        let report = state
+            .final_report(Outcome::Deleted, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(report.keys_deleted, 5);
     }
 
     #[test]

@@ -27,6 +27,7 @@ class Phase:
     name: str
     description: str
     commands: tuple[tuple[str, ...], ...]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _asl_files() -> list[str]:
@@ -67,6 +68,12 @@ def phases() -> list[Phase]:
             ((str(BIN / "python"), "-m", "tools.module_cycles"),),
         ),
         Phase("cargo-test", "cargo test --workspace", (("cargo", "test", "--workspace"),)),
+        Phase(
+            "fuzz",
+            "fuzzed parsers, bounded: each target's corpus plus its seeded mutations (docs/fuzzing.md)",
+            (("cargo", "test", "--test", "fuzz", "--", "--nocapture"),),
+            env=(("FUZZ_BOUNDED", "1"),),
+        ),
         Phase(
             "sam-validate",
             "sam validate --lint template.yaml",
@@ -125,7 +132,7 @@ def run(selected: list[Phase]) -> int:
         for command in phase.commands:
             print(f"$ {' '.join(command)}", flush=True)
             try:
-                code = subprocess.run(command, cwd=REPO, env=env, check=False).returncode
+                code = subprocess.run(command, cwd=REPO, env={**env, **dict(phase.env)}, check=False).returncode
             except OSError as err:
                 print(f"cannot run {command[0]}: {err} (run `make tools`)", flush=True)
                 code = 127

@@ -177,7 +177,9 @@ fn kms_key(
     }
 }
 
-/// The cluster a CloudHSM `TagResource` call tagged (`requestParameters.resourceId`).
+/// The cluster a CloudHSM `TagResource` call tagged (`requestParameters.resourceId`), with the
+/// ARN made from the event's Region and account; like a key's, that ARN must parse back to the
+/// cluster (a Region or account holding `:` would shift its parts).
 fn cloudhsm_cluster(
     params: &Value,
     region: &str,
@@ -192,8 +194,14 @@ fn cloudhsm_cluster(
         .ok_or_else(|| {
             NotATagCall::Malformed("a CloudHSM TagResource call names no cluster".into())
         })?;
+    let arn = format!("arn:aws:cloudhsm:{region}:{account}:cluster/{id}");
+    if Arn::parse(&arn).and_then(|a| a.resource_id("cloudhsm", "cluster/")) != Some(id) {
+        return Err(NotATagCall::Malformed(format!(
+            "{arn:?} is not a CloudHSM cluster ARN"
+        )));
+    }
     Ok(CalledResource::CloudHsmCluster {
-        arn: format!("arn:aws:cloudhsm:{region}:{account}:cluster/{id}"),
+        arn,
         cluster_id: id.to_owned(),
     })
 }
@@ -393,6 +401,31 @@ mod tests {
         let tagger = call.tagger.unwrap();
         assert_eq!(tagger.arn, "arn:aws:iam::111122223333:user/bob");
         assert_eq!(tagger.session_issuer_arn, None);
+    }
+
+    /// Found by the `tag_event` fuzz target: a Region (or account) holding `:` made a cluster ARN
+    /// whose parts were shifted, naming no cluster, where a key's ARN was refused.
+    #[test]
+    fn a_cloudhsm_tag_call_whose_region_or_account_breaks_the_arn_is_malformed() {
+        for (region, account) in [
+            ("2026-02-30T10:00:00Z", "111122223333"),
+            ("us-east-1", "111122223333:cluster/cluster-other"),
+        ] {
+            let detail = json!({
+                "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"},
+                "eventSource": "cloudhsm.amazonaws.com", "eventName": "TagResource",
+                "awsRegion": region, "recipientAccountId": account,
+                "requestParameters": {"resourceId": "cluster-1a23b4cdefg",
+                    "tagList": [{"key": "DecommissionCustomKeyStore", "value": "cks-1"}]}
+            });
+            assert!(
+                matches!(
+                    parse_tag_call("aws.cloudhsm", &detail),
+                    Err(NotATagCall::Malformed(why)) if why.contains("not a CloudHSM cluster ARN")
+                ),
+                "{region} {account}"
+            );
+        }
     }
 
     #[test]

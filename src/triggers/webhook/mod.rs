@@ -539,26 +539,13 @@ impl Webhook {
         request: &LambdaFunctionUrlRequest,
         now: i64,
     ) -> Result<Reply, WebhookError> {
-        let method = request
-            .request_context
-            .http
-            .method
-            .as_deref()
-            .unwrap_or("POST");
-        if !method.eq_ignore_ascii_case("POST") {
-            return Err(WebhookError::MethodNotAllowed(method.to_owned()));
-        }
-        let body = decoded_body(request)?;
+        let body = request_body(request)?;
         let secrets = self.secrets.current().await.map_err(|err| {
             tracing::error!(error = %err, "cannot read the webhook secret");
             WebhookError::SecretUnavailable
         })?;
-        secrets.verify(
-            header(&request.headers, TIMESTAMP_HEADER).as_deref(),
-            header(&request.headers, SIGNATURE_HEADER).as_deref(),
-            &body,
-            now,
-        )?;
+        let (timestamp, signature) = signature_headers(request);
+        secrets.verify(timestamp.as_deref(), signature.as_deref(), &body, now)?;
         match WebhookRequest::parse(&body)? {
             WebhookRequest::Start(start) => self.start(*start).await,
             WebhookRequest::Status { ticket } => self.status(ticket).await,
@@ -889,6 +876,37 @@ impl Progress {
             next_deadline,
         }
     }
+}
+
+/// The checks made before the secret is needed, cheapest first: the method (405 unless POST)
+/// and the body's size (413) and encoding (400). `Ok` is the raw (decoded) body, the bytes the
+/// signature covers and [`WebhookRequest::parse`] reads.
+pub fn request_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, WebhookError> {
+    let method = request
+        .request_context
+        .http
+        .method
+        .as_deref()
+        .unwrap_or("POST");
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(WebhookError::MethodNotAllowed(method.to_owned()));
+    }
+    decoded_body(request)
+}
+
+/// The request's `X-Signature-Timestamp` and `X-Signature` headers, as
+/// [`WebhookSecrets::verify`](signature::WebhookSecrets::verify) takes them (`None` when absent;
+/// bytes that are not UTF-8 replaced, so a non-ASCII header is malformed, not missing).
+pub fn signature_headers(
+    request: &LambdaFunctionUrlRequest,
+) -> (
+    Option<std::borrow::Cow<'_, str>>,
+    Option<std::borrow::Cow<'_, str>>,
+) {
+    (
+        header(&request.headers, TIMESTAMP_HEADER),
+        header(&request.headers, SIGNATURE_HEADER),
+    )
 }
 
 fn decoded_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, WebhookError> {

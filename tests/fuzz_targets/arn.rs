@@ -19,7 +19,7 @@ use super::{is_free_text, Target, Verdict};
 pub const TARGET: Target = Target {
     name: "arn",
     what: "arn::Arn::parse and its accessors, input::ExecutionArn",
-    bounded_cases: 200_000,
+    bounded_cases: 500_000,
     run,
     mutate,
 };

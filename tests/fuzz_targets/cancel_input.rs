@@ -22,7 +22,7 @@ use super::{is_free_text, Target, Verdict};
 pub const TARGET: Target = Target {
     name: "cancel_input",
     what: "cancel::CancelRequest::from_input, cancel::step::CancelState",
-    bounded_cases: 30_000,
+    bounded_cases: 75_000,
     run,
     mutate,
 };

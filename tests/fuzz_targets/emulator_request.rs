@@ -32,7 +32,7 @@ use super::{Target, Verdict};
 pub const TARGET: Target = Target {
     name: "emulator_request",
     what: "kms-emulator: X-Amz-Target dispatch, wire::Input::parse, every operation, LookupEvents",
-    bounded_cases: 2_000,
+    bounded_cases: 5_000,
     run,
     mutate,
 };

@@ -27,7 +27,7 @@ use super::{is_free_text, Target, Verdict};
 pub const TARGET: Target = Target {
     name: "execution_input",
     what: "request::DecommissionRequest::from_input",
-    bounded_cases: 50_000,
+    bounded_cases: 150_000,
     run,
     mutate,
 };

@@ -29,7 +29,7 @@ pub const TARGET: Target = Target {
     name: "state_document",
     what:
         "handler::document_of, state::DecommissionState::from_value, Step::check_document, reports",
-    bounded_cases: 12_000,
+    bounded_cases: 16_000,
     run,
     mutate,
 };

@@ -27,7 +27,7 @@ use super::{Target, Verdict};
 pub const TARGET: Target = Target {
     name: "tag_event",
     what: "triggers::tag::parse_tag_change, triggers::tagger::{parse_tag_call, AllowedPrincipals}",
-    bounded_cases: 25_000,
+    bounded_cases: 30_000,
     run,
     mutate,
 };

@@ -44,7 +44,7 @@ pub const TARGET: Target = Target {
     name: "webhook",
     what:
         "webhook::{request_body, signature_headers, WebhookRequest::parse}, WebhookSecrets::verify",
-    bounded_cases: 8_000,
+    bounded_cases: 10_000,
     run,
     mutate,
 };

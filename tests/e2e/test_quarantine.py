@@ -352,3 +352,56 @@ def test_an_invalid_quarantine_days_is_refused_before_anything_changes(e2e, days
     for key, before in snapshots.items():
         assert fixtures.key_snapshot(e2e.kms, key) == before
     assert store_ledger(e2e, store.id) == (None, {}), "nothing recorded in the ledger"
+
+
+def test_a_key_created_right_after_the_reconnect_is_caught_before_any_key_is_scheduled(e2e):
+    """No key can be created while the store is disconnected; one created once it is connected
+    again was never watched, planned or approved. The run stops `KeysCreatedAfterQuarantine`
+    naming it, and schedules nothing of its ListKeys page. The window is deterministic: after the
+    reconnect the run waits out the delivery margin (1 s) and then reads CloudTrail for each of the
+    store's eight keys at the paced 1.9 lookups a second (over 4 s) before it can schedule."""
+    store = fixtures.make_store(e2e.kms, "cloudhsm", keys=8)
+    execution = start(e2e, store, QuarantineDays=1)
+    fixtures.wait_for_connection_state(e2e.kms, store.id, "DISCONNECTED", timeout=60)
+    fixtures.wait_for_connection_state(e2e.kms, store.id, "CONNECTED", timeout=60)
+    late = fixtures.create_store_key(e2e.kms, store, "created once the quarantine connected the store again")
+    late_arn = e2e.kms.describe_key(KeyId=late)["KeyMetadata"]["Arn"]
+
+    described, events = e2e.finish(execution)
+
+    assert described["status"] == "FAILED", described
+    assert described["error"] == "KeysCreatedAfterQuarantine", failure(described)
+    assert late_arn in error_message(described)
+    entered = workflow.states_entered(events)
+    assert index_of(entered, "QuarantineStore", last=True) < index_of(entered, "ScheduleKeyDeletion")
+    calls = e2e.admin.calls()
+    assert calls_of(calls, "ScheduleKeyDeletion") == [], "no key was scheduled"
+    assert {e2e.kms.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] for k in [*store.keys, late]} == {"Enabled"}
+    assert fixtures.connection_state(e2e.kms, store.id) == "CONNECTED"
+
+
+def test_a_cancel_during_the_quarantine_connects_the_store_again_and_says_so(trigger_stack):
+    """A cancel while the store is disconnected for its quarantine stops the run and connects the
+    store again (its keys usable again); nothing was scheduled, so nothing is restored."""
+    e2e = trigger_stack.e2e
+    store = fixtures.make_store(e2e.kms, "cloudhsm", keys=2)
+    # Ninety quarantine days (90 s): the cancel comes long before the quarantine would end.
+    execution = start(e2e, store, QuarantineDays=90)
+    wait_in_quarantine(e2e, execution)
+    assert fixtures.connection_state(e2e.kms, store.id) == "DISCONNECTED"
+    e2e.admin.clear_calls()
+
+    document = workflow.execution_input(
+        "cancel-execution.json", CustomKeyStoreId=store.id, DecommissionExecutionArn=execution
+    )
+    described = workflow.wait_for_end(e2e.sfn, trigger_stack.cancel(document), 120)
+
+    assert described["status"] == "SUCCEEDED", failure(described)
+    report = json.loads(described["output"])
+    assert (report["Outcome"], report["StoreReconnected"], report["KeysRestored"]) == ("Cancelled", True, 0), report
+    assert any("in its quarantine" in f for f in report["FollowUps"]), report
+    assert e2e.sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    fixtures.wait_for_connection_state(e2e.kms, store.id, "CONNECTED", timeout=60)
+    changed = [c["operation"] for c in mutating_calls(e2e.admin.calls()) if c["outcome"] == "OK"]
+    assert changed == ["ConnectCustomKeyStore"], changed
+    assert {e2e.kms.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] for k in store.keys} == {"Enabled"}

@@ -90,7 +90,35 @@ def transformed_template(template_path: Path = TEMPLATE) -> dict[str, Any]:
     except Exception as err:  # the translator raises its own exception types
         raise LintError(f"the SAM translator refused template.yaml: {err}") from err
     _copy_checkov_metadata(original["Resources"], cloudformation["Resources"])
+    _grant_conditional_statements(cloudformation["Resources"])
     return cloudformation
+
+
+def _grant_conditional_statements(resources: dict[str, Any]) -> None:
+    """Every `Fn::If` in a role's or policy's statement list replaced by its branches that are
+    statements: a grant made under a condition (quarantine-store's Logs Insights actions when the
+    stack is given the trail's log group) is linted as granted. checkov evaluates no IAM check of a
+    policy whose statement list holds an `Fn::If`."""
+
+    def statements(document: Any) -> None:
+        if not isinstance(document, dict) or not isinstance(document.get("Statement"), list):
+            return
+        flat: list[Any] = []
+        for statement in document["Statement"]:
+            branches = statement.get("Fn::If") if isinstance(statement, dict) and len(statement) == 1 else None
+            if isinstance(branches, list):
+                flat += [b for b in branches[1:] if isinstance(b, dict) and "Effect" in b]
+            else:
+                flat.append(statement)
+        document["Statement"] = flat
+
+    for resource in resources.values():
+        properties = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::IAM::Role":
+            for policy in properties.get("Policies") or []:
+                statements((policy or {}).get("PolicyDocument"))
+        elif resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            statements(properties.get("PolicyDocument"))
 
 
 def _copy_checkov_metadata(sam_resources: dict[str, Any], resources: dict[str, Any]) -> None:

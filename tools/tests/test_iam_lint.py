@@ -94,3 +94,14 @@ def test_a_role_whose_iam_checks_did_not_run_fails():
     checked = [entry for entry in every_role_checked() if not entry[1].endswith(".ScheduleKeyDeletionFunctionRole")]
     found = problems(report(passed=checked), cloudformation())
     assert found == [f"checkov did not evaluate {', '.join(IAM_CHECKS)} on role ScheduleKeyDeletionFunctionRole"]
+
+
+def test_a_grant_made_under_a_condition_is_linted_as_granted():
+    """quarantine-store's Logs Insights actions are granted only with the trail's log group; in
+    the linted template they are plain statements, so checkov evaluates the role (it evaluates no
+    IAM check of a statement list holding an Fn::If)."""
+    role = cloudformation()["Resources"]["QuarantineStoreFunctionRole"]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert not [s for s in statements if "Fn::If" in s], statements
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"logs:StartQuery", "logs:GetQueryResults"} <= actions, actions

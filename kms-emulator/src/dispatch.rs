@@ -148,6 +148,16 @@ pub fn handle_cloudtrail_call(
     body: &[u8],
 ) -> Result<Value, CloudTrailError> {
     let result = run_cloudtrail(state, operation, body);
+    record_service_call(
+        state,
+        operation,
+        result.as_ref().err().map(|e| e.code.to_string()),
+    );
+    result
+}
+
+/// Logs a call to a service other than KMS (no key, no store): `error` is its error code.
+fn record_service_call(state: &mut State, operation: &str, error: Option<String>) {
     let time = state.now();
     state.calls.record(CallRecord {
         seq: 0,
@@ -155,12 +165,8 @@ pub fn handle_cloudtrail_call(
         operation: operation.to_string(),
         key_id: None,
         custom_key_store_id: None,
-        outcome: match &result {
-            Ok(_) => "OK".to_string(),
-            Err(e) => e.code.to_string(),
-        },
+        outcome: error.unwrap_or_else(|| "OK".to_string()),
     });
-    result
 }
 
 /// Handles one CloudWatch Logs Insights call (StartQuery, GetQueryResults, StopQuery) over the
@@ -171,18 +177,11 @@ pub fn handle_logs_call(
     body: &[u8],
 ) -> Result<Value, LogsError> {
     let result = run_logs(state, operation, body);
-    let time = state.now();
-    state.calls.record(CallRecord {
-        seq: 0,
-        time,
-        operation: operation.to_string(),
-        key_id: None,
-        custom_key_store_id: None,
-        outcome: match &result {
-            Ok(_) => "OK".to_string(),
-            Err(e) => e.code.to_string(),
-        },
-    });
+    record_service_call(
+        state,
+        operation,
+        result.as_ref().err().map(|e| e.code.to_string()),
+    );
     result
 }
 

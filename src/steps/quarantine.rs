@@ -296,11 +296,7 @@ async fn watch(
                     (per_lookup, ctx.config.deadline_margin),
                 )
                 .await
-                .map_err(|e| DecommissionError::CloudTrailUnavailable {
-                    operation: e.operation,
-                    code: e.code,
-                    message: e.message,
-                })?;
+                .map_err(cloudtrail_unavailable)?;
                 q.lookups += u64::from(batch.lookups);
                 q.events_scanned += batch.events_scanned;
                 q.throttled += u64::from(batch.throttled);
@@ -329,12 +325,7 @@ async fn watch(
                         // Keep the scan (and the query, unless it ended): the retry goes on
                         // from here.
                         q.scan = Some(scan);
-                        let e = e.into_call_error();
-                        return Err(DecommissionError::CloudTrailUnavailable {
-                            operation: e.operation,
-                            code: e.code,
-                            message: e.message,
-                        });
+                        return Err(cloudtrail_unavailable(e.into_call_error()));
                     }
                 };
                 q.queries += u64::from(batch.queries);
@@ -401,6 +392,15 @@ enum Reader<'a> {
     LookupEvents(&'a CloudTrail),
     /// The trail's CloudWatch Logs group, many keys per Logs Insights query.
     Insights(&'a LogsInsights),
+}
+
+/// A failed CloudTrail or Logs Insights read: the retried `CloudTrailUnavailable`.
+fn cloudtrail_unavailable(e: crate::aws_error::AwsCallError) -> DecommissionError {
+    DecommissionError::CloudTrailUnavailable {
+        operation: e.operation,
+        code: e.code,
+        message: e.message,
+    }
 }
 
 /// Keeps the attempts found (a capped sample; every one is logged).

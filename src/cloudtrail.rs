@@ -94,6 +94,19 @@ pub struct EventPage {
     pub throttled: u32,
 }
 
+/// One page of whole records.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordPage {
+    /// The records (`CloudTrailEvent`, parsed), newest first.
+    pub records: Vec<Value>,
+    /// Results whose `CloudTrailEvent` was missing or not a JSON object.
+    pub unreadable: usize,
+    /// The token of the next page; `None` after the last.
+    pub next_token: Option<String>,
+    /// Lookups throttled (and tried again) to get this page.
+    pub throttled: u32,
+}
+
 /// The CloudTrail client with its pace.
 #[derive(Debug, Clone)]
 pub struct CloudTrail {
@@ -126,7 +139,7 @@ impl CloudTrail {
     ) -> Result<EventPage, AwsCallError> {
         let attribute = lookup_attribute(LookupAttributeKey::ResourceName, resource_name)?;
         let (out, throttled) = self
-            .lookup(attribute, Some((start, end)), next_token)
+            .lookup(attribute, (Some(start), Some(end)), next_token)
             .await?;
         let mut page = EventPage {
             next_token: out.next_token().map(str::to_owned),
@@ -142,12 +155,43 @@ impl CloudTrail {
         Ok(page)
     }
 
+    /// One page of the events named `event_name` (`DeleteKey`, ...) since `start` (up to
+    /// CloudTrail's now, whatever this machine's clock says), from `next_token`: their whole
+    /// records, parsed.
+    pub async fn named_events(
+        &self,
+        event_name: &str,
+        start: DateTime,
+        next_token: Option<&str>,
+    ) -> Result<RecordPage, AwsCallError> {
+        let attribute = lookup_attribute(LookupAttributeKey::EventName, event_name)?;
+        let (out, throttled) = self
+            .lookup(attribute, (Some(start), None), next_token)
+            .await?;
+        let mut page = RecordPage {
+            next_token: out.next_token().map(str::to_owned),
+            throttled,
+            ..RecordPage::default()
+        };
+        for event in out.events() {
+            match event
+                .cloud_trail_event()
+                .and_then(|record| serde_json::from_str::<Value>(record).ok())
+                .filter(Value::is_object)
+            {
+                Some(record) => page.records.push(record),
+                None => page.unreadable += 1,
+            }
+        }
+        Ok(page)
+    }
+
     /// The whole record (`CloudTrailEvent`, parsed) of the event with id `event_id`, from the
     /// last 90 days; `None` while CloudTrail shows no such event (not delivered yet, or never
     /// made) or its record is not a JSON object with that id.
     pub async fn event_record(&self, event_id: &str) -> Result<Option<Value>, AwsCallError> {
         let attribute = lookup_attribute(LookupAttributeKey::EventId, event_id)?;
-        let (out, _) = self.lookup(attribute, None, None).await?;
+        let (out, _) = self.lookup(attribute, (None, None), None).await?;
         Ok(out
             .events()
             .iter()
@@ -160,7 +204,7 @@ impl CloudTrail {
     async fn lookup(
         &self,
         attribute: LookupAttribute,
-        range: Option<(DateTime, DateTime)>,
+        (start, end): (Option<DateTime>, Option<DateTime>),
         next_token: Option<&str>,
     ) -> Result<(LookupEventsOutput, u32), AwsCallError> {
         let mut throttled = 0;
@@ -170,8 +214,8 @@ impl CloudTrail {
                 .client
                 .lookup_events()
                 .lookup_attributes(attribute.clone())
-                .set_start_time(range.map(|(start, _)| start))
-                .set_end_time(range.map(|(_, end)| end))
+                .set_start_time(start)
+                .set_end_time(end)
                 .max_results(PAGE_SIZE)
                 .set_next_token(next_token.map(str::to_owned))
                 .send()

@@ -56,6 +56,14 @@ pub struct Config {
     /// During the waiting period, check keys and a CloudHSM store's connection at least this
     /// often (`CONNECTION_CHECK_SECONDS`).
     pub connection_check_seconds: u64,
+    /// A CloudHSM store's connection is checked (and the store reconnected) from this long
+    /// before the earliest DeletionDate, then at every poll, so that it is CONNECTED when KMS
+    /// deletes the keys (`STORE_CONNECTION_LEAD_SECONDS`).
+    pub store_connection_lead_seconds: u64,
+    /// Once every key of a CloudHSM store is gone, how long to wait for CloudTrail's `DeleteKey`
+    /// events of the run's keys before ending `KeyMaterialDeletionUnconfirmed`
+    /// (`KEY_MATERIAL_CHECK_SECONDS`).
+    pub key_material_check_seconds: u64,
     /// Wait between connection-state polls (`STORE_POLL_SECONDS`).
     pub store_poll_seconds: u64,
     /// Fail `ConnectTimedOut` after this long trying to connect (`CONNECT_TIMEOUT_SECONDS`).
@@ -105,6 +113,11 @@ impl Default for Config {
             key_deletion_poll_seconds: 3600,
             key_deletion_overdue_seconds: 172_800,
             connection_check_seconds: 86_400,
+            // Six hours: a reconnect (minutes, at most CONNECT_TIMEOUT_SECONDS) and a step's
+            // retries under KMS faults (about 20 minutes) fit many times over.
+            store_connection_lead_seconds: 21_600,
+            // CloudTrail shows most events within minutes (no documented bound).
+            key_material_check_seconds: 21_600,
             store_poll_seconds: 30,
             connect_timeout_seconds: 3600,
             disconnect_timeout_seconds: 3600,
@@ -159,6 +172,18 @@ impl Config {
                 "CONNECTION_CHECK_SECONDS",
                 d.connection_check_seconds,
                 1,
+                YEAR_SECONDS,
+            )?,
+            store_connection_lead_seconds: seconds(
+                "STORE_CONNECTION_LEAD_SECONDS",
+                d.store_connection_lead_seconds,
+                0,
+                YEAR_SECONDS,
+            )?,
+            key_material_check_seconds: seconds(
+                "KEY_MATERIAL_CHECK_SECONDS",
+                d.key_material_check_seconds,
+                0,
                 YEAR_SECONDS,
             )?,
             store_poll_seconds: seconds(

@@ -34,6 +34,8 @@ pub const ERROR_TYPES: &[&str] = &[
     "CloudTrailUnavailable",
     "KeysNeededDuringQuarantine",
     "KeysCreatedAfterQuarantine",
+    "KeyMaterialOrphaned",
+    "KeyMaterialDeletionUnconfirmed",
     "KmsUnavailable",
     "UnexpectedKmsResponse",
     "InvalidStateDocument",
@@ -327,6 +329,55 @@ pub enum DecommissionError {
         more: String,
         /// Keys this execution had already scheduled before it stopped.
         keys_already_scheduled: u64,
+    },
+
+    /// KMS deleted keys of a CloudHSM store but not their material in the cluster (the store
+    /// was not connected then): CloudTrail's `DeleteKey` events say `FAILURE`. The store was
+    /// left CONNECTED and in place.
+    #[error(
+        "KMS deleted {count} key(s) of CloudHSM key store {store_id} but could not delete their \
+         key material from the cluster (CloudTrail DeleteKey events, \
+         backingKeysDeletionStatus FAILURE): {}{more}. The store was not disconnected or \
+         deleted. Delete each backing key from the cluster as kmsuser (the handles above; the \
+         AWS KMS Developer Guide's \"orphaned key material\" steps: disconnect, change \
+         kmsuser's password, deleteKey, UpdateCustomKeyStore, reconnect), delete the cluster \
+         backups that hold it, then start a new decommission to delete the store",
+        keys.join("; ")
+    )]
+    KeyMaterialOrphaned {
+        /// The store.
+        store_id: String,
+        /// How many keys' material is orphaned.
+        count: u64,
+        /// `ARN (keyHandle ..., backingKeyId ..., CloudTrail event ...)` (capped).
+        keys: Vec<String>,
+        /// ", and N more (see the logs and the ledger)" when capped, else empty.
+        more: String,
+    },
+
+    /// Every key of a CloudHSM store is gone, but CloudTrail did not show KMS's `DeleteKey`
+    /// event of some of them within `KEY_MATERIAL_CHECK_SECONDS`: whether their material left
+    /// the cluster is unknown. The store was left CONNECTED and in place.
+    #[error(
+        "CloudTrail shows no readable DeleteKey event for {count} deleted key(s) of CloudHSM key \
+         store {store_id} after {waited_seconds} s: {}{more}; whether KMS deleted their key \
+         material from the cluster is unknown. The store was not disconnected or deleted. Look \
+         the events up (LookupEvents, EventName DeleteKey) or search the cluster for the key \
+         ARNs as labels (findKey -l <key ARN>); start a new decommission once the material is \
+         accounted for",
+        keys.join(", ")
+    )]
+    KeyMaterialDeletionUnconfirmed {
+        /// The store.
+        store_id: String,
+        /// How many keys.
+        count: u64,
+        /// Their ARNs (capped).
+        keys: Vec<String>,
+        /// ", and N more (see the logs and the ledger)" when capped, else empty.
+        more: String,
+        /// How long the run waited for the events.
+        waited_seconds: u64,
     },
 
     /// Step Functions could not answer a step's check of its caller.

@@ -135,6 +135,11 @@ pub struct KeyRecord {
     pub state_after_restore: Option<String>,
     /// Marker tags found on the key that disagree with this record (someone else wrote them).
     pub marker_note: Option<String>,
+    /// CloudHSM keys: what KMS's `DeleteKey` event says of the key material in the cluster
+    /// (`Deleted`, `Orphaned`, `Unknown`), once the run has read it.
+    pub key_material: Option<String>,
+    /// The key handles and backing key ids of that event, and its CloudTrail event id.
+    pub key_material_detail: Option<String>,
 }
 
 impl KeyRecord {
@@ -159,6 +164,8 @@ impl KeyRecord {
             restored_at: None,
             state_after_restore: None,
             marker_note: None,
+            key_material: None,
+            key_material_detail: None,
         }
     }
 }
@@ -763,6 +770,25 @@ impl Ledger {
         .await
     }
 
+    /// Records what KMS's `DeleteKey` event says of the key's material (`status`, `detail`);
+    /// `false` when run `execution` has no record of the key (it was pending deletion before
+    /// the run, or is another store's).
+    pub async fn record_key_material(
+        &self,
+        execution: &str,
+        key_arn: &str,
+        status: &str,
+        detail: &str,
+    ) -> Result<bool, DecommissionError> {
+        self.update(
+            (run_pk(execution), key_sk(key_arn)),
+            "SET KeyMaterial = :status, KeyMaterialDetail = :detail",
+            "attribute_exists(pk)",
+            vec![(":status", s(status)), (":detail", s(detail))],
+        )
+        .await
+    }
+
     /// Records that a cancel restored the key (the latest restore), leaving it in `state`.
     pub async fn mark_restored(
         &self,
@@ -865,6 +891,8 @@ fn key_record_from(item: &Item) -> Result<KeyRecord, DecommissionError> {
         restored_at: optional_time(item, "RestoredAt")?,
         state_after_restore: optional(item, "StateAfterRestore"),
         marker_note: optional(item, "MarkerNote"),
+        key_material: optional(item, "KeyMaterial"),
+        key_material_detail: optional(item, "KeyMaterialDetail"),
     })
 }
 

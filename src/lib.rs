@@ -30,6 +30,7 @@ pub mod error;
 pub mod handler;
 pub mod input;
 pub mod inventory;
+pub mod key_material;
 pub mod key_use;
 pub mod keys;
 pub mod kms;

@@ -76,6 +76,10 @@ pub struct Report {
     /// The quarantine the store went through before its keys were scheduled, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<QuarantineSummary>,
+    /// CloudHSM stores: what KMS's `DeleteKey` events said of the deleted keys' material in
+    /// the cluster (the run's ledger holds it per key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material: Option<KeyMaterialSummary>,
     /// What the operator must do by hand, one sentence each.
     pub follow_ups: Vec<String>,
     /// Execution start (RFC 3339).
@@ -105,6 +109,24 @@ pub struct QuarantineSummary {
     pub events_scanned: u64,
     /// Attempts to use a key of the store found (0: nobody tried).
     pub attempts_found: u64,
+}
+
+/// The report's key material section (`KeyMaterial`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMaterialSummary {
+    /// Keys of this run whose material KMS deleted from the cluster.
+    pub keys_deleted: u64,
+    /// Keys whose material KMS could not delete (orphaned in the cluster).
+    pub keys_orphaned: u64,
+    /// The first of them: `ARN (keyHandle ..., backingKeyId ..., CloudTrail event ...)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphaned: Vec<String>,
+    /// Keys without a readable DeleteKey event when the run went on.
+    pub keys_unconfirmed: u64,
+    /// The first of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<String>,
 }
 
 /// Where the ledger keeps a run (`docs/ledger.md` shows the AWS CLI queries).

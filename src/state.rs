@@ -411,6 +411,47 @@ pub struct DeletionCheck {
     /// The first of them, as `ARN (State)` (at most [`SAMPLE_CAP`](crate::model::SAMPLE_CAP)).
     #[serde(default)]
     pub keys_not_pending_sample: Vec<String>,
+    /// CloudHSM stores, once no key is left: what KMS's `DeleteKey` events say of the key
+    /// material in the cluster (`AllDeleted` waits for this check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material: Option<KeyMaterialCheck>,
+}
+
+/// Progress and result of the key material check (`crate::key_material`): the verdict comes
+/// from the run's ledger, never from this document; the document carries only where the
+/// CloudTrail scan stands and when the check began.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMaterialCheck {
+    /// When the run first found every key gone (the check waits for CloudTrail from here).
+    pub started_at: Option<Timestamp>,
+    /// LookupEvents token of the next page of the current scan.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Complete scans of the `DeleteKey` events.
+    #[serde(default)]
+    pub scans: u32,
+    /// `DeleteKey` events of the store read in the current scan.
+    #[serde(default)]
+    pub events_read: u64,
+    /// Keys of this run whose material KMS deleted (from the ledger, after the last scan).
+    #[serde(default)]
+    pub keys_deleted: u64,
+    /// Keys whose material KMS could not delete: still in the cluster.
+    #[serde(default)]
+    pub keys_orphaned: u64,
+    /// `ARN (keyHandle ..., backingKeyId ..., CloudTrail event ...)` of the first of them.
+    #[serde(default)]
+    pub keys_orphaned_sample: Vec<String>,
+    /// Keys of this run without a readable `DeleteKey` event yet.
+    #[serde(default)]
+    pub keys_unconfirmed: u64,
+    /// The first of them.
+    #[serde(default)]
+    pub keys_unconfirmed_sample: Vec<String>,
+    /// The check is over: every key of the run is accounted for, or the wait ran out.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// Progress of disconnect-store.
@@ -496,6 +537,37 @@ impl DecommissionState {
             .keys_scheduled
             .saturating_add(scheduling.keys_already_pending);
         report.keys_with_foreign_markers = scheduling.keys_with_foreign_markers_sample.clone();
+        if let Some(material) = state
+            .deletion
+            .as_ref()
+            .and_then(|d| d.key_material.as_ref())
+        {
+            if material.keys_orphaned > 0 {
+                report.follow_ups.push(format!(
+                    "KMS could not delete the key material of {} key(s) from the cluster \
+                     (DeleteKey events with FAILURE; AllowOrphanedKeyMaterial was true): {}. \
+                     Delete each backing key as kmsuser, and the backups that hold it.",
+                    material.keys_orphaned,
+                    material.keys_orphaned_sample.join("; ")
+                ));
+            }
+            if material.keys_unconfirmed > 0 {
+                report.follow_ups.push(format!(
+                    "CloudTrail showed no readable DeleteKey event for {} key(s) within the wait \
+                     (AllowOrphanedKeyMaterial was true): {}. Check whether their material left \
+                     the cluster (findKey -l <key ARN> as kmsuser).",
+                    material.keys_unconfirmed,
+                    material.keys_unconfirmed_sample.join(", ")
+                ));
+            }
+            report.key_material = Some(crate::report::KeyMaterialSummary {
+                keys_deleted: material.keys_deleted,
+                keys_orphaned: material.keys_orphaned,
+                orphaned: material.keys_orphaned_sample.clone(),
+                keys_unconfirmed: material.keys_unconfirmed,
+                unconfirmed: material.keys_unconfirmed_sample.clone(),
+            });
+        }
         if scheduling.keys_with_foreign_markers > 0 {
             report.follow_ups.push(format!(
                 "{} key(s) carried kms-decommission marker tags this run did not write (they \
@@ -565,6 +637,7 @@ impl DecommissionState {
             ledger: None,
             orphaned_key_material_accepted: orphaned,
             last_use: plan.last_use,
+            key_material: None,
             quarantine: state.quarantine.as_ref().filter(|q| q.required).map(|q| {
                 crate::report::QuarantineSummary {
                     days: q.days,

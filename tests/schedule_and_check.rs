@@ -363,6 +363,33 @@ async fn checking_polls_while_keys_are_pending_and_finishes_when_all_are_deleted
     assert!(check.all_deleted);
     assert_eq!(check.keys_pending, 0);
     assert_eq!(check.checks, 2);
+    // The store stayed connected: KMS's DeleteKey events say the material left the cluster,
+    // and the ledger keeps that per key.
+    let material = check.key_material.clone().unwrap();
+    assert!(material.done);
+    assert_eq!(
+        (
+            material.keys_deleted,
+            material.keys_orphaned,
+            material.keys_unconfirmed
+        ),
+        (3, 0, 0)
+    );
+    let execution = done.execution.as_ref().unwrap().id.clone();
+    let records = env
+        .ledger()
+        .key_records(&execution, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(records.records.len(), 3);
+    for record in &records.records {
+        assert_eq!(record.key_material.as_deref(), Some("Deleted"));
+        let detail = record.key_material_detail.as_deref().unwrap();
+        assert!(
+            detail.contains("keyHandle") && detail.contains("CloudTrail event"),
+            "{detail}"
+        );
+    }
     for key in &keys {
         assert_eq!(env.key_state(key).await, "Deleted");
     }
@@ -488,4 +515,97 @@ async fn a_cloudhsm_store_found_disconnected_while_keys_are_pending_is_reconnect
         .await
         .unwrap();
     assert!(!rechecked.deletion.unwrap().needs_reconnect);
+}
+
+#[tokio::test]
+async fn keys_deleted_while_the_store_was_down_stop_the_run_naming_their_orphaned_material() {
+    let env = Env::start().await;
+    let (store, keys, foreign) = cloudhsm_fixture(&env, 3).await;
+    let ctx = env.context(test_config()).await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
+    let (pending, _) = run_until_done(&ctx, Step::CheckKeysDeleted, state, far_deadline)
+        .await
+        .unwrap();
+    // The store drops after the last check and stays down while KMS deletes the keys.
+    env.kms
+        .disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    env.wait_for_state(&store, "DISCONNECTED").await;
+    env.advance(8.0 * 86_400.0).await;
+    env.clear_calls().await;
+
+    let err = run_until_done(&ctx, Step::CheckKeysDeleted, pending.clone(), far_deadline)
+        .await
+        .unwrap_err();
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "KeyMaterialOrphaned");
+    let message = &diagnostic.error_message;
+    assert!(message.contains("3 key(s)"), "{message}");
+    for key in &keys {
+        assert!(message.contains(key.as_str()), "{message}");
+    }
+    assert!(
+        message.contains("keyHandle") && message.contains("backingKeyId"),
+        "{message}"
+    );
+    // Nothing changed: no disconnect or delete of the store, no key touched.
+    assert!(env.mutating_calls().await.is_empty());
+    assert_untouched(&env.calls().await, &foreign);
+    let execution = pending.execution.as_ref().unwrap().id.clone();
+    let records = env
+        .ledger()
+        .key_records(&execution, None, 100)
+        .await
+        .unwrap();
+    assert!(records
+        .records
+        .iter()
+        .all(|r| r.key_material.as_deref() == Some("Orphaned")));
+    // Checking again says the same (the ledger, not the document, decides).
+    let again = run_until_done(&ctx, Step::CheckKeysDeleted, pending, far_deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(again.error_type(), "KeyMaterialOrphaned");
+}
+
+#[tokio::test]
+async fn without_kms_delete_key_events_the_run_waits_then_stops_unconfirmed() {
+    let env = Env::start().await;
+    let (store, keys, _) = cloudhsm_fixture(&env, 2).await;
+    let mut config = test_config();
+    config.key_material_check_seconds = 3600;
+    let ctx = env.context(config.clone()).await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
+    // CloudTrail shows nothing of the last 30 emulated days yet.
+    env.set_config(json!({"cloudtrail_delivery_delay": 30.0 * 86_400.0}))
+        .await;
+    env.clear_calls().await;
+    env.advance(8.0 * 86_400.0).await;
+
+    let (waiting, _) = run_until_done(&ctx, Step::CheckKeysDeleted, state, far_deadline)
+        .await
+        .unwrap();
+    let check = waiting.deletion.clone().unwrap();
+    assert!(
+        !check.all_deleted,
+        "no disconnect before the material is accounted for"
+    );
+    let material = check.key_material.clone().unwrap();
+    assert!(!material.done);
+    assert_eq!(material.keys_unconfirmed, 2);
+
+    // The wait runs out: the run stops, naming the keys.
+    config.key_material_check_seconds = 0;
+    let ctx = env.context(config).await;
+    let err = run_until_done(&ctx, Step::CheckKeysDeleted, waiting, far_deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "KeyMaterialDeletionUnconfirmed");
+    for key in &keys {
+        assert!(err.to_string().contains(key.as_str()), "{err}");
+    }
+    assert!(env.mutating_calls().await.is_empty());
 }

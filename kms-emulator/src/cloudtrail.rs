@@ -219,9 +219,11 @@ pub struct TrailEvent {
     pub region: String,
     /// `recipientAccountId`, and the account of the resources.
     pub account_id: String,
-    /// The whole record of a call to another AWS service, posted through the admin API
-    /// (`POST /_emulator/cloudtrail`): the emulator serves KMS only, and a test stands in for
-    /// the other service (a CloudHSM `TagResource`, say). `None` for the KMS calls it recorded.
+    /// The whole record when it is not one of a KMS call: a call to another AWS service, posted
+    /// through the admin API (`POST /_emulator/cloudtrail`: the emulator serves KMS only, and a
+    /// test stands in for the other service, a CloudHSM `TagResource`, say), or an event of KMS
+    /// itself (`DeleteKey` at the end of a waiting period, [`key_deletion_event`]). `None` for
+    /// the KMS calls it recorded.
     pub service_record: Option<Value>,
 }
 
@@ -398,6 +400,75 @@ pub fn service_event(
         account_id: text("/recipientAccountId").unwrap_or_else(|| account_id.to_owned()),
         service_record: Some(record),
     })
+}
+
+/// The CloudTrail record KMS writes when it deletes a key at the end of its waiting period
+/// (kms-facts.md section 5, [DG:ct-delete-key]): an `AwsServiceEvent` `DeleteKey` by
+/// `AWS Internal`, the key ARN in `responseElements.keyId` and `resources`; for a key of a
+/// CloudHSM key store, `additionalEventData` names the store and cluster and holds
+/// `backingKeys` and `backingKeysDeletionStatus` as JSON strings of arrays, with `SUCCESS` when
+/// the store was connected (KMS could delete the material from the cluster) and `FAILURE` when
+/// it was not (the material is orphaned). The key handle and backing key id are derived from
+/// the key id (the emulator has no HSM).
+pub fn key_deletion_event(
+    key: &crate::state::DeletedKey,
+    time: f64,
+    region: &str,
+    account_id: &str,
+) -> TrailEvent {
+    let mut record = json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"accountId": account_id, "invokedBy": "AWS Internal"},
+        "eventSource": EVENT_SOURCE,
+        "eventName": "DeleteKey",
+        "awsRegion": region,
+        "sourceIPAddress": "AWS Internal",
+        "userAgent": "AWS Internal",
+        "requestParameters": null,
+        "responseElements": {"keyId": key.arn},
+        "readOnly": false,
+        "resources": [{"accountId": account_id, "type": KEY_RESOURCE_TYPE, "ARN": key.arn}],
+        "eventType": "AwsServiceEvent",
+        "recipientAccountId": account_id,
+        "managementEvent": true,
+        "eventCategory": "Management",
+    });
+    if let (Some(store), Some(status)) = (&key.custom_key_store_id, &key.backing_key_deletion) {
+        let digits: String = key.key_id.chars().filter(char::is_ascii_hexdigit).collect();
+        let handle = u32::from_str_radix(digits.get(..5).unwrap_or("0"), 16).unwrap_or(0);
+        let backing_key_id = format!("backing-{}", digits.get(..16).unwrap_or(&digits));
+        let backing = json!([{"keyHandle": handle.to_string(), "backingKeyId": backing_key_id}]);
+        let status = json!([{
+            "keyHandle": handle.to_string(),
+            "backingKeyId": backing_key_id,
+            "deletionStatus": status,
+        }]);
+        record["additionalEventData"] = json!({
+            "customKeyStoreId": store,
+            "clusterId": key.cloudhsm_cluster_id,
+            "backingKeys": backing.to_string(),
+            "backingKeysDeletionStatus": status.to_string(),
+        });
+    }
+    TrailEvent {
+        seq: 0,
+        time,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_name: "DeleteKey".into(),
+        access_key_id: None,
+        username: String::new(),
+        user_identity: record["userIdentity"].clone(),
+        source_ip: "AWS Internal".into(),
+        user_agent: Some("AWS Internal".into()),
+        request_parameters: Value::Null,
+        additional_event_data: record.get("additionalEventData").cloned(),
+        error: None,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        resources: vec![key.arn.clone()],
+        region: region.to_owned(),
+        account_id: account_id.to_owned(),
+        service_record: Some(record),
+    }
 }
 
 /// A CloudTrail error answer: `{"__type": "<Name>", "Message": "..."}` with an HTTP status.

@@ -503,7 +503,7 @@ impl State {
             })
         });
         if let Some(key) = self.remove_key(id) {
-            self.deleted_keys.push(DeletedKey {
+            let deleted = DeletedKey {
                 key_id: key.id,
                 arn: key.arn,
                 custom_key_store_id: key.custom_key_store_id,
@@ -511,7 +511,17 @@ impl State {
                 deletion_date: key.pending_deletion.map(|p| p.deletion_date).unwrap_or(at),
                 deleted_at: at,
                 backing_key_deletion,
-            });
+            };
+            // KMS records the deletion in CloudTrail as an AwsServiceEvent (kms-facts.md 5).
+            let event = cloudtrail::key_deletion_event(
+                &deleted,
+                at,
+                &self.config.region,
+                &self.config.account_id,
+            );
+            let oldest = self.trail_window().oldest;
+            self.trail.record(event, oldest);
+            self.deleted_keys.push(deleted);
         }
     }
 

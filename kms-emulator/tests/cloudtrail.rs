@@ -1027,3 +1027,82 @@ async fn get_key_last_usage_points_at_the_cloudtrail_event_of_the_use() {
     assert_eq!(last.kms_request_id(), Some(request_id.as_str()));
     assert_eq!(record(&events[0])["requestID"], request_id.as_str());
 }
+
+#[tokio::test]
+async fn a_key_deleted_at_the_end_of_its_window_leaves_a_delete_key_service_event() {
+    let h = harness().await;
+    let store = h.cloudhsm_store("ct-delete", "cluster-234567abcdefg").await;
+    h.connect(&store).await;
+    let connected = h.cloudhsm_key(&store).await;
+    let orphaned = h.cloudhsm_key(&store).await;
+    let ordinary = h
+        .kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    for key in [&connected, &ordinary] {
+        h.kms
+            .schedule_key_deletion()
+            .key_id(key)
+            .pending_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+    }
+    h.advance(8.0 * 86400.0).await;
+    h.kms
+        .schedule_key_deletion()
+        .key_id(&orphaned)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    h.disconnect(&store).await;
+    h.advance(8.0 * 86400.0).await;
+
+    let events = lookup(&h, Some((LookupAttributeKey::EventName, "DeleteKey"))).await;
+    assert_eq!(events.len(), 3, "{:?}", names(&events));
+    let by_key = |key: &str| {
+        let arn = key_arn(key);
+        let event = events
+            .iter()
+            .find(|e| {
+                e.resources()
+                    .iter()
+                    .any(|r| r.resource_name() == Some(&arn))
+            })
+            .unwrap_or_else(|| panic!("no DeleteKey event for {arn}"));
+        (event.clone(), record(event))
+    };
+    let (event, deleted) = by_key(&connected);
+    assert_eq!(event.event_source(), Some("kms.amazonaws.com"));
+    assert_eq!(deleted["eventType"], "AwsServiceEvent");
+    assert_eq!(deleted["userIdentity"]["invokedBy"], "AWS Internal");
+    assert_eq!(deleted["responseElements"]["keyId"], key_arn(&connected));
+    assert_eq!(deleted["resources"][0]["ARN"], key_arn(&connected));
+    let data = &deleted["additionalEventData"];
+    assert_eq!(data["customKeyStoreId"], store.as_str());
+    assert_eq!(data["clusterId"], "cluster-234567abcdefg");
+    // Both are JSON text holding an array, as KMS writes them.
+    let backing: Value = serde_json::from_str(data["backingKeys"].as_str().unwrap()).unwrap();
+    let status: Value =
+        serde_json::from_str(data["backingKeysDeletionStatus"].as_str().unwrap()).unwrap();
+    assert!(backing[0]["keyHandle"].is_string() && backing[0]["backingKeyId"].is_string());
+    assert_eq!(status[0]["backingKeyId"], backing[0]["backingKeyId"]);
+    assert_eq!(status[0]["deletionStatus"], "SUCCESS");
+
+    let (_, deleted) = by_key(&orphaned);
+    let data = &deleted["additionalEventData"];
+    let status: Value =
+        serde_json::from_str(data["backingKeysDeletionStatus"].as_str().unwrap()).unwrap();
+    assert_eq!(status[0]["deletionStatus"], "FAILURE");
+
+    // A key whose material KMS holds has no backing keys to report.
+    let (_, deleted) = by_key(&ordinary);
+    assert!(deleted.get("additionalEventData").is_none());
+    assert_eq!(deleted["eventType"], "AwsServiceEvent");
+}

@@ -46,6 +46,10 @@ LOCAL_HANDLER_CONFIG = {
     "KEY_DELETION_POLL_SECONDS": "1",
     "KEY_DELETION_OVERDUE_SECONDS": "120",
     "STORE_POLL_SECONDS": "1",
+    # A CloudHSM store is checked (and reconnected) from 4 s before the earliest DeletionDate (AWS
+    # default 6 h), and CloudTrail's DeleteKey events of a store's deleted keys are awaited 20 s.
+    "STORE_CONNECTION_LEAD_SECONDS": "4",
+    "KEY_MATERIAL_CHECK_SECONDS": "20",
     "CONNECT_TIMEOUT_SECONDS": "60",
     "DISCONNECT_TIMEOUT_SECONDS": "60",
     "DEADLINE_MARGIN_MS": "10000",

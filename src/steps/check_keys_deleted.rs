@@ -7,16 +7,22 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_kms::types::ConnectionStateType;
 
+use aws_smithy_types::DateTime;
+
 use crate::clock::{max_time, min_time, seconds_between};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{scan_pages, Page, Paging};
+use crate::key_material::{KeyDeletionEvent, DELETE_KEY_EVENT};
 use crate::keys::TargetStore;
 use crate::model::{push_capped, StoreType, Timestamp, SAMPLE_CAP};
-use crate::state::{DecommissionState, DeletionCheck};
+use crate::state::{DecommissionState, DeletionCheck, KeyMaterialCheck};
 use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
 use crate::store;
+
+/// Key records read from the ledger per query.
+const LEDGER_PAGE: i32 = 100;
 
 /// Runs one batch of a check.
 pub async fn run(
@@ -34,7 +40,8 @@ pub async fn run(
     let mut check = match state.deletion.take() {
         Some(check) if !check.scan_done && check.cursor.is_some() => check,
         previous => DeletionCheck {
-            checks: previous.map_or(0, |p| p.checks) + 1,
+            checks: previous.as_ref().map_or(0, |p| p.checks) + 1,
+            key_material: previous.and_then(|p| p.key_material),
             ..DeletionCheck::default()
         },
     };
@@ -106,6 +113,32 @@ pub async fn run(
 
     let now = ctx.clock.now();
     if check.keys_pending == 0 {
+        if store.custom_key_store_type == StoreType::CloudHsm {
+            let run = execution
+                .clone()
+                .ok_or_else(|| DecommissionError::invalid_state("Execution.Id is required"))?;
+            let material = check_key_material(
+                ctx,
+                &store_id,
+                &run,
+                check.key_material.take(),
+                // The execution's own input (the caller check compared it), not the document.
+                request.allow_orphaned_key_material,
+                &deadline,
+            )
+            .await?;
+            let done = material.done;
+            check.key_material = Some(material);
+            if !done {
+                check.poll_after_seconds = ctx
+                    .config
+                    .cloudtrail_delivery_margin_seconds
+                    .min(ctx.config.key_deletion_poll_seconds)
+                    .max(1);
+                state.deletion = Some(check);
+                return Ok(state);
+            }
+        }
         check.all_deleted = true;
         tracing::info!(
             custom_key_store_id = store_id.as_str(),
@@ -157,6 +190,169 @@ pub async fn run(
     );
     state.deletion = Some(check);
     Ok(state)
+}
+
+/// Reads KMS's `DeleteKey` events of the store since the run began (one scan, across
+/// invocations when the deadline cuts it), records each key's material status in the run's
+/// ledger, then counts the run's key records: done once every key of the run has a status, or
+/// once `KEY_MATERIAL_CHECK_SECONDS` have passed since every key was gone. Orphaned or
+/// unconfirmed material then ends the run (`KeyMaterialOrphaned`,
+/// `KeyMaterialDeletionUnconfirmed`) unless the operator accepted orphaned material
+/// (`AllowOrphanedKeyMaterial`), in which case the report lists it.
+async fn check_key_material(
+    ctx: &StepContext,
+    store_id: &str,
+    execution: &str,
+    previous: Option<KeyMaterialCheck>,
+    orphans_accepted: bool,
+    deadline: &Deadline,
+) -> Result<KeyMaterialCheck, DecommissionError> {
+    let now = Timestamp::floor(ctx.clock.now());
+    let Some(cloudtrail) = &ctx.cloudtrail else {
+        return Err(DecommissionError::InvalidConfiguration {
+            variable: "CloudTrail".into(),
+            reason: "check-keys-deleted has no CloudTrail client".into(),
+        });
+    };
+    let run = ctx
+        .ledger
+        .run_record(store_id, execution)
+        .await?
+        .ok_or_else(|| {
+            DecommissionError::invalid_state(format!(
+                "the ledger has no record of run {execution} of store {store_id}"
+            ))
+        })?;
+    let mut material = previous.unwrap_or_default();
+    let started_at = *material.started_at.get_or_insert(now);
+    if material.cursor.is_none() {
+        material.events_read = 0;
+    }
+    let start = DateTime::from(run.started_at.time());
+    loop {
+        let page = cloudtrail
+            .named_events(DELETE_KEY_EVENT, start, material.cursor.as_deref())
+            .await
+            .map_err(|e| DecommissionError::CloudTrailUnavailable {
+                operation: e.operation,
+                code: e.code,
+                message: e.message,
+            })?;
+        for event in page
+            .records
+            .iter()
+            .filter_map(KeyDeletionEvent::from_record)
+        {
+            if event.custom_key_store_id.as_deref() != Some(store_id) {
+                continue;
+            }
+            material.events_read += 1;
+            let status = event.status();
+            let detail = format!("{} (CloudTrail event {})", event.handles(), event.event_id);
+            let recorded = ctx
+                .ledger
+                .record_key_material(execution, &event.key_arn, status.as_str(), &detail)
+                .await?;
+            tracing::info!(
+                custom_key_store_id = store_id,
+                execution,
+                key_arn = event.key_arn.as_str(),
+                key_material = status.as_str(),
+                detail = detail.as_str(),
+                key_of_this_run = recorded,
+                "DeleteKey event read"
+            );
+        }
+        material.cursor = page.next_token;
+        if material.cursor.is_none() {
+            break;
+        }
+        if !deadline.allows(Duration::from_secs(2), ctx.config.deadline_margin) {
+            // Go on from the cursor in the next invocation.
+            return Ok(material);
+        }
+    }
+    material.scans += 1;
+    count_key_material(ctx, execution, &mut material).await?;
+    let waited = seconds_between(started_at.time(), now.time());
+    material.done =
+        material.keys_unconfirmed == 0 || waited >= ctx.config.key_material_check_seconds;
+    if !material.done || orphans_accepted {
+        return Ok(material);
+    }
+    let more = |count: u64, sample: &[String]| {
+        let more = count.saturating_sub(sample.len() as u64);
+        if more > 0 {
+            format!(", and {more} more (see the logs and the ledger)")
+        } else {
+            String::new()
+        }
+    };
+    if material.keys_orphaned > 0 {
+        return Err(DecommissionError::KeyMaterialOrphaned {
+            store_id: store_id.to_owned(),
+            count: material.keys_orphaned,
+            more: more(material.keys_orphaned, &material.keys_orphaned_sample),
+            keys: material.keys_orphaned_sample,
+        });
+    }
+    if material.keys_unconfirmed > 0 {
+        return Err(DecommissionError::KeyMaterialDeletionUnconfirmed {
+            store_id: store_id.to_owned(),
+            count: material.keys_unconfirmed,
+            more: more(material.keys_unconfirmed, &material.keys_unconfirmed_sample),
+            keys: material.keys_unconfirmed_sample,
+            waited_seconds: waited,
+        });
+    }
+    Ok(material)
+}
+
+/// Counts the run's key records by the material status the ledger holds.
+async fn count_key_material(
+    ctx: &StepContext,
+    execution: &str,
+    material: &mut KeyMaterialCheck,
+) -> Result<(), DecommissionError> {
+    material.keys_deleted = 0;
+    material.keys_orphaned = 0;
+    material.keys_unconfirmed = 0;
+    material.keys_orphaned_sample.clear();
+    material.keys_unconfirmed_sample.clear();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ctx
+            .ledger
+            .key_records(execution, after.as_deref(), LEDGER_PAGE)
+            .await?;
+        for record in &page.records {
+            match record.key_material.as_deref() {
+                Some("Deleted") => material.keys_deleted += 1,
+                Some("Orphaned") => {
+                    material.keys_orphaned += 1;
+                    push_capped(
+                        &mut material.keys_orphaned_sample,
+                        format!(
+                            "{} ({})",
+                            record.key_arn,
+                            record.key_material_detail.as_deref().unwrap_or("no detail")
+                        ),
+                    );
+                }
+                _ => {
+                    material.keys_unconfirmed += 1;
+                    push_capped(
+                        &mut material.keys_unconfirmed_sample,
+                        record.key_arn.clone(),
+                    );
+                }
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Seconds until the next check: the poll interval while a deletion is due, otherwise until

@@ -137,9 +137,10 @@ impl Step {
 }
 
 /// When the next key check should run, given the earliest DeletionDate among pending keys:
-/// `None` when a deletion is due within `key_deletion_poll_seconds` (check now, then poll);
-/// otherwise that long before the earliest DeletionDate, but no later than
-/// `connection_check_seconds` from now (keys and a CloudHSM store's connection are checked
+/// `None` when a deletion is due within the lead (`store_connection_lead_seconds`, at least
+/// `key_deletion_poll_seconds`: check now, then poll, reconnecting a CloudHSM store each time it
+/// is found not CONNECTED); otherwise the lead before the earliest DeletionDate, but no later
+/// than `connection_check_seconds` from now (keys and a CloudHSM store's connection are checked
 /// at least that often during the waiting period).
 pub fn next_check_time(
     now: SystemTime,
@@ -147,7 +148,10 @@ pub fn next_check_time(
     config: &Config,
 ) -> Option<SystemTime> {
     let earliest = earliest_pending_deletion?;
-    let wake = earliest.checked_sub(Duration::from_secs(config.key_deletion_poll_seconds))?;
+    let lead = config
+        .key_deletion_poll_seconds
+        .max(config.store_connection_lead_seconds);
+    let wake = earliest.checked_sub(Duration::from_secs(lead))?;
     if wake <= now {
         return None;
     }
@@ -176,16 +180,28 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     #[test]
-    fn the_next_check_comes_one_poll_before_the_earliest_deletion_but_at_least_daily() {
+    fn the_next_check_comes_the_connection_lead_before_the_earliest_deletion_but_at_least_daily() {
         let config = Config::default();
+        assert_eq!(config.store_connection_lead_seconds, 6 * 3600);
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let hour = Duration::from_secs(3600);
         let day = Duration::from_secs(86_400);
         assert_eq!(next_check_time(now, None, &config), None);
         assert_eq!(next_check_time(now, Some(now + hour / 2), &config), None);
         assert_eq!(next_check_time(now, Some(now - hour), &config), None);
+        // Within the six-hour lead: check now (and then every poll).
+        assert_eq!(next_check_time(now, Some(now + 3 * hour), &config), None);
         assert_eq!(
-            next_check_time(now, Some(now + 3 * hour), &config),
+            next_check_time(now, Some(now + 8 * hour), &config),
+            Some(now + 2 * hour)
+        );
+        // A lead shorter than the poll interval: one poll before.
+        let short = Config {
+            store_connection_lead_seconds: 60,
+            ..Config::default()
+        };
+        assert_eq!(
+            next_check_time(now, Some(now + 3 * hour), &short),
             Some(now + 2 * hour)
         );
         assert_eq!(

@@ -47,8 +47,10 @@ def assert_decommissioned(e2e, store, described, events, snapshots, other):
 
 
 def test_cloudhsm_store_waits_out_the_window_connected_then_is_deleted(e2e):
-    # A 7-day window of 63 s: long enough for the real Wait state (WaitRequired needs over 60 s ahead).
-    e2e.admin.configure(day_seconds=9.0)
+    # A 7-day window of 70 s: long enough for the real Wait state (WaitRequired needs the first
+    # check over 60 s ahead; it comes STORE_CONNECTION_LEAD_SECONDS, 4 s locally, before the
+    # earliest DeletionDate).
+    e2e.admin.configure(day_seconds=10.0)
     store = fixtures.make_store(e2e.kms, "cloudhsm", keys=4, disabled=1)
     keys, snapshots, other = bystanders(e2e)
     e2e.admin.clear_calls()

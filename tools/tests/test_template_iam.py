@@ -184,6 +184,7 @@ EXPECTED_ACTIONS: dict[str, dict[str, str]] = {
         "kms:DescribeCustomKeyStores": "steps/check_keys_deleted.rs: store::describe",
         "dynamodb:Query": "steps/caller.rs mark_keys_seen_deleted: ledger.key_records",
         "dynamodb:UpdateItem": "steps/caller.rs mark_keys_seen_deleted: ledger.mark_seen_deleted",
+        "cloudtrail:LookupEvents": "steps/check_keys_deleted.rs check_key_material: KMS's DeleteKey events",
     },
     "DisconnectStoreFunction": {
         **_CALLER,

@@ -796,6 +796,54 @@ mod tests {
     }
 
     #[test]
+    fn the_final_report_lists_the_key_material_the_operator_accepted_to_leave() {
+        let mut state = DecommissionState::from_value(json!({
+            "Input": {"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true},
+            "Request": DecommissionRequest::from_input(
+                &json!({"CustomKeyStoreId": "cks-1234567890abcdef0", "DryRun": true}),
+            )
+            .unwrap(),
+            "Store": {"CustomKeyStoreId": "cks-1234567890abcdef0",
+                      "CustomKeyStoreName": "ExampleStore",
+                      "CustomKeyStoreType": "AWS_CLOUDHSM", "ConnectionState": "CONNECTED"},
+            "Scheduling": {"Done": true, "KeysScheduled": 3, "KeysAlreadyPending": 0},
+            "Deletion": {"ScanDone": true, "AllDeleted": true, "KeyMaterial": {
+                "StartedAt": "2026-11-30T10:00:00Z", "Done": true, "KeysDeleted": 1,
+                "KeysOrphaned": 1, "KeysOrphanedSample": ["arn:k2 (keyHandle 7, backingKeyId b)"],
+                "KeysUnconfirmed": 1, "KeysUnconfirmedSample": ["arn:k3"]}}
+        }))
+        .unwrap();
+        let report = state
+            .final_report(Outcome::Deleted, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let material = report.key_material.clone().unwrap();
+        assert_eq!(
+            (
+                material.keys_deleted,
+                material.keys_orphaned,
+                material.keys_unconfirmed
+            ),
+            (1, 1, 1)
+        );
+        let follow_ups = report.follow_ups.join(" ");
+        assert!(
+            follow_ups.contains("arn:k2 (keyHandle 7, backingKeyId b)"),
+            "{follow_ups}"
+        );
+        assert!(follow_ups.contains("arn:k3"), "{follow_ups}");
+        // An XKS store, or a run before the check, has no such section.
+        state.deletion = None;
+        let report = state
+            .final_report(Outcome::Deleted, SystemTime::UNIX_EPOCH)
+            .unwrap();
+        assert!(report.key_material.is_none());
+        assert!(serde_json::to_value(&report)
+            .unwrap()
+            .get("KeyMaterial")
+            .is_none());
+    }
+
+    #[test]
     fn samples_are_capped() {
         let mut sample = Vec::new();
         for i in 0..100 {

@@ -110,7 +110,11 @@ def phases() -> list[Phase]:
             "local stack: router, Invoke adapter, template, processes, moto chain",
             (_pytest("-q", "local/stack/tests"),),
         ),
-        Phase("e2e", "end-to-end state machine tests on the local stack", (_pytest("-v", "tests/e2e"),)),
+        Phase(
+            "e2e",
+            "end-to-end state machine tests on the local stack, in two shards with a stack each (tools/e2e_shards.py)",
+            ((str(BIN / "python"), "-m", "tools.e2e_shards"),),
+        ),
         Phase(
             "deploy-build",
             "what sam deploy uploads: sam build (one release build), every function's bootstrap checked",

@@ -67,9 +67,16 @@ pub enum Command {
     Report(RunArgs),
 }
 
-/// Options the dry run and the real run share.
+/// Options the dry run and the real run share (the plan shows what the run would do with them).
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunOptions {
+    /// KMS waiting period before deletion, 7-30 days (default 30).
+    #[arg(long, value_name = "DAYS")]
+    pub pending_window_days: Option<i64>,
+    /// Days the store stays disconnected, watched, before any key is scheduled (0-90; default
+    /// the stack's DefaultQuarantineDays).
+    #[arg(long, value_name = "DAYS")]
+    pub quarantine_days: Option<u32>,
     /// Last-use guard: keys used more recently than this many days block the run (0: off).
     #[arg(long, value_name = "DAYS")]
     pub min_days_since_last_use: Option<u32>,
@@ -102,13 +109,6 @@ pub struct StartArgs {
     /// The store's exact name, for scripts (else it is asked for at the terminal).
     #[arg(long, value_name = "NAME")]
     pub confirm: Option<String>,
-    /// KMS waiting period before deletion, 7-30 days (default 30).
-    #[arg(long, value_name = "DAYS")]
-    pub pending_window_days: Option<i64>,
-    /// Days the store stays disconnected, watched, before any key is scheduled (0-90; default
-    /// the stack's DefaultQuarantineDays).
-    #[arg(long, value_name = "DAYS")]
-    pub quarantine_days: Option<u32>,
     /// Wait for a second person's approval even where the stack does not require it.
     #[arg(long)]
     pub require_approval: bool,
@@ -242,8 +242,8 @@ mod tests {
             panic!("not start")
         };
         assert_eq!(start.confirm.as_deref(), Some("Store A"));
-        assert_eq!(start.pending_window_days, Some(7));
-        assert_eq!(start.quarantine_days, Some(0));
+        assert_eq!(start.options.pending_window_days, Some(7));
+        assert_eq!(start.options.quarantine_days, Some(0));
         assert_eq!(start.options.min_days_since_last_use, Some(0));
         assert_eq!(start.options.ticket_id.as_deref(), Some("CHG-1"));
         assert!(start.require_approval);

@@ -120,6 +120,16 @@ fn common_input(store: &str, caller: &str, options: &RunOptions) -> Map<String, 
         "Reason",
         options.reason.as_ref().map(|r| json!(r)),
     );
+    insert(
+        &mut input,
+        "PendingWindowInDays",
+        options.pending_window_days.map(|d| json!(d)),
+    );
+    insert(
+        &mut input,
+        "QuarantineDays",
+        options.quarantine_days.map(|d| json!(d)),
+    );
     input
 }
 
@@ -204,16 +214,6 @@ async fn start(aws: &Aws, out: Output, args: StartArgs) -> Result<(), CliError> 
     let caller = aws::caller_arn(&aws.sdk).await?;
     // Check the whole input before anything runs (the dry run checks the store itself).
     let mut input = common_input(&args.store, &caller, &args.options);
-    insert(
-        &mut input,
-        "PendingWindowInDays",
-        args.pending_window_days.map(|d| json!(d)),
-    );
-    insert(
-        &mut input,
-        "QuarantineDays",
-        args.quarantine_days.map(|d| json!(d)),
-    );
     if args.require_approval {
         input.insert("RequireApproval".into(), json!(true));
     }
@@ -596,4 +596,48 @@ async fn report(aws: &Aws, out: Output, args: RunArgs) -> Result<(), CliError> {
         return Err(status.failure());
     }
     print_output(out, &execution)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_make_an_input_the_workflow_accepts() {
+        let options = RunOptions {
+            pending_window_days: Some(7),
+            quarantine_days: Some(0),
+            min_days_since_last_use: Some(30),
+            ticket_id: Some("CHG-1".into()),
+            reason: Some("retire".into()),
+        };
+        let mut input = common_input("cks-1234567890abcdef0", "arn:aws:iam::1:user/a", &options);
+        input.insert("DryRun".into(), json!(true));
+        let input = Value::Object(input);
+        assert!(DecommissionRequest::from_input(&input).is_ok(), "{input}");
+        assert_eq!(input["PendingWindowInDays"], 7);
+        assert_eq!(input["RequestedBy"], "arn:aws:iam::1:user/a");
+
+        let too_short = RunOptions {
+            pending_window_days: Some(3),
+            ..RunOptions::default()
+        };
+        let input = Value::Object(common_input("cks-1234567890abcdef0", "a", &too_short));
+        let refused: CliError = DecommissionRequest::from_input(&input).unwrap_err().into();
+        assert_eq!(refused.name(), "InvalidInput");
+        assert_eq!(refused.exit_code(), crate::error::EXIT_USAGE);
+    }
+
+    #[test]
+    fn execution_names_carry_the_store_and_the_second() {
+        let name = execution_name("decom-", "cks-1234567890abcdef0");
+        assert!(name.starts_with("decom-cks-1234567890abcdef0-"), "{name}");
+        assert!(kms_decommission::sfn::naming::is_valid_execution_name(
+            &name
+        ));
+        assert_eq!(
+            name.len(),
+            "decom-cks-1234567890abcdef0-".len() + "20261130T123456Z".len()
+        );
+    }
 }

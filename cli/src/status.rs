@@ -190,7 +190,11 @@ impl RunStatus {
                 .cause
                 .as_deref()
                 .map(crate::aws::readable_cause)
-                .or_else(|| run.and_then(|r| r.outcome_detail.clone())),
+                .or_else(|| {
+                    let ended_badly = !execution.is_running() && execution.status != "SUCCEEDED";
+                    run.and_then(|r| r.outcome_detail.clone())
+                        .filter(|_| ended_badly)
+                }),
             keys: key_counts(keys),
             latest_deletion_date: latest.map(|t| t.to_string()),
             seconds_until_deletion: latest.map(|t| seconds_between(now, t.time())),

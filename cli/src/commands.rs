@@ -415,7 +415,10 @@ async fn watch(aws: &Aws, out: Output, args: WatchArgs) -> Result<(), CliError> 
 /// The run of `store` waiting for approval: (execution, requester, token).
 async fn waiting_run(aws: &Aws, store: &str) -> Result<(String, Option<String>, String), CliError> {
     let holder = aws.ledger().lock_holder(store).await?.ok_or_else(|| {
-        CliError::NotWaitingForApproval(format!("no decommission of {store} is running"))
+        CliError::NotWaitingForApproval(format!(
+            "no decommission of {store} holds the store's lock (a run just started takes it \
+             after its plan; one waiting for approval holds it)"
+        ))
     })?;
     let run = aws
         .ledger()

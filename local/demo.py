@@ -1,19 +1,22 @@
 """`make demo`: decommission a CloudHSM key store and an external key store end to end on the
 local stack, the way an operator would, and show it happening.
 
-Builds the handlers and the emulator, starts the stack with scaled time (an emulated day lasts
---day-seconds), creates the demo stores and keys plus unrelated keys that must survive, starts both
-decommissions with the inputs of events/execution-decommission-*.json (the real store id and name
-filled in), prints each state as it is entered with what it did, then the final reports and the
-proof that nothing else changed, and what the run ledger (the DynamoDB table) recorded of both runs.
-Exits 0 only if both decommissions succeeded and every check holds.
+Builds the handlers, the emulator and the operator's command line (`kms-decommission`, cli/),
+starts the stack with scaled time (an emulated day lasts --day-seconds), creates the demo stores and
+keys plus unrelated keys that must survive, and drives every decommission through the command line
+as an operator would: `kms-decommission start STORE --confirm NAME` with the options of
+events/execution-decommission-*.json (it shows the plan first), `kms-decommission watch STORE` for
+the progress, `kms-decommission report RUN` for the final reports. Then the proof that nothing else
+changed, and what the run ledger (the DynamoDB table) recorded of the runs. Exits 0 only if both
+decommissions succeeded and every check holds.
 
-The stack runs with the template's defaults, so both decommissions wait for approval after their
-plan (docs/approval.md, APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK true): the demo prints the approval
-request the run ledger holds (its summary), checks that nothing changed yet, and approves as a second
-person (APPROVER, not the run's RequestedBy) with SendTaskSuccess and the task token read from the
-ledger, as `aws stepfunctions send-task-success` would; the ledger printout at the end shows who
-approved.
+Each person signs with an access key the stack's emulator knows (`--identity`, EMULATOR_IDENTITIES),
+so the command line's STS GetCallerIdentity names them: alice and bob start runs (RequestedBy is
+their ARN), carol approves. The stack runs with the template's defaults, so every decommission waits
+for approval after its plan (docs/approval.md, APPROVAL_REQUIRED_FOR_CONSOLE_AND_WEBHOOK true): the
+demo prints the approval request the run ledger holds (its summary), checks that nothing changed
+yet, shows `kms-decommission approve` refused for the requester (ApprovalBySameRequester), and
+approves as carol; the ledger printout at the end shows who approved.
 
 First it shows the last-use guard (issue 7, docs/last-use-guard.md) at work once: an application
 encrypts under the key of a third store, `demo-in-use`, and the decommission of that store is refused
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -44,7 +48,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from local.client import fixtures, ledger, workflow
+from local.client import cli, fixtures, ledger, workflow
 from local.stack.launcher import LocalStack, StackConfig, StackError
 from local.stack.processes import ProcessFailed
 from local.stack.template import LOCAL_ACCOUNT, TemplateError
@@ -195,21 +199,73 @@ def follow_execution(
         results[label] = {"status": "DEMO-ERROR", "error": type(err).__name__, "cause": str(err)}
 
 
-def demo_input(event_file: str, store: fixtures.Store) -> dict[str, Any]:
-    """The console input of events/<event_file> for `store`. It must name who asks (RequestedBy):
-    with the template's defaults every real run waits for approval, and one without a requester
-    fails InvalidInput (the approver must be someone else)."""
-    document = workflow.execution_input(event_file, CustomKeyStoreId=store.id, ConfirmCustomKeyStoreName=store.name)
-    if not str(document.get("RequestedBy") or "").strip():
-        raise fixtures.FixtureError(f"events/{event_file} names no RequestedBy: the run could not be approved")
-    return document
+@dataclass(frozen=True)
+class Person:
+    """Someone running the command line: the access key the stack's emulator knows them by."""
+
+    name: str
+    access_key_id: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/KeyAdmin/{self.name}"
 
 
-# The second person who approves the demo's decommissions: neither run's RequestedBy
-# (alice@example.com and bob@example.com in events/execution-decommission-*.json).
-APPROVER = "carol@example.com"
+# Who starts the decommissions (RequestedBy: their ARN, from STS), and the second person who
+# approves them.
+ALICE = Person("alice@example.com", "ASIADEMOKEYADMINALICE")
+BOB = Person("bob@example.com", "ASIADEMOKEYADMINBOB")
+APPROVER = Person("carol@example.com", "ASIADEMOKEYADMINCAROL")
 # How long the demo waits for request-approval to put the task token in the ledger.
 APPROVAL_REQUEST_TIMEOUT = 60.0
+
+
+def start_flags(event_file: str, **overrides: Any) -> list[str]:
+    """The command line flags of events/<event_file>'s options (window, last-use guard, ticket,
+    reason; `overrides` replace them), for `kms-decommission start`."""
+    document = {**workflow.execution_input(event_file), **overrides}
+    flags = {
+        "PendingWindowInDays": "--pending-window-days",
+        "MinDaysSinceLastUse": "--min-days-since-last-use",
+        "QuarantineDays": "--quarantine-days",
+        "TicketId": "--ticket-id",
+        "Reason": "--reason",
+    }
+    return [
+        arg for field_name, flag in flags.items() if field_name in document for arg in (flag, str(document[field_name]))
+    ]
+
+
+def cli_line(person: Person, *args: str) -> str:
+    """How the demo shows a command line call."""
+    return f"{person.name.split('@')[0]}$ kms-decommission {' '.join(args)}"
+
+
+def cli_start(endpoint: str, label: str, person: Person, store: fixtures.Store, flags: list[str]) -> str:
+    """`kms-decommission start STORE --confirm NAME <flags>` as `person`: shows the plan and the
+    start; the execution ARN (the command's `Started <ARN>` line)."""
+    args = ("start", store.id, "--confirm", store.name, *flags)
+    out(label, cli_line(person, *args))
+    done = cli.run(endpoint, person.access_key_id, *args)
+    for line in (done.stdout + done.stderr).splitlines():
+        out(label, f"  {line}")
+    started = [line.removeprefix("Started ") for line in done.stdout.splitlines() if line.startswith("Started arn:")]
+    if done.returncode != 0 or not started:
+        raise fixtures.FixtureError(f"kms-decommission start {store.id} exited {done.returncode}: {done.stderr}")
+    return started[0]
+
+
+def cli_watch(endpoint: str, label: str, person: Person, store: fixtures.Store, results: dict[str, Any]) -> None:
+    """`kms-decommission watch STORE` until the run ends, its progress lines printed as they come;
+    results[label] = (exit code, its final status)."""
+    args = ("watch", store.id, "--interval", "1")
+    out(label, cli_line(person, *args))
+    process = cli.popen(endpoint, person.access_key_id, *args)
+    assert process.stderr is not None and process.stdout is not None
+    for line in process.stderr:
+        out(label, f"  {line.rstrip()}")
+    final = process.stdout.read()
+    results[label] = (process.wait(), final)
 
 
 def ledger_run(endpoint: str, table: str, store_id: str, execution_arn: str) -> dict[str, Any]:
@@ -220,12 +276,14 @@ def ledger_run(endpoint: str, table: str, store_id: str, execution_arn: str) -> 
 
 @dataclass
 class Approver:
-    """Approves a run waiting for approval as a second person would with the AWS CLI: the task
-    token from the run's ledger record, SendTaskSuccess with `{"ApprovedBy": APPROVER}`."""
+    """Approves a run waiting for approval as a second person would: `kms-decommission approve
+    STORE` signed as APPROVER, once the run's ledger record shows the request (after showing that
+    the requester's own approval is refused)."""
 
     endpoint: str
     table: str
-    # label -> the run was approved, nothing of its store having changed before
+    # label -> the run was approved, nothing of its store having changed before, and the
+    # requester's own approval was refused
     approved: dict[str, bool] = field(default_factory=dict)
 
     def on_wait(
@@ -261,13 +319,17 @@ class Approver:
         kms = workflow.client(self.endpoint, "kms")
         unchanged = all(fixtures.key_snapshot(kms, key) == before[key] for key in store.keys)
         out(label, f"while it waits: every key of the store {'unchanged' if unchanged else 'CHANGED'}")
-        out(
-            label,
-            f"{APPROVER} approves (requested by {run.get('RequestedBy')}): aws stepfunctions send-task-success "
-            f"--task-token <ApprovalToken from the ledger> --task-output '{json.dumps({'ApprovedBy': APPROVER})}'",
-        )
-        sfn.send_task_success(taskToken=run["ApprovalToken"], output=json.dumps({"ApprovedBy": APPROVER}))
-        self.approved[label] = unchanged
+        requester = next((p for p in (ALICE, BOB) if p.arn == run.get("RequestedBy")), None)
+        refused = requester is None
+        if requester is not None:
+            out(label, cli_line(requester, "approve", store.id))
+            own = cli.run(self.endpoint, requester.access_key_id, "approve", store.id)
+            out(label, f"  {own.stderr.splitlines()[0] if own.stderr else own.stdout.strip()} (exit {own.returncode})")
+            refused = own.returncode == 1 and "ApprovalBySameRequester" in own.stderr
+        out(label, cli_line(APPROVER, "approve", store.id))
+        done = cli.run(self.endpoint, APPROVER.access_key_id, "approve", store.id)
+        out(label, f"  {(done.stdout + done.stderr).strip()} (exit {done.returncode})")
+        self.approved[label] = unchanged and refused and done.returncode == 0
 
 
 # KMS operations a refused decommission may make: it reads, it never writes.
@@ -285,7 +347,7 @@ def failure_message(cause: str | None) -> str:
     return str(document.get("errorMessage", cause)) if isinstance(document, dict) else (cause or "")
 
 
-def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: str) -> tuple[bool, fixtures.Store]:
+def show_last_use_guard(endpoint: str, kms: Any, sfn: Any, admin: workflow.Admin) -> tuple[bool, fixtures.Store]:
     """A store whose key an application just used: its decommission, started as a console user
     would, must be refused with KeysRecentlyUsed naming the key, and change nothing. Returns
     (the refusal happened as it should, the store)."""
@@ -303,12 +365,9 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
     before = fixtures.key_snapshot(kms, key)
     first_call = max((c["seq"] for c in admin.calls()), default=0)
 
-    document = demo_input("execution-decommission-cloudhsm.json", store)
-    execution = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
-    out(
-        label,
-        f"started {execution} (MinDaysSinceLastUse {document.get('MinDaysSinceLastUse')}: the last-use guard is on)",
-    )
+    flags = start_flags("execution-decommission-cloudhsm.json")
+    out(label, "the plan shows the guard's verdict; the run itself refuses before it changes anything")
+    execution = cli_start(endpoint, label, ALICE, store, flags)
     results: dict[str, Any] = {}
     follow_execution(sfn, label, execution, results)
     described = results.get(label, {"status": "DEMO-ERROR", "error": "no result"})
@@ -339,7 +398,14 @@ def show_last_use_guard(kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: 
 # emulator knows (`--identity`, StackConfig.emulator_args) and names in its CloudTrail records.
 PAYMENTS_APP_ACCESS_KEY = "AKIADEMOPAYMENTSAPP"
 PAYMENTS_APP_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/payments-app"
-EMULATOR_IDENTITIES = ["--identity", f"{PAYMENTS_APP_ACCESS_KEY}={PAYMENTS_APP_ARN}"]
+EMULATOR_IDENTITIES = [
+    arg
+    for access_key_id, arn in [
+        (PAYMENTS_APP_ACCESS_KEY, PAYMENTS_APP_ARN),
+        *((person.access_key_id, person.arn) for person in (ALICE, BOB, APPROVER)),
+    ]
+    for arg in ("--identity", f"{access_key_id}={arn}")
+]
 # Quarantine days of the quarantine part (QUARANTINE_DAY_SECONDS: 1 s each on the local stack), and
 # its pending window (the shortest, 7 days: 15 s at the demo's 2.2 s a day).
 QUARANTINE_DAYS = 3
@@ -397,7 +463,7 @@ def chain(*callbacks: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def show_quarantine(
-    stack: LocalStack, kms: Any, sfn: Any, admin: workflow.Admin, machine_arn: str, approver: Approver
+    stack: LocalStack, kms: Any, sfn: Any, admin: workflow.Admin, approver: Approver
 ) -> tuple[bool, list[fixtures.Store]]:
     """Two CloudHSM stores decommissioned with a quarantine: payments-app tries a key of the first
     while it is quarantined, so its run fails KeysNeededDuringQuarantine naming the application and
@@ -419,11 +485,12 @@ def show_quarantine(
 
     executions = {}
     for label, store in stores.items():
-        document = demo_input("execution-decommission-cloudhsm.json", store)
-        document.update(QuarantineDays=QUARANTINE_DAYS, PendingWindowInDays=QUARANTINE_WINDOW_DAYS)
-        executions[label] = workflow.start_execution(sfn, machine_arn, document, name=f"demo-{store.id}")
-        out(label, f"started {executions[label]}")
-        out(label, f"input (QuarantineDays {QUARANTINE_DAYS}): {json.dumps(document)}")
+        flags = start_flags(
+            "execution-decommission-cloudhsm.json",
+            QuarantineDays=QUARANTINE_DAYS,
+            PendingWindowInDays=QUARANTINE_WINDOW_DAYS,
+        )
+        executions[label] = cli_start(stack.endpoint, label, ALICE, store, flags)
     results: dict[str, Any] = {}
     callbacks = {
         "payments": chain(approver.on_wait("payments", payments, executions["payments"], before), app.on_state_entered),
@@ -568,14 +635,13 @@ def run_demo(stack: LocalStack) -> bool:
     global STARTED
     STARTED = time.monotonic()  # times below count from the end of the build and stack start
     kms, sfn = workflow.clients(stack.endpoint)
-    machine = next(m for m in stack.state_machines if m.definition_path.name == "decommission.asl.json")
     admin = workflow.Admin(stack.endpoint)
     table = ledger.ledger_table_name()
     approver = Approver(stack.endpoint, table)
     out("in-use", "the last-use guard: a store whose key is still in use is refused")
-    ok, in_use = show_last_use_guard(kms, sfn, admin, machine.arn)
+    ok, in_use = show_last_use_guard(stack.endpoint, kms, sfn, admin)
     out("quarantine", "the quarantine: two stores disconnected for a while before any key is scheduled")
-    quarantined, (payments, quiet) = show_quarantine(stack, kms, sfn, admin, machine.arn, approver)
+    quarantined, (payments, quiet) = show_quarantine(stack, kms, sfn, admin, approver)
     ok = ok and quarantined
 
     out("setup", "creating the demo key stores and keys through the KMS API")
@@ -600,23 +666,20 @@ def run_demo(stack: LocalStack) -> bool:
     )
 
     runs = {
-        "cloudhsm": ("execution-decommission-cloudhsm.json", cloudhsm),
-        "xks": ("execution-decommission-xks.json", xks),
+        "cloudhsm": ("execution-decommission-cloudhsm.json", cloudhsm, ALICE),
+        "xks": ("execution-decommission-xks.json", xks, BOB),
     }
     executions = {}
-    for label, (event_file, store) in runs.items():
-        document = demo_input(event_file, store)
-        executions[label] = workflow.start_execution(sfn, machine.arn, document, name=f"demo-{store.id}")
-        out(label, f"started {executions[label]}")
-        out(label, f"input (events/{event_file} with the real store): {json.dumps(document)}")
+    for label, (event_file, store, person) in runs.items():
+        out(label, f"the options of events/{event_file}, the store's name typed back with --confirm")
+        executions[label] = cli_start(stack.endpoint, label, person, store, start_flags(event_file))
 
     results: dict[str, Any] = {}
     threads = [
-        threading.Thread(
-            target=follow_execution,
-            args=(sfn, label, arn, results, approver.on_wait(label, runs[label][1], arn, demo_keys)),
-            daemon=True,
-        )
+        threading.Thread(target=cli_watch, args=(stack.endpoint, label, person, store, results), daemon=True)
+        for label, (_, store, person) in runs.items()
+    ] + [
+        threading.Thread(target=approver.approve, args=(label, runs[label][1], arn, demo_keys), daemon=True)
         for label, arn in executions.items()
     ]
     for thread in threads:
@@ -624,23 +687,40 @@ def run_demo(stack: LocalStack) -> bool:
     for thread in threads:
         thread.join()
 
-    for label, (_, store) in runs.items():
-        described = results.get(label, {"status": "DEMO-ERROR", "error": "no result"})
-        print(f"\n===== {label}: {described['status']}", flush=True)
-        if described["status"] != "SUCCEEDED":
-            print(f"error: {described.get('error')}\ncause: {described.get('cause')}")
+    for label, (_, store, person) in runs.items():
+        code, final = results.get(label, (None, ""))
+        print(f"\n===== {label}: watch exited {code}", flush=True)
+        print(final, end="", flush=True)
+        report = cli.run(stack.endpoint, person.access_key_id, "report", executions[label], "--output", "json")
+        if code != 0 or report.returncode != 0:
+            print(f"error: {report.stdout}{report.stderr}")
             ok = False
             continue
-        print("final report:")
-        print(json.dumps(json.loads(described.get("output") or "null"), indent=2))
+        print(f"final report ({cli_line(person, 'report', executions[label])}):")
+        print(cli.run(stack.endpoint, person.access_key_id, "report", executions[label]).stdout, end="")
+        document = json.loads(report.stdout)
         gone = fixtures.store_exists(kms, store.id) is False
         keys_gone = [key for key in store.keys if not fixtures.key_exists(kms, key)]
         print(f"store {store.id} deleted: {gone}; keys deleted: {len(keys_gone)} of {len(store.keys)}")
-        ok = ok and gone and len(keys_gone) == len(store.keys)
+        ok = (
+            ok
+            and gone
+            and len(keys_gone) == len(store.keys)
+            and document.get("Outcome") == "Deleted"
+            and document.get("KeysDeleted") == len(store.keys)
+            and document.get("RequestedBy") == person.arn
+        )
         run = ledger_run(stack.endpoint, table, store.id, executions[label])
         recorded = (run.get("ApprovalState"), run.get("ApprovedBy"))
-        print(f"approval: {recorded[0]} by {recorded[1]} (nothing changed before it: {approver.approved.get(label)})")
-        ok = ok and recorded == ("Approved", APPROVER) and approver.approved.get(label) is True
+        print(
+            f"approval: {recorded[0]} by {recorded[1]} (nothing changed before it, the requester's own approval "
+            f"refused: {approver.approved.get(label)})"
+        )
+        ok = ok and recorded == ("Approved", APPROVER.arn) and approver.approved.get(label) is True
+
+    listing = cli.run(stack.endpoint, ALICE.access_key_id, "list")
+    print(f"\n===== every decommission of the stack ({cli_line(ALICE, 'list')})\n{listing.stdout}", flush=True)
+    ok = ok and listing.returncode == 0
 
     try:
         show_ledger(workflow.client(stack.endpoint, "dynamodb"), table, [payments, quiet, cloudhsm, xks])
@@ -681,10 +761,13 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port, day_seconds=args.day_seconds, emulator_args=EMULATOR_IDENTITIES, build=not args.no_build
     )
     try:
+        if config.build:
+            out("build", f"building the command line: cargo build -p {cli.PACKAGE}")
+            cli.build()
         with LocalStack(config) as stack:
             out("stack", f"local stack ready at {stack.endpoint}")
             ok = run_demo(stack)
-    except (StackError, ProcessFailed, TemplateError, fixtures.FixtureError) as err:
+    except (StackError, ProcessFailed, TemplateError, fixtures.FixtureError, subprocess.CalledProcessError) as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -403,28 +403,7 @@ impl Ledger {
         execution: &str,
     ) -> Result<Option<RunRecord>, DecommissionError> {
         let item = self.get(store_pk(store_id), run_pk(execution)).await?;
-        item.map(|item| {
-            Ok(RunRecord {
-                execution: required(&item, "Execution")?,
-                store_id: required(&item, "CustomKeyStoreId")?,
-                requested_by: optional(&item, "RequestedBy"),
-                ticket_id: optional(&item, "TicketId"),
-                input: required(&item, "Input")?,
-                started_at: required_time(&item, "StartedAt")?,
-                phase: required(&item, "Phase")?,
-                outcome: optional(&item, "Outcome"),
-                outcome_detail: optional(&item, "OutcomeDetail"),
-                ended_at: optional_time(&item, "EndedAt")?,
-                approval_required: optional(&item, "ApprovalRequired").map(|v| v == "true"),
-                approval_state: optional(&item, "ApprovalState"),
-                approval_token: optional(&item, "ApprovalToken"),
-                approved_by: optional(&item, "ApprovedBy"),
-                quarantine_required: optional(&item, "QuarantineRequired").map(|v| v == "true"),
-                quarantine_phase: optional(&item, "QuarantinePhase"),
-                quarantine_started_at: optional_time(&item, "QuarantineStartedAt")?,
-            })
-        })
-        .transpose()
+        item.as_ref().map(run_record_from).transpose()
     }
 
     /// Records the step a run is in.
@@ -875,6 +854,31 @@ impl Ledger {
             .map_err(|err| ledger_error("GetItem", err))?;
         Ok(answer.item)
     }
+}
+
+/// Reads a run record item (`STORE#` / `RUN#`) as [`Ledger::run_record`] does. Public for the
+/// operator's command line, which lists runs with its own `Query` and `Scan`: the functions never
+/// scan the ledger, and only the calls in this module are granted to them.
+pub fn run_record_from(item: &Item) -> Result<RunRecord, DecommissionError> {
+    Ok(RunRecord {
+        execution: required(item, "Execution")?,
+        store_id: required(item, "CustomKeyStoreId")?,
+        requested_by: optional(item, "RequestedBy"),
+        ticket_id: optional(item, "TicketId"),
+        input: required(item, "Input")?,
+        started_at: required_time(item, "StartedAt")?,
+        phase: required(item, "Phase")?,
+        outcome: optional(item, "Outcome"),
+        outcome_detail: optional(item, "OutcomeDetail"),
+        ended_at: optional_time(item, "EndedAt")?,
+        approval_required: optional(item, "ApprovalRequired").map(|v| v == "true"),
+        approval_state: optional(item, "ApprovalState"),
+        approval_token: optional(item, "ApprovalToken"),
+        approved_by: optional(item, "ApprovedBy"),
+        quarantine_required: optional(item, "QuarantineRequired").map(|v| v == "true"),
+        quarantine_phase: optional(item, "QuarantinePhase"),
+        quarantine_started_at: optional_time(item, "QuarantineStartedAt")?,
+    })
 }
 
 fn key_record_from(item: &Item) -> Result<KeyRecord, DecommissionError> {

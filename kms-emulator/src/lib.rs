@@ -22,6 +22,7 @@ pub mod ops;
 pub mod quotas;
 pub mod server;
 pub mod state;
+pub mod sts;
 pub mod wire;
 
 pub use config::EmulatorConfig;

@@ -102,6 +102,22 @@ async fn api(
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
     let target = header_str(&headers, "x-amz-target");
+    if target.is_none() && crate::sts::is_get_caller_identity(&body) {
+        let principal = shared
+            .lock()
+            .principal_for(ctx.caller.access_key_id.as_deref())
+            .0;
+        let mut response = respond(
+            200,
+            &ctx.request_id,
+            Some(crate::sts::get_caller_identity(&principal, &ctx.request_id)),
+        );
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::sts::CONTENT_TYPE),
+        );
+        return response;
+    }
     if let Some(operation) = target.and_then(crate::logs::operation_name) {
         let result = {
             let mut state = shared.lock();

@@ -5,4 +5,5 @@
   following executions, reading their histories
 - `fixtures`: custom key stores and keys created through the KMS API, and snapshots of keys to
   prove what did not change
-- `ledger`: the run ledger's table name and its items, one partition at a time"""
+- `ledger`: the run ledger's table name and its items, one partition at a time
+- `cli`: the operator's command line (`kms-decommission`) run against the stack as a given caller"""

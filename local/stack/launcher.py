@@ -280,6 +280,7 @@ class LocalStack:
         self._create_state_machines()
         self._create_tables()  # before any handler runs: the steps write the ledger
         self._create_prerequisites()
+        self._create_outputs_stack()
         if config.warm_up:
             self._warm_up(adapter, watch)
         say(f"ready in {time.monotonic() - started:.1f} s at {self.endpoint} (logs in {logs})")
@@ -385,6 +386,21 @@ class LocalStack:
         secret_file.chmod(0o600)
         shown = secret_file.relative_to(REPO) if secret_file.is_relative_to(REPO) else secret_file
         say(f"webhook secret stored in SSM parameter {parameter} (value in {shown})")
+
+    def _create_outputs_stack(self) -> None:
+        """A CloudFormation stack named STACK_NAME in moto whose Outputs are template.yaml's,
+        resolved to the local values (tpl.outputs): the command line reads the state machines and
+        the ledger from `DescribeStacks --stack-name`, locally as on AWS. Its one resource is a
+        WaitConditionHandle, which creates nothing."""
+        resolved = tpl.outputs(self.template, STACK_NAME)
+        body = {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": "The local stack's outputs (template.yaml's, resolved to local values)",
+            "Resources": {"LocalStack": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {name: {"Value": value} for name, value in resolved.items()},
+        }
+        self._client("cloudformation").create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(body))
+        say(f"stack {STACK_NAME} created in moto's CloudFormation with outputs {', '.join(sorted(resolved))}")
 
     def _warm_up(self, adapter: InvokeAdapter, watch: ManagedProcess) -> None:
         """Invoke every function once with an empty document, so `cargo lambda watch` starts its

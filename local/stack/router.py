@@ -5,12 +5,14 @@
   the emulator answers LookupEvents from its record of the KMS calls), the CloudWatch Logs
   Insights query operations (`Logs_20140328.StartQuery`, `GetQueryResults`, `StopQuery`: the
   emulator answers them over the same records, as the log group of a trail) and the emulator's
-  admin API (`/_emulator/...`) go to the KMS emulator;
+  admin API (`/_emulator/...`) go to the KMS emulator, and so do STS calls (signed for service
+  `sts`: the emulator answers GetCallerIdentity with the principal it records the caller as, so
+  two people's access keys are two callers, as on AWS);
 - Lambda Invoke (`POST /2015-03-31/functions/<name>/invocations`) goes to the Invoke adapter;
 - everything else goes to moto's server, other CloudWatch Logs operations included (log groups,
   log events): Step Functions (`AWSStepFunctions.*`), DynamoDB
-  (`DynamoDB_20120810.*`: the run ledger), SSM (`AmazonSSM.*`: the webhook secret) and moto's
-  own `/moto-api/...`.
+  (`DynamoDB_20120810.*`: the run ledger), SSM (`AmazonSSM.*`: the webhook secret),
+  CloudFormation (the stack whose outputs the command line reads) and moto's own `/moto-api/...`.
 """
 
 from __future__ import annotations
@@ -57,9 +59,24 @@ KMS_EMULATOR_LOGS_TARGETS = frozenset(
 )
 
 
-def choose_backend(method: str, path: str, target: str | None) -> Backend:
-    """Pick the backend for a request from its method, path and `X-Amz-Target` header."""
+def signing_service(authorization: str | None) -> str | None:
+    """The service a SigV4 `Authorization` header is scoped to
+    (`Credential=<key>/<date>/<region>/<service>/aws4_request`), or None."""
+    if not authorization:
+        return None
+    for part in authorization.replace(",", " ").split():
+        if part.startswith("Credential="):
+            scope = part.removeprefix("Credential=").split("/")
+            return scope[3] if len(scope) == 5 else None
+    return None
+
+
+def choose_backend(method: str, path: str, target: str | None, authorization: str | None = None) -> Backend:
+    """Pick the backend for a request from its method, path, `X-Amz-Target` header and the
+    service its signature is scoped to."""
     if target is not None and (target.startswith(KMS_EMULATOR_TARGETS) or target in KMS_EMULATOR_LOGS_TARGETS):
+        return Backend.KMS
+    if target is None and signing_service(authorization) == "sts":
         return Backend.KMS
     if path == "/_emulator" or path.startswith("/_emulator/") or path.startswith("/_emulator?"):
         return Backend.KMS
@@ -91,7 +108,9 @@ class Router:
 
     def handle(self, request: Request) -> Response:
         """Answer `request` through its backend; a backend that cannot be reached gives 502."""
-        backend = choose_backend(request.method, request.path, request.header("X-Amz-Target"))
+        backend = choose_backend(
+            request.method, request.path, request.header("X-Amz-Target"), request.header("Authorization")
+        )
         try:
             return self.handlers[backend](request)
         except Exception as err:  # the backend is down or answered garbage

@@ -511,3 +511,21 @@ class _Context:
             return self._ref(name, where)
 
         return PLACEHOLDER.sub(replace, argument)
+
+
+def outputs(template: dict[str, Any], stack_name: str = "kms-decommission") -> dict[str, str]:
+    """The template's Outputs resolved to local values: every output without a Condition whose
+    value resolves locally (the state machines, the ledger table, the console URL); those that
+    name resources the local stack does not create (the alarm topic, the webhook's URL) are left
+    out. The local stack serves them as a CloudFormation stack, so the command line finds its
+    state machines by stack name exactly as on AWS."""
+    context = _Context(template, functions(template, stack_name), stack_name)
+    resolved = {}
+    for name, output in (template.get("Outputs") or {}).items():
+        if not isinstance(output, dict) or "Condition" in output:
+            continue
+        try:
+            resolved[name] = context.resolve(output.get("Value"), f"Outputs.{name}")
+        except TemplateError:
+            continue
+    return resolved

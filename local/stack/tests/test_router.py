@@ -50,6 +50,29 @@ def test_choose_backend(method, path, target, backend):
     assert choose_backend(method, path, target) is backend
 
 
+STS_SIGNED = (
+    "AWS4-HMAC-SHA256 Credential=ASIAALICE/20261130/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=ab"
+)
+CFN_SIGNED = STS_SIGNED.replace("/sts/", "/cloudformation/")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "target", "backend"),
+    [
+        # STS (GetCallerIdentity): the emulator knows who signs as whom.
+        (STS_SIGNED, None, Backend.KMS),
+        # CloudFormation (the stack outputs the command line reads) and unsigned calls: moto.
+        (CFN_SIGNED, None, Backend.MOTO),
+        (None, None, Backend.MOTO),
+        ("Bearer x", None, Backend.MOTO),
+        # A JSON-protocol call is routed by its target whatever the signature says.
+        (STS_SIGNED, "AWSStepFunctions.StartExecution", Backend.MOTO),
+    ],
+)
+def test_sts_goes_to_the_emulator_by_its_signing_service(authorization, target, backend):
+    assert choose_backend("POST", "/", target, authorization) is backend
+
+
 def _named(name: str) -> FakeServer:
     return FakeServer(
         lambda request: (

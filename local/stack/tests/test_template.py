@@ -414,3 +414,31 @@ def test_ref_of_an_unknown_resource_is_refused(tmp_path):
     template = TABLES.replace("AUDIT_TABLE: !Ref AuditTable", "AUDIT_TABLE: !Ref Topic")
     with pytest.raises(tpl.TemplateError, match="Ref Topic is neither"):
         tpl.functions(write(tmp_path, template, ASL))
+
+
+def test_the_project_template_outputs_what_the_command_line_reads():
+    """The local stack serves these as its CloudFormation stack's outputs (the command line finds
+    the state machines and the ledger by stack name); outputs of resources it does not create and
+    conditional ones are left out."""
+    resolved = tpl.outputs(tpl.load_template(REPO / "template.yaml"))
+    machines = {
+        m.logical_id: m.arn
+        for m in tpl.state_machines(tpl.load_template(REPO / "template.yaml"), REPO, "kms-decommission")
+    }
+    assert resolved["DecommissionStateMachineArn"] == machines["DecommissionStateMachine"]
+    assert resolved["CancelStateMachineArn"] == machines["CancelStateMachine"]
+    assert resolved["LedgerTableName"] == tpl.tables(tpl.load_template(REPO / "template.yaml"))[0].name
+    assert "TicketWebhookUrl" not in resolved  # GetAtt of a function URL: no local value
+    assert "UseOfKeyPendingDeletionAlarmName" not in resolved  # conditional
+
+
+def test_outputs_that_do_not_resolve_are_left_out(tmp_path):
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "Region": {"Value": {"Ref": "AWS::Region"}},
+            "Topic": {"Value": {"Ref": "Topic"}},
+            "Maybe": {"Condition": "C", "Value": "x"},
+        },
+    }
+    assert tpl.outputs(template) == {"Region": tpl.LOCAL_REGION}

@@ -285,18 +285,17 @@ pub mod tests {
 
     pub fn key(n: u32, deletion: Option<u64>, deleted: bool, restored: bool) -> KeyRecord {
         KeyRecord {
-            key_arn: format!("arn:aws:kms:us-east-1:123456789012:key/k{n}"),
-            key_id: format!("k{n}"),
-            store_id: "cks-1234567890abcdef0".into(),
-            prior_state: "Enabled".into(),
-            recorded_at: at(100),
-            last_use: None,
             scheduled_at: deletion.map(|_| at(110)),
             deletion_date: deletion.map(at),
             seen_deleted_at: deleted.then(|| at(5000)),
             restored_at: restored.then(|| at(5000)),
-            state_after_restore: None,
-            marker_note: None,
+            ..KeyRecord::new(
+                &format!("arn:aws:kms:us-east-1:123456789012:key/k{n}"),
+                &format!("k{n}"),
+                "cks-1234567890abcdef0",
+                "Enabled",
+                at(100),
+            )
         }
     }
 

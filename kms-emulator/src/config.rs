@@ -42,6 +42,11 @@ pub struct EmulatorConfig {
     /// LookupEvents (real CloudTrail: about 5 minutes on average, no documented bound). Default 0.
     #[serde(default)]
     pub cloudtrail_delivery_delay: f64,
+    /// Emulated days CloudTrail's event history keeps a record (CloudTrail: 90). The local stack
+    /// keeps them longer: it shortens days (a 90-day history would last 90 s at 1 s a day) but not
+    /// Step Functions' retry backoff, which alone can outlast such a history.
+    #[serde(default = "default_retention_days")]
+    pub cloudtrail_retention_days: f64,
     /// Access key id -> principal ARN (IAM user, assumed-role session or root) of the callers,
     /// for CloudTrail's `userIdentity`. Seeded at start and after reset; the admin API adds more.
     #[serde(default)]
@@ -63,6 +68,7 @@ impl Default for EmulatorConfig {
             aws_managed_keys: 3,
             tracking_start_date: None,
             cloudtrail_delivery_delay: 0.0,
+            cloudtrail_retention_days: crate::cloudtrail::RETENTION_DAYS,
             identities: BTreeMap::new(),
         }
     }
@@ -98,6 +104,9 @@ impl EmulatorConfig {
                 return Err(format!("{name} must be a non-negative number"));
             }
         }
+        if !(self.cloudtrail_retention_days.is_finite() && self.cloudtrail_retention_days > 0.0) {
+            return Err("cloudtrail_retention_days must be a positive number".into());
+        }
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err("account_id must be 12 digits".into());
         }
@@ -126,6 +135,10 @@ impl EmulatorConfig {
         }
         Ok(())
     }
+}
+
+fn default_retention_days() -> f64 {
+    crate::cloudtrail::RETENTION_DAYS
 }
 
 /// A partial update of [`EmulatorConfig`] (the body of `POST /_emulator/config`).
@@ -157,6 +170,8 @@ pub struct ConfigPatch {
     pub tracking_start_date: Option<Option<f64>>,
     /// See [`EmulatorConfig::cloudtrail_delivery_delay`].
     pub cloudtrail_delivery_delay: Option<f64>,
+    /// See [`EmulatorConfig::cloudtrail_retention_days`].
+    pub cloudtrail_retention_days: Option<f64>,
     /// See [`EmulatorConfig::identities`]: the seeded identities, in force from the next reset
     /// (the admin API's `/_emulator/identities` changes the live ones). Accepted so that the
     /// configuration read back can be written again.
@@ -188,6 +203,7 @@ impl ConfigPatch {
             aws_managed_keys,
             tracking_start_date,
             cloudtrail_delivery_delay,
+            cloudtrail_retention_days,
             identities
         );
         next.validate()?;

@@ -58,6 +58,13 @@ struct Args {
         default_value_t = 0.0
     )]
     cloudtrail_delivery_delay: f64,
+    /// Emulated days CloudTrail's event history keeps a record (CloudTrail: 90).
+    #[arg(
+        long,
+        env = "KMS_EMULATOR_CLOUDTRAIL_RETENTION_DAYS",
+        default_value_t = kms_emulator::cloudtrail::RETENTION_DAYS
+    )]
+    cloudtrail_retention_days: f64,
     /// A caller identity for CloudTrail, ACCESS_KEY_ID=PRINCIPAL_ARN (repeatable; the variable
     /// takes a comma-separated list), e.g.
     /// AKIAPAYMENTS=arn:aws:iam::111122223333:user/payments-app.
@@ -121,6 +128,7 @@ async fn main() -> std::process::ExitCode {
         aws_managed_keys: args.aws_managed_keys,
         tracking_start_date: args.tracking_start_date,
         cloudtrail_delivery_delay: args.cloudtrail_delivery_delay,
+        cloudtrail_retention_days: args.cloudtrail_retention_days,
         identities: args.identities.into_iter().collect(),
     };
     if let Err(e) = config.validate() {

@@ -248,7 +248,9 @@ impl State {
         let now = self.now();
         Window {
             delivered_until: now - self.scaled(self.config.cloudtrail_delivery_delay),
-            oldest: now - self.scaled(cloudtrail::RETENTION_DAYS * crate::config::SECONDS_PER_DAY),
+            oldest: now
+                - self
+                    .scaled(self.config.cloudtrail_retention_days * crate::config::SECONDS_PER_DAY),
         }
     }
 

@@ -987,6 +987,20 @@ async fn refused_kms_calls_are_recorded_too_and_old_events_expire() {
     assert!(lookup(&h, None).await.is_empty());
     h.kms.list_keys().send().await.unwrap();
     assert_eq!(names(&lookup(&h, None).await), vec!["ListKeys"]);
+    // A longer history (the local stack's setting) keeps them past 90 days.
+    let (status, _) = h
+        .admin_post(
+            "/_emulator/config",
+            json!({"cloudtrail_retention_days": 365.0}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.advance(200.0 * 86_400.0).await;
+    assert_eq!(names(&lookup(&h, None).await), vec!["ListKeys"]);
+    let (status, _) = h
+        .admin_post("/_emulator/config", json!({"cloudtrail_retention_days": 0}))
+        .await;
+    assert_eq!(status, 400, "a history must last some time");
     // reset forgets every record
     h.admin_post("/_emulator/reset", json!({})).await;
     assert!(admin_records(&h).await.is_empty());

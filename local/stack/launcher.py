@@ -66,6 +66,8 @@ LOCAL_HANDLER_CONFIG = {
     "TAG_CALL_LOOKUP_SECONDS": "5",
     "TAG_CALL_LOOKUP_INTERVAL_SECONDS": "1",
 }
+# How long the emulator's CloudTrail keeps records, in emulated days (see LocalStack.start).
+LOCAL_CLOUDTRAIL_RETENTION_DAYS = "36500"
 # cargo lambda watch's line when a function process ends, e.g. at start for bad configuration.
 FUNCTION_EXITED = re.compile(r"ERROR command exited")
 # How long a function may take to answer its first invocation (cargo may compile it first).
@@ -201,6 +203,11 @@ class LocalStack:
                 str(self.emulator_port),
                 "--day-seconds",
                 _number(config.day_seconds),
+                # Days are short here (1 s by default) but Step Functions' retry backoff is not:
+                # CloudTrail's 90-day history would last 90 s, less than a step's retries under
+                # faults, and a run would miss KMS's DeleteKey events. 100 years of emulated days.
+                "--cloudtrail-retention-days",
+                LOCAL_CLOUDTRAIL_RETENTION_DAYS,
                 *config.emulator_args,
             ],
             logs / "kms-emulator.log",

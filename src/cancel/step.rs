@@ -474,10 +474,13 @@ async fn stop_decommission(
 /// document has no quarantine section to tell.
 fn in_quarantine(document: &Value) -> Option<bool> {
     let quarantine = document.get("Quarantine")?;
+    // A run that asked for no quarantine carries the section too, in its initial phase.
+    let required = quarantine.get("Required").and_then(Value::as_bool);
     let phase = quarantine.get("Phase").and_then(Value::as_str);
     let was_connected = quarantine.get("WasConnected").and_then(Value::as_bool);
     Some(
-        matches!(phase, Some("Disconnecting" | "Watching" | "Reconnecting"))
+        required == Some(true)
+            && matches!(phase, Some("Disconnecting" | "Watching" | "Reconnecting"))
             && was_connected != Some(false),
     )
 }
@@ -680,6 +683,25 @@ mod tests {
             step: crate::test_support::context(crate::test_support::mock_kms(&[])),
             settle: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn only_a_run_inside_the_quarantine_it_asked_for_needs_its_store_connected_again() {
+        use serde_json::json;
+        let doc = |quarantine: Value| json!({"Quarantine": quarantine});
+        // A run without a quarantine carries the section in its initial phase.
+        let none = doc(json!({"Required": false, "Days": 0, "Phase": "Disconnecting"}));
+        assert_eq!(in_quarantine(&none), Some(false));
+        for phase in ["Disconnecting", "Watching", "Reconnecting"] {
+            let inside = doc(json!({"Required": true, "Days": 3, "Phase": phase}));
+            assert_eq!(in_quarantine(&inside), Some(true), "{phase}");
+        }
+        let done = doc(json!({"Required": true, "Days": 3, "Phase": "Done"}));
+        assert_eq!(in_quarantine(&done), Some(false));
+        let found_disconnected =
+            doc(json!({"Required": true, "Phase": "Watching", "WasConnected": false}));
+        assert_eq!(in_quarantine(&found_disconnected), Some(false));
+        assert_eq!(in_quarantine(&json!({"Scheduling": {}})), None);
     }
 
     #[tokio::test]

@@ -140,9 +140,19 @@ def busy_instance(binary: str, baseline: dict[int, int]) -> int | None:
 
 
 def run_with_kills(
-    e2e: Any, store: fixtures.Store, template: str, points: list[tuple[str, str, str, int]], timeout: float = 240
+    e2e: Any,
+    store: fixtures.Store,
+    template: str,
+    points: list[tuple[str, str, str, int]],
+    timeout: float = 240,
+    day_seconds: float | None = None,
 ):
-    """Run a decommission of `store` while killing at `points`; (described, events, killer)."""
+    """Run a decommission of `store` while killing at `points`; (described, events, killer).
+    `day_seconds` lengthens the emulated day: a crash in a 300 s function is answered after 305 s
+    here, and the 7-day window must outlast it, or KMS deletes the keys scheduled before the crash
+    before the retry counts them (in AWS a window is at least 7 real days)."""
+    if day_seconds is not None:
+        e2e.admin.configure(day_seconds=day_seconds)
     e2e.admin.clear_calls()
     e2e.admin.call("POST", "faults", {"latency_ms": LATENCY_MS})
     execution = e2e.run(decommission_input(store, template, PendingWindowInDays=7))
@@ -225,14 +235,18 @@ def test_cloudhsm_run_with_each_function_killed_mid_invocation_converges(e2e):
     # (state, its function, the operation whose n-th call since the state was entered triggers the
     # kill, n); n drawn from the seed, within what one invocation makes.
     points = [
-        ("PlanDecommission", "plan-decommission", "DescribeKey", rng.randint(1, 3)),
+        # after its ListKeys page, before the page's DescribeKey batch (400 ms of latency still to
+        # come: a kill after the batch's first DescribeKey landed once the invocation had answered)
+        ("PlanDecommission", "plan-decommission", "ListKeys", 1),
         # after key k's record and marker tags, before its ScheduleKeyDeletion
         ("ScheduleKeyDeletion", "schedule-key-deletion", "TagResource", rng.randint(1, 3)),
-        ("CheckKeysDeleted", "check-keys-deleted", "DescribeCustomKeyStores", 1),
+        # mid-scan: after ListKeys, before the keys are described and the store is checked (a kill
+        # after DescribeCustomKeyStores, its last call, came too late the same way)
+        ("CheckKeysDeleted", "check-keys-deleted", "ListKeys", 1),
         # the store told to disconnect, the document not yet answered
         ("DisconnectStore", "disconnect-store", "DisconnectCustomKeyStore", 1),
     ]
-    described, events, killer = run_with_kills(e2e, store, CLOUDHSM_INPUT, points, timeout=1800)
+    described, events, killer = run_with_kills(e2e, store, CLOUDHSM_INPUT, points, timeout=2400, day_seconds=50.0)
     print(f"kill seed {SEED}: killed {killer.killed}")
     assert described["status"] == "SUCCEEDED", failure(described)
     assert_converged(e2e, store, prior, described["executionArn"], events, killer)
@@ -240,13 +254,17 @@ def test_cloudhsm_run_with_each_function_killed_mid_invocation_converges(e2e):
 
 @SLOW
 def test_xks_run_killed_between_schedule_key_deletion_and_the_ledger_update_converges(e2e):
-    store = fixtures.make_store(e2e.kms, "xks", keys=3)
+    # 12 keys: TagResource is paced at 9.5 a second, so the batch's keys reach ScheduleKeyDeletion
+    # over more than a second; with 3 keys every call answered within the same moment and the
+    # kill landed after the invocation had answered.
+    store = fixtures.make_store(e2e.kms, "xks", keys=12)
     prior = dict.fromkeys(store.keys, "Enabled")
     points = [
-        # ScheduleKeyDeletion of a key answered: its ledger update (ScheduledAt) not yet written
+        # ScheduleKeyDeletion of a key answered: its ledger update (ScheduledAt) not yet written,
+        # other keys of the batch still to tag and schedule
         ("ScheduleKeyDeletion", "schedule-key-deletion", "ScheduleKeyDeletion", 1),
     ]
-    described, events, killer = run_with_kills(e2e, store, XKS_INPUT, points, timeout=900)
+    described, events, killer = run_with_kills(e2e, store, XKS_INPUT, points, timeout=1200, day_seconds=50.0)
     print(f"killed {killer.killed}")
     assert described["status"] == "SUCCEEDED", failure(described)
     assert_converged(e2e, store, prior, described["executionArn"], events, killer)

@@ -27,23 +27,24 @@ from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 E2E = REPO / "tests" / "e2e"
-# Wall seconds per file (pytest --durations, CI rehearsal on 2 cores), rounded.
+# Wall seconds per file without the stack's start (CI rehearsal on 2 cores, shards' times and
+# pytest --durations), rounded.
 WEIGHTS = {
-    "test_kill_and_rerun.py": 130,
-    "test_quarantine.py": 120,
-    "test_approval.py": 110,
-    "test_triggers.py": 100,
-    "test_cli.py": 90,
-    "test_cancel.py": 80,
-    "test_decommission.py": 75,
-    "test_webhook_hardening.py": 70,
-    "test_tag_identity.py": 60,
-    "test_faults.py": 50,
-    "test_store_changes.py": 50,
-    "test_soak.py": 45,
-    "test_run_ledger.py": 45,
-    "test_last_use_guard.py": 40,
-    "test_status_events.py": 25,
+    "test_kill_and_rerun.py": 125,
+    "test_approval.py": 120,
+    "test_quarantine.py": 110,
+    "test_decommission.py": 100,
+    "test_faults.py": 55,
+    "test_store_changes.py": 55,
+    "test_tag_identity.py": 50,
+    "test_run_ledger.py": 50,
+    "test_soak.py": 46,
+    "test_cancel.py": 45,
+    "test_cli.py": 40,
+    "test_triggers.py": 25,
+    "test_webhook_hardening.py": 20,
+    "test_status_events.py": 20,
+    "test_last_use_guard.py": 20,
 }
 DEFAULT_WEIGHT = 60
 

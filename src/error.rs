@@ -340,8 +340,10 @@ pub enum DecommissionError {
          backingKeysDeletionStatus FAILURE): {}{more}. The store was not disconnected or \
          deleted. Delete each backing key from the cluster as kmsuser (the handles above; the \
          AWS KMS Developer Guide's \"orphaned key material\" steps: disconnect, change \
-         kmsuser's password, deleteKey, UpdateCustomKeyStore, reconnect), delete the cluster \
-         backups that hold it, then start a new decommission to delete the store",
+         kmsuser's password, deleteKey, UpdateCustomKeyStore, reconnect) and the cluster backups \
+         that hold it; then start a new decommission with AllowOrphanedKeyMaterial true to \
+         delete the store (CloudTrail keeps these events 90 days: without it, a new run stops \
+         on them again; its report lists them)",
         keys.join("; ")
     )]
     KeyMaterialOrphaned {

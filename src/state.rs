@@ -443,6 +443,13 @@ pub struct KeyMaterialCheck {
     /// `ARN (keyHandle ..., backingKeyId ..., CloudTrail event ...)` of the first of them.
     #[serde(default)]
     pub keys_orphaned_sample: Vec<String>,
+    /// Of them, keys not scheduled by this run (pending before it, or deleted before it began)
+    /// found orphaned by the current scan.
+    #[serde(default)]
+    pub other_keys_orphaned: u64,
+    /// The first of those.
+    #[serde(default)]
+    pub other_keys_orphaned_sample: Vec<String>,
     /// Keys of this run without a readable `DeleteKey` event yet.
     #[serde(default)]
     pub keys_unconfirmed: u64,

@@ -609,3 +609,50 @@ async fn without_kms_delete_key_events_the_run_waits_then_stops_unconfirmed() {
     }
     assert!(env.mutating_calls().await.is_empty());
 }
+
+#[tokio::test]
+async fn orphaned_material_of_a_key_pending_before_the_run_stops_it_too() {
+    let env = Env::start().await;
+    let (store, keys, _) = cloudhsm_fixture(&env, 3).await;
+    // Someone scheduled one key before the run: the run counts it as already pending and keeps
+    // no ledger record of it.
+    schedule_by_someone_else(&env, &keys[0], 7).await;
+    env.advance(3.0 * 86_400.0).await;
+    let ctx = env.context(test_config()).await;
+    let state = scheduled(&env, &ctx, &store, "Prod").await;
+    assert_eq!(state.scheduling.as_ref().unwrap().keys_already_pending, 1);
+    // The store is down when KMS deletes that key (day 7 of its window, day 4 of the run's),
+    // up again when it deletes the run's own keys.
+    env.kms
+        .disconnect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    env.wait_for_state(&store, "DISCONNECTED").await;
+    env.advance(4.5 * 86_400.0).await;
+    assert_eq!(env.key_state(&keys[0]).await, "Deleted");
+    assert_eq!(env.key_state(&keys[1]).await, "PendingDeletion");
+    env.kms
+        .connect_custom_key_store()
+        .custom_key_store_id(&store)
+        .send()
+        .await
+        .unwrap();
+    env.wait_for_state(&store, "CONNECTED").await;
+    env.advance(3.5 * 86_400.0).await;
+    env.clear_calls().await;
+
+    let err = run_until_done(&ctx, Step::CheckKeysDeleted, state, far_deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "KeyMaterialOrphaned");
+    let message = err.to_string();
+    assert!(message.contains("1 key(s)"), "{message}");
+    assert!(message.contains(keys[0].as_str()), "{message}");
+    assert!(message.contains("not scheduled by this run"), "{message}");
+    for own in &keys[1..] {
+        assert!(!message.contains(own.as_str()), "{message}");
+    }
+    assert!(env.mutating_calls().await.is_empty());
+}

@@ -13,7 +13,7 @@ use crate::clock::{max_time, min_time, seconds_between};
 use crate::deadline::Deadline;
 use crate::error::DecommissionError;
 use crate::inventory::{scan_pages, Page, Paging};
-use crate::key_material::{KeyDeletionEvent, DELETE_KEY_EVENT};
+use crate::key_material::{KeyDeletionEvent, MaterialStatus, DELETE_KEY_EVENT};
 use crate::keys::TargetStore;
 use crate::model::{push_capped, StoreType, Timestamp, SAMPLE_CAP};
 use crate::state::{DecommissionState, DeletionCheck, KeyMaterialCheck};
@@ -21,6 +21,8 @@ use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
 use crate::store;
 
+/// How far back CloudTrail's event history (LookupEvents) reaches: 90 days.
+const CLOUDTRAIL_HISTORY_SECONDS: u64 = 90 * 86_400;
 /// Key records read from the ledger per query.
 const LEDGER_PAGE: i32 = 100;
 
@@ -227,8 +229,18 @@ async fn check_key_material(
     let started_at = *material.started_at.get_or_insert(now);
     if material.cursor.is_none() {
         material.events_read = 0;
+        material.other_keys_orphaned = 0;
+        material.other_keys_orphaned_sample.clear();
     }
-    let start = DateTime::from(run.started_at.time());
+    // CloudTrail's whole history before the run (90 days), fixed by the run's start so a scan
+    // resumed with its NextToken asks the same question: keys of the store deleted before this
+    // run (by an earlier run, or by hand) count too.
+    let start = DateTime::from(
+        run.started_at
+            .time()
+            .checked_sub(Duration::from_secs(CLOUDTRAIL_HISTORY_SECONDS))
+            .unwrap_or(std::time::UNIX_EPOCH),
+    );
     loop {
         let page = cloudtrail
             .named_events(DELETE_KEY_EVENT, start, material.cursor.as_deref())
@@ -253,6 +265,15 @@ async fn check_key_material(
                 .ledger
                 .record_key_material(execution, &event.key_arn, status.as_str(), &detail)
                 .await?;
+            if !recorded && status == MaterialStatus::Orphaned {
+                // Not a key of this run (pending before it, or deleted before it began): its
+                // material is in the cluster all the same.
+                material.other_keys_orphaned += 1;
+                push_capped(
+                    &mut material.other_keys_orphaned_sample,
+                    format!("{} ({detail}; not scheduled by this run)", event.key_arn),
+                );
+            }
             tracing::info!(
                 custom_key_store_id = store_id,
                 execution,
@@ -274,6 +295,10 @@ async fn check_key_material(
     }
     material.scans += 1;
     count_key_material(ctx, execution, &mut material).await?;
+    material.keys_orphaned += material.other_keys_orphaned;
+    for other in &material.other_keys_orphaned_sample {
+        push_capped(&mut material.keys_orphaned_sample, other.clone());
+    }
     let waited = seconds_between(started_at.time(), now.time());
     material.done =
         material.keys_unconfirmed == 0 || waited >= ctx.config.key_material_check_seconds;

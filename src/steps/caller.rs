@@ -24,7 +24,7 @@ use crate::steps::flow::Step;
 /// The outcome the ledger records for a run that deleted its store.
 const SUCCEEDED: &str = "Succeeded";
 /// Key records read (and marked) per ledger page.
-const LEDGER_PAGE: i32 = 100;
+pub(super) const LEDGER_PAGE: i32 = 100;
 
 /// The run a step was admitted for.
 #[derive(Debug, Clone, PartialEq, Eq)]

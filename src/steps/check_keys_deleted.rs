@@ -17,14 +17,14 @@ use crate::key_material::{KeyDeletionEvent, MaterialStatus, DELETE_KEY_EVENT};
 use crate::keys::TargetStore;
 use crate::model::{push_capped, StoreType, Timestamp, SAMPLE_CAP};
 use crate::state::{DecommissionState, DeletionCheck, KeyMaterialCheck};
+use crate::steps::caller::LEDGER_PAGE;
 use crate::steps::context::StepContext;
 use crate::steps::flow::{next_check_time, require_planned_store, Step};
+use crate::steps::quarantine::cloudtrail_unavailable;
 use crate::store;
 
 /// How far back CloudTrail's event history (LookupEvents) reaches: 90 days.
 const CLOUDTRAIL_HISTORY_SECONDS: u64 = 90 * 86_400;
-/// Key records read from the ledger per query.
-const LEDGER_PAGE: i32 = 100;
 
 /// Runs one batch of a check.
 pub async fn run(
@@ -245,11 +245,7 @@ async fn check_key_material(
         let page = cloudtrail
             .named_events(DELETE_KEY_EVENT, start, material.cursor.as_deref())
             .await
-            .map_err(|e| DecommissionError::CloudTrailUnavailable {
-                operation: e.operation,
-                code: e.code,
-                message: e.message,
-            })?;
+            .map_err(cloudtrail_unavailable)?;
         for event in page
             .records
             .iter()

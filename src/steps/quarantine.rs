@@ -395,7 +395,7 @@ enum Reader<'a> {
 }
 
 /// A failed CloudTrail or Logs Insights read: the retried `CloudTrailUnavailable`.
-fn cloudtrail_unavailable(e: crate::aws_error::AwsCallError) -> DecommissionError {
+pub(super) fn cloudtrail_unavailable(e: crate::aws_error::AwsCallError) -> DecommissionError {
     DecommissionError::CloudTrailUnavailable {
         operation: e.operation,
         code: e.code,
